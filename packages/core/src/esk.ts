@@ -1,0 +1,232 @@
+import { randomUUID } from 'node:crypto'
+import { ClosedError, ConfigurationError } from './errors.js'
+import { consoleLogger, type Logger } from './logger.js'
+import type { Class } from './metadata.js'
+import { Observers, type EskEventMap, type Listener } from './observe.js'
+import type { PartitionHost, PartitionLease, Store, StreamSpec, Transport } from './ports.js'
+import { PartitionProcessor } from './processor.js'
+import { Repository } from './repository.js'
+import { AggregateRuntime } from './runtime.js'
+
+/** A transport (command and event logs) and a store (snapshots and outcomes), used together. */
+export interface Driver {
+  transport: Transport
+  store: Store
+}
+
+/** An aggregate class with settings of its own. */
+export interface AggregateRegistration {
+  aggregate: Class
+  /** Partitions of its command and event logs; overrides {@link EskOptions.partitions}. */
+  partitions?: number
+}
+
+/** Options of {@link createEsk}. Every field but `aggregates` has a default. */
+export interface EskOptions {
+  /** Aggregate classes (or registrations) this application sends commands to and may process. */
+  aggregates: Array<Class | AggregateRegistration>
+  /**
+   * Where commands, events and snapshots live. Default: the embedded in-memory driver from
+   * `@esk/memory`. The application closes the driver on `close()`.
+   */
+  driver?: Driver
+  /** Default partition count of each aggregate type's logs. Default 4. */
+  partitions?: number
+  /** Run processors in this process (otherwise it only sends commands and reads). Default true. */
+  processing?: boolean
+  /** Replay every owned partition from offset 0 on start, discarding snapshots. Default false. */
+  rebuild?: boolean
+  /** How long `save`/`update` wait for an outcome. Default 30000 ms. */
+  commandTimeoutMs?: number
+  /** How long `find(id, { atLeastVersion })` waits. Default 10000 ms. */
+  readTimeoutMs?: number
+  /** Where logs go. Default: console, level from `ESK_LOG_LEVEL`, else `warn`. */
+  logger?: Logger
+  /**
+   * Listeners attached before anything starts, so they see the first recovery (which runs inside
+   * `createEsk`). Later listeners can be added with `on`.
+   */
+  listeners?: EskListeners
+}
+
+/** One optional listener per observable event. */
+export type EskListeners = { [K in keyof EskEventMap]?: Listener<EskEventMap[K]> }
+
+/** Defaults of {@link EskOptions}, in one place. */
+export const ESK_DEFAULTS = {
+  partitions: 4,
+  processing: true,
+  rebuild: false,
+  commandTimeoutMs: 30_000,
+  readTimeoutMs: 10_000,
+} as const
+
+const MAX_PARTITIONS = 10_000
+
+/** A running esk application: repositories, processors, observers. */
+export interface Esk {
+  /** The repository of an aggregate class registered in `aggregates`. */
+  repository<T extends object>(aggregate: Class<T>): Repository<T>
+  /** Observes recovery progress, partition changes and background errors; returns an unsubscribe function. */
+  on<K extends keyof EskEventMap>(name: K, listener: Listener<EskEventMap[K]>): () => void
+  /** The logs of each registered aggregate type. */
+  readonly streams: readonly StreamSpec[]
+  /** Stops processors (finishing the batch in flight), then closes the driver. Safe to call twice. */
+  close(): Promise<void>
+}
+
+/**
+ * Starts an application: validates every aggregate class, provisions their logs, and (unless
+ * `processing` is false) starts processors for the partitions the transport assigns to it.
+ */
+export async function createEsk(options: EskOptions): Promise<Esk> {
+  const settings = { ...ESK_DEFAULTS, ...definedOnly(options) }
+  checkTimeout('commandTimeoutMs', settings.commandTimeoutMs)
+  checkTimeout('readTimeoutMs', settings.readTimeoutMs)
+  const logger = options.logger ?? consoleLogger()
+  if (!Array.isArray(options.aggregates) || options.aggregates.length === 0) {
+    throw new ConfigurationError('createEsk needs at least one aggregate class in `aggregates`')
+  }
+
+  const runtimes = new Map<Class, { runtime: AggregateRuntime; stream: StreamSpec }>()
+  const byName = new Map<string, AggregateRuntime>()
+  for (const entry of options.aggregates) {
+    const registration = typeof entry === 'function' ? { aggregate: entry } : entry
+    const runtime = new AggregateRuntime(registration.aggregate as Class<object>)
+    const partitions = registration.partitions ?? settings.partitions
+    if (!Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
+      throw new ConfigurationError(
+        `partitions of '${runtime.model.name}' must be an integer from 1 to ${MAX_PARTITIONS}, got ${String(partitions)}`,
+      )
+    }
+    if (byName.has(runtime.model.name)) {
+      throw new ConfigurationError(`two aggregate classes are named '${runtime.model.name}'; names must be unique`)
+    }
+    byName.set(runtime.model.name, runtime)
+    runtimes.set(registration.aggregate, { runtime, stream: { aggregate: runtime.model.name, partitions } })
+  }
+  const streams = [...runtimes.values()].map((r) => r.stream)
+
+  const driver = options.driver ?? (await embeddedDriver())
+  const { transport, store } = driver
+  const observers = new Observers()
+  for (const [name, listener] of Object.entries(options.listeners ?? {})) {
+    observers.on(name as keyof EskEventMap, listener as Listener<EskEventMap[keyof EskEventMap]>)
+  }
+  observers.on('error', (e) =>
+    logger.error(`background failure during ${e.during}`, {
+      aggregate: e.aggregate,
+      partition: e.partition,
+      error: e.error,
+    }),
+  )
+  let state: 'open' | 'closing' | 'closed' = 'open'
+  const assertOpen = (): void => {
+    if (state !== 'open') throw new ClosedError('this esk application')
+  }
+
+  try {
+    await transport.provision(streams)
+    if (settings.processing) {
+      const host: PartitionHost = {
+        async open(lease: PartitionLease) {
+          const runtime = byName.get(lease.stream.aggregate)
+          if (!runtime) throw new ConfigurationError(`no aggregate named '${lease.stream.aggregate}' is registered`)
+          const processor = new PartitionProcessor(
+            {
+              runtime,
+              transport,
+              snapshots: store.snapshots,
+              outcomes: store.outcomes,
+              observers,
+              logger,
+              rebuild: settings.rebuild,
+            },
+            lease,
+          )
+          await processor.open()
+          observers.emit('partition', { aggregate: runtime.model.name, partition: lease.partition, change: 'assigned' })
+          lease.signal.addEventListener(
+            'abort',
+            () => observers.emit('partition', { aggregate: runtime.model.name, partition: lease.partition, change: 'revoked' }),
+            { once: true },
+          )
+          return processor
+        },
+        reportError(error, context) {
+          observers.emit('error', { error, aggregate: context.stream, partition: context.partition, during: 'transport' })
+        },
+      }
+      await transport.startProcessing(streams, host)
+    }
+  } catch (error) {
+    await Promise.allSettled([transport.close(), store.close()])
+    throw error
+  }
+
+  const repositories = new Map<Class, Repository<object>>()
+  return {
+    streams,
+    repository<T extends object>(aggregate: Class<T>): Repository<T> {
+      assertOpen()
+      const registered = runtimes.get(aggregate)
+      if (!registered) {
+        throw new ConfigurationError(`${aggregate.name} is not registered; add it to createEsk({ aggregates })`)
+      }
+      let repository = repositories.get(aggregate)
+      if (!repository) {
+        repository = new Repository(
+          registered.runtime,
+          registered.stream,
+          transport,
+          store.snapshots,
+          store.outcomes,
+          settings,
+          assertOpen,
+        )
+        repositories.set(aggregate, repository)
+      }
+      return repository as unknown as Repository<T>
+    },
+    on: (name, listener) => observers.on(name, listener),
+    async close() {
+      if (state !== 'open') return
+      state = 'closing'
+      try {
+        await transport.stopProcessing()
+      } finally {
+        await Promise.allSettled([transport.close(), store.close()])
+        state = 'closed'
+      }
+    },
+  }
+}
+
+async function embeddedDriver(): Promise<Driver> {
+  // Resolved at run time so core never depends on a driver; the embedded one is the default.
+  const specifier = '@esk/memory'
+  try {
+    const memory = (await import(specifier)) as { memoryDriver: () => Driver }
+    return memory.memoryDriver()
+  } catch (error) {
+    throw new ConfigurationError(
+      `no driver given and the embedded driver could not be loaded (${(error as Error).message}); ` +
+        `install @esk/memory, or pass driver: { transport, store }`,
+    )
+  }
+}
+
+function checkTimeout(name: string, value: number): void {
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new ConfigurationError(`${name} must be a positive number of milliseconds, got ${String(value)}`)
+  }
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+/** A process-unique reply address for outcome channels. */
+export function newClientAddress(): string {
+  return randomUUID()
+}

@@ -1,0 +1,83 @@
+import 'reflect-metadata'
+
+export { Aggregate, Command, CommandHandler, Event, EventHandler, aggregateModel, eventTypeOf, commandMetaOf } from './metadata.js'
+export type {
+  AggregateModel,
+  AggregateOptions,
+  Class,
+  CommandBinding,
+  CommandHandlerOptions,
+  CommandOptions,
+  EventBinding,
+} from './metadata.js'
+
+export {
+  AggregateExistsError,
+  AggregateNotFoundError,
+  ClosedError,
+  CommandRejected,
+  CommandTimeoutError,
+  ConfigurationError,
+  ErrorCode,
+  EskError,
+  FencedError,
+  HandlerFailedError,
+  InvalidArgumentError,
+  InvalidCommandError,
+  ReadTimeoutError,
+  SerializationError,
+  SnapshotStaleError,
+  UnknownCommandError,
+  VersionConflictError,
+  errorFromPayload,
+  errorToPayload,
+  hasCode,
+} from './errors.js'
+export type { ErrorDetails, ErrorPayload } from './errors.js'
+
+export { createEsk, ESK_DEFAULTS, newClientAddress } from './esk.js'
+export type { AggregateRegistration, Driver, Esk, EskListeners, EskOptions } from './esk.js'
+
+export { Repository } from './repository.js'
+export type { CommandResult, FindOptions, Found, SaveOptions, UpdateOptions } from './repository.js'
+
+export { AggregateRuntime, messageOf } from './runtime.js'
+export type { EncodedEvent } from './runtime.js'
+
+export { PartitionProcessor } from './processor.js'
+export type { ProcessorContext } from './processor.js'
+
+export { decodeEnvelope, encodeEnvelope, isUndecodable } from './codec.js'
+export type { UndecodableCommand } from './codec.js'
+
+export type {
+  LoadedBatch,
+  OutcomeChannel,
+  PartitionHandle,
+  PartitionHost,
+  PartitionLease,
+  PartitionWriter,
+  SnapshotStore,
+  SnapshotWrite,
+  Store,
+  StreamSpec,
+  Transport,
+} from './ports.js'
+export type {
+  Checkpoint,
+  CommandEnvelope,
+  CommandRecord,
+  EventToAppend,
+  Outcome,
+  Reply,
+  StoredEvent,
+  StoredSnapshot,
+} from './records.js'
+
+export { Observers } from './observe.js'
+export type { BackgroundError, EskEventMap, Listener, PartitionChange, RecoveryProgress } from './observe.js'
+
+export { consoleLogger } from './logger.js'
+export type { Logger, LogLevel } from './logger.js'
+
+export { partitionFor, sleep } from './util.js'

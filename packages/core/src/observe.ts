@@ -1,0 +1,75 @@
+/** Progress of a partition's recovery (replay of the events after its checkpoint). */
+export interface RecoveryProgress {
+  aggregate: string
+  partition: number
+  /** `start` before reading, `batch` after each saved batch, `end` once the partition takes commands. */
+  phase: 'start' | 'batch' | 'end'
+  /** True when the partition is replayed from offset 0 (no checkpoint, schema change, or `rebuild`). */
+  rebuild: boolean
+  /** Offset the replay started from. */
+  from: number
+  /** Events replayed so far. */
+  events: number
+  /** Distinct aggregates whose snapshots were rewritten so far. */
+  aggregates: number
+  /** Milliseconds since `start`. */
+  elapsedMs: number
+}
+
+/** A failure in background work (processing, recovery, notification). Never thrown to callers. */
+export interface BackgroundError {
+  error: unknown
+  aggregate?: string
+  partition?: number
+  /** What was being done, e.g. `recovery`, `snapshot-save`, `publish`. */
+  during: string
+}
+
+/** A partition this process started or stopped processing. */
+export interface PartitionChange {
+  aggregate: string
+  partition: number
+  change: 'assigned' | 'revoked'
+}
+
+/** Everything an application can observe, by name. */
+export interface EskEventMap {
+  recovery: RecoveryProgress
+  error: BackgroundError
+  partition: PartitionChange
+}
+
+/** A listener of one observable event. */
+export type Listener<E> = (event: E) => void
+
+/**
+ * A small typed event hub. Listeners run synchronously; one that throws is isolated so it cannot
+ * break processing.
+ */
+export class Observers {
+  private readonly listeners = new Map<keyof EskEventMap, Set<Listener<never>>>()
+
+  /** Adds a listener; returns the function that removes it. */
+  on<K extends keyof EskEventMap>(name: K, listener: Listener<EskEventMap[K]>): () => void {
+    let set = this.listeners.get(name)
+    if (!set) this.listeners.set(name, (set = new Set()))
+    set.add(listener as Listener<never>)
+    return () => set.delete(listener as Listener<never>)
+  }
+
+  /** Number of listeners of an event. */
+  count(name: keyof EskEventMap): number {
+    return this.listeners.get(name)?.size ?? 0
+  }
+
+  /** Calls every listener of `name`. */
+  emit<K extends keyof EskEventMap>(name: K, event: EskEventMap[K]): void {
+    for (const listener of this.listeners.get(name) ?? []) {
+      try {
+        ;(listener as Listener<EskEventMap[K]>)(event)
+      } catch {
+        // A failing listener is the application's bug; it must not stop a partition.
+      }
+    }
+  }
+}

@@ -1,0 +1,149 @@
+import type {
+  Checkpoint,
+  CommandRecord,
+  EventToAppend,
+  Outcome,
+  Reply,
+  StoredEvent,
+  StoredSnapshot,
+} from './records.js'
+
+/**
+ * The logs of one aggregate type. The command log and the event log have the same number of
+ * partitions, and an aggregate's commands and events live in the partition of the same number.
+ */
+export interface StreamSpec {
+  /** Aggregate type name as declared with `@Aggregate`. */
+  readonly aggregate: string
+  /** Partition count of both logs. */
+  readonly partitions: number
+}
+
+/**
+ * Writes one owned partition: appends events and advances the command position in one atomic
+ * step. There is no compare-and-swap on append: exclusivity comes from fencing, not from the log.
+ */
+export interface PartitionWriter {
+  /**
+   * Appends `events` to the event log partition and marks every command up to and including
+   * `commandPosition` as consumed, atomically. Returns the offsets given to the events, in order.
+   * Throws a `FencedError` (code `ESK_FENCED`) when another owner has taken the partition; the
+   * writer must then be dropped.
+   */
+  commit(events: EventToAppend[], commandPosition: number): Promise<number[]>
+}
+
+/** A partition the transport has handed to this process, exclusively, until `signal` aborts. */
+export interface PartitionLease {
+  readonly stream: StreamSpec
+  readonly partition: number
+  readonly writer: PartitionWriter
+  /** Aborted when the partition is taken away or the transport stops. */
+  readonly signal: AbortSignal
+}
+
+/** The processing side of one partition, created by core for the transport. */
+export interface PartitionHandle {
+  /**
+   * Processes commands in log order. Resolves once their events are committed; the transport may
+   * then fetch the next batch. Rejects when the partition must be given up (fenced, closed) or
+   * re-delivered from the last committed position (commit failed).
+   */
+  process(records: CommandRecord[]): Promise<void>
+  /** Stops the partition: waits for the batch in flight, writes nothing after. */
+  close(): Promise<void>
+}
+
+/** What core offers a transport: turns a lease into a recovered, ready partition. */
+export interface PartitionHost {
+  /** Recovers the partition (replays events after its checkpoint) and returns it ready for commands. */
+  open(lease: PartitionLease): Promise<PartitionHandle>
+  /** Reports a failure the transport met in the background (it never throws to the caller). */
+  reportError(error: unknown, context: { stream: string; partition?: number }): void
+}
+
+/**
+ * A command and event log: the source of truth. It can append and read partitions in order, and
+ * nothing else: no read by aggregate id, no conditional append.
+ */
+export interface Transport {
+  /** Creates the logs of these streams, or checks that existing ones match. */
+  provision(streams: readonly StreamSpec[]): Promise<void>
+  /** Appends an encoded command to a partition of the command log. */
+  send(stream: StreamSpec, partition: number, key: string, value: string): Promise<void>
+  /**
+   * Reads committed events of a partition from `from` to the end of the log as it stands when
+   * the call starts, in batches.
+   */
+  readEvents(stream: StreamSpec, partition: number, from: number): AsyncIterable<StoredEvent[]>
+  /**
+   * Starts taking partitions of these streams. For each partition it owns it calls `host.open`
+   * and feeds the handle command batches; it gives partitions up (closing their handles) when
+   * ownership moves or on `stop`.
+   */
+  startProcessing(streams: readonly StreamSpec[], host: PartitionHost): Promise<void>
+  /** Stops processing (if started): closes every partition, leaves groups. */
+  stopProcessing(): Promise<void>
+  /** Releases every connection. */
+  close(): Promise<void>
+}
+
+/** What a snapshot store hands back for one batch: the snapshots and the recorded outcomes. */
+export interface LoadedBatch {
+  snapshots: Map<string, StoredSnapshot>
+  outcomes: Map<string, Outcome>
+}
+
+/** What a processor writes after a commit, in one atomic step. */
+export interface SnapshotWrite {
+  snapshots: StoredSnapshot[]
+  checkpoint: Checkpoint
+  outcomes: Outcome[]
+}
+
+/**
+ * A cache of aggregate states derived from the event log, with a checkpoint per partition.
+ * It can always be dropped and rebuilt from the events.
+ */
+export interface SnapshotStore {
+  /** Reads snapshots and recorded outcomes of one partition in one round trip. */
+  load(stream: StreamSpec, partition: number, aggregateIds: string[], commandIds: string[]): Promise<LoadedBatch>
+  /** Reads one snapshot (for `find`). */
+  read(stream: StreamSpec, partition: number, aggregateId: string): Promise<StoredSnapshot | undefined>
+  /** Reads one recorded outcome. */
+  readOutcome(stream: StreamSpec, partition: number, commandId: string): Promise<Outcome | undefined>
+  /** The partition's checkpoint, or undefined when nothing was ever saved (or the store was flushed). */
+  checkpoint(stream: StreamSpec, partition: number): Promise<Checkpoint | undefined>
+  /**
+   * Saves atomically and only forward: a snapshot whose offset is lower than the stored one is
+   * ignored, and the checkpoint never moves back.
+   */
+  save(stream: StreamSpec, partition: number, write: SnapshotWrite): Promise<void>
+  /** Drops every snapshot and the checkpoint of a partition, before a rebuild from offset 0. */
+  reset(stream: StreamSpec, partition: number): Promise<void>
+  /** Releases connections this store opened. */
+  close(): Promise<void>
+}
+
+/** Carries outcomes from processors to the clients waiting for them. */
+export interface OutcomeChannel {
+  /** This client's reply address, put into every command it sends. */
+  readonly address: string
+  /**
+   * Waits for the outcome of a command. Must be called before the command is sent. Resolves
+   * undefined when `signal` aborts first. Implementations also look at the durable outcome in
+   * the store, so an outcome whose notification was lost is still found.
+   */
+  wait(stream: StreamSpec, partition: number, commandId: string, signal: AbortSignal): Promise<Outcome | undefined>
+  /** Best-effort notification of waiting clients; the durable copy is in the snapshot store. */
+  publish(stream: StreamSpec, partition: number, replies: Reply[]): Promise<void>
+  /** Releases connections this channel opened. */
+  close(): Promise<void>
+}
+
+/** The storage side of a driver: snapshots, checkpoints and outcomes. */
+export interface Store {
+  readonly snapshots: SnapshotStore
+  readonly outcomes: OutcomeChannel
+  close(): Promise<void>
+}

@@ -1,0 +1,97 @@
+import type { ErrorPayload } from './errors.js'
+
+/** A command as it travels on the command log (encoded as JSON). */
+export interface CommandEnvelope {
+  /** Unique per intent; a retry with the same id is never applied twice. */
+  commandId: string
+  /** Persisted command type name. */
+  type: string
+  aggregateId: string
+  /** `create` comes from `save()`, `update` from `update()`. */
+  kind: 'create' | 'update'
+  /** Optimistic concurrency: reject unless the aggregate is at exactly this version. */
+  expectedVersion?: number
+  /** The command's fields, as produced by the serializer. */
+  payload: unknown
+  /** Reply address of the client that waits for the outcome. */
+  replyTo?: string
+  /** Milliseconds since the epoch when the client sent it. */
+  sentAt: number
+}
+
+/** A command read back from the command log: its position there and its raw text. */
+export interface CommandRecord {
+  /** Position in the command log partition (the Kafka offset). */
+  position: number
+  /** The encoded envelope; may be anything a producer wrote, so it is decoded defensively. */
+  value: string
+}
+
+/** An event the processor asks the event log to append. */
+export interface EventToAppend {
+  aggregateId: string
+  /** Persisted event type name. */
+  type: string
+  /** Aggregate version after this event (1 for the first event of an aggregate). */
+  version: number
+  commandId: string
+  /** Position of the command that produced it, so recovery knows which commands are done. */
+  commandPosition: number
+  /** The event's fields as JSON text. */
+  payload: string
+}
+
+/** An event read back from the event log, with its offset. */
+export interface StoredEvent extends EventToAppend {
+  offset: number
+}
+
+/** An aggregate's state as stored by a snapshot store. */
+export interface StoredSnapshot {
+  aggregateId: string
+  /** Number of events folded into this state. */
+  version: number
+  /** The aggregate's schema version when this was written. */
+  schemaVersion: number
+  /** Offset in the event log partition of the last event included. */
+  offset: number
+  /** The state's fields as JSON text. */
+  state: string
+}
+
+/**
+ * How far the snapshots of a partition have caught up with its event log, and how far the command
+ * log has been consumed into it. Only ever moves forward.
+ */
+export interface Checkpoint {
+  /** The next event offset to replay from. */
+  offset: number
+  /** Highest command position whose events are included (-1 for none). */
+  commandPosition: number
+  /** Schema version of the snapshots written under this checkpoint. */
+  schemaVersion: number
+}
+
+/** The result of a command, recorded for de-duplication and sent back to the client. */
+export type Outcome =
+  | {
+      status: 'accepted'
+      commandId: string
+      aggregateId: string
+      /** Aggregate version after the command. */
+      version: number
+      /** Number of events the command recorded. */
+      events: number
+    }
+  | {
+      status: 'rejected'
+      commandId: string
+      aggregateId: string
+      error: ErrorPayload
+    }
+
+/** An outcome together with where its client waits for it. */
+export interface Reply {
+  replyTo: string
+  outcome: Outcome
+}

@@ -1,0 +1,192 @@
+import { instanceToPlain, plainToInstance } from 'class-transformer'
+import {
+  CommandRejected,
+  HandlerFailedError,
+  InvalidCommandError,
+  SerializationError,
+  UnknownCommandError,
+  hasCode,
+  ErrorCode,
+} from './errors.js'
+import { aggregateModel, type AggregateModel, type Class, type CommandBinding } from './metadata.js'
+import type { StoredEvent, StoredSnapshot } from './records.js'
+
+/** An event with its persisted type name and JSON text. */
+export interface EncodedEvent {
+  type: string
+  payload: string
+}
+
+/**
+ * Runs one aggregate class: builds instances, decodes commands and events, calls handlers. All
+ * (de)serialisation goes through class-transformer with the declared classes, never through
+ * `constructor.name` or emitted design types.
+ */
+export class AggregateRuntime<T extends object = object> {
+  readonly model: AggregateModel<T>
+
+  constructor(cls: Class<T>) {
+    this.model = aggregateModel(cls)
+  }
+
+  /** A fresh instance, as a creating command sees it. */
+  create(): T {
+    return new this.model.cls()
+  }
+
+  /** Rebuilds state from a snapshot's JSON text. */
+  hydrate(state: string): T {
+    return plainToInstance(this.model.cls, parseJson(state, `snapshot of ${this.model.name}`)) as T
+  }
+
+  /** Encodes state for a snapshot. */
+  dehydrate(state: T): string {
+    return JSON.stringify(instanceToPlain(state))
+  }
+
+  /** The binding of a command instance, or an {@link UnknownCommandError} that says what is handled. */
+  bindingOf(command: object): CommandBinding {
+    const binding = this.model.commandsByClass.get(command.constructor as Class)
+    if (!binding) {
+      throw new UnknownCommandError(
+        `${command.constructor.name} is not handled by aggregate '${this.model.name}'; ` +
+          `handled commands: ${[...this.model.commands.keys()].join(', ')}`,
+        { aggregate: this.model.name, command: command.constructor.name },
+      )
+    }
+    return binding
+  }
+
+  /** Encodes a command's fields for the command log. */
+  encodeCommand(command: object): unknown {
+    return instanceToPlain(command)
+  }
+
+  /**
+   * Decodes a command from the log and runs its declared validation. Throws
+   * {@link UnknownCommandError} or {@link InvalidCommandError}.
+   */
+  decodeCommand(type: string, payload: unknown): { binding: CommandBinding; command: object } {
+    const binding = this.model.commands.get(type)
+    if (!binding) {
+      throw new UnknownCommandError(
+        `command type '${type}' is not handled by aggregate '${this.model.name}'; ` +
+          `deploy a processor that handles it, or fix the sender`,
+        { aggregate: this.model.name, commandType: type },
+      )
+    }
+    if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+      throw new InvalidCommandError(type, ['payload must be a JSON object'])
+    }
+    const command = plainToInstance(binding.cls, payload) as object
+    this.validate(binding, command)
+    return { binding, command }
+  }
+
+  /** Runs a command's declared validation; throws {@link InvalidCommandError} with every problem. */
+  validate(binding: CommandBinding, command: object): void {
+    if (!binding.validate) return
+    let result: ReturnType<NonNullable<CommandBinding['validate']>>
+    try {
+      result = binding.validate(command)
+    } catch (error) {
+      result = `validation threw: ${messageOf(error)}`
+    }
+    const problems = typeof result === 'string' ? [result] : Array.isArray(result) ? result : []
+    if (problems.length > 0) throw new InvalidCommandError(binding.type, problems)
+  }
+
+  /**
+   * Runs a command handler on `state` and returns its events, encoded. A {@link CommandRejected}
+   * passes through; anything else thrown becomes a {@link HandlerFailedError}.
+   */
+  async handle(state: T, binding: CommandBinding, command: object): Promise<object[]> {
+    const handler = (state as Record<string, unknown>)[binding.method]
+    let result: unknown
+    try {
+      result = await (handler as (c: object) => unknown).call(state, command)
+    } catch (error) {
+      if (hasCode(error, ErrorCode.CommandRejected)) throw error
+      if (error instanceof CommandRejected) throw error
+      throw new HandlerFailedError(
+        `handler ${this.model.name}.${binding.method} for ${binding.type} threw: ${messageOf(error)}; ` +
+          `throw CommandRejected for business refusals, fix the handler otherwise`,
+        { aggregate: this.model.name, commandType: binding.type },
+        error,
+      )
+    }
+    const events = result === undefined || result === null ? [] : Array.isArray(result) ? result : [result]
+    for (const event of events) {
+      if (typeof event !== 'object' || event === null || !this.model.eventsByClass.has(event.constructor as Class)) {
+        const name = typeof event === 'object' && event !== null ? event.constructor.name : typeof event
+        throw new HandlerFailedError(
+          `handler ${this.model.name}.${binding.method} returned ${name}, which aggregate '${this.model.name}' ` +
+            `has no @EventHandler for; return instances of handled @Event classes`,
+          { aggregate: this.model.name, commandType: binding.type, returned: name },
+        )
+      }
+    }
+    return events as object[]
+  }
+
+  /** Applies events (instances) to `state`; an event handler that throws becomes {@link HandlerFailedError}. */
+  apply(state: T, events: readonly object[]): void {
+    for (const event of events) {
+      const binding = this.model.eventsByClass.get(event.constructor as Class)
+      if (!binding) throw new SerializationError(`no event handler for ${event.constructor.name}`)
+      try {
+        ;(state as Record<string, (e: object) => void>)[binding.method]!.call(state, event)
+      } catch (error) {
+        throw new HandlerFailedError(
+          `event handler ${this.model.name}.${binding.method} for ${binding.type} threw: ${messageOf(error)}; ` +
+            `event handlers must not fail on events their command handlers produce`,
+          { aggregate: this.model.name, eventType: binding.type },
+          error,
+        )
+      }
+    }
+  }
+
+  /** Encodes an event instance for the event log. */
+  encodeEvent(event: object): EncodedEvent {
+    const binding = this.model.eventsByClass.get(event.constructor as Class)
+    if (!binding) throw new SerializationError(`${event.constructor.name} is not an event of '${this.model.name}'`)
+    return { type: binding.type, payload: JSON.stringify(instanceToPlain(event)) }
+  }
+
+  /** Decodes an event read from the log; an unknown type means this code is older than the log. */
+  decodeEvent(event: Pick<StoredEvent, 'type' | 'payload' | 'offset' | 'aggregateId'>): object {
+    const binding = this.model.events.get(event.type)
+    if (!binding) {
+      throw new SerializationError(
+        `event type '${event.type}' at offset ${event.offset} (aggregate ${event.aggregateId}) is not handled ` +
+          `by aggregate '${this.model.name}'; deploy code that knows it before this partition can recover`,
+        { aggregate: this.model.name, eventType: event.type, offset: event.offset },
+      )
+    }
+    return plainToInstance(binding.cls, parseJson(event.payload, `event ${event.type}`)) as object
+  }
+
+  /** Folds stored events into a state, as recovery does; used by tests to check snapshots. */
+  fold(events: readonly StoredEvent[], from?: StoredSnapshot): T {
+    const state = from ? this.hydrate(from.state) : this.create()
+    this.apply(
+      state,
+      events.map((e) => this.decodeEvent(e)),
+    )
+    return state
+  }
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text) as unknown
+  } catch (error) {
+    throw new SerializationError(`${what} is not valid JSON: ${messageOf(error)}`, {}, error)
+  }
+}
+
+/** The message of anything thrown. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}

@@ -1,0 +1,57 @@
+import type { Checkpoint, Outcome, StoredEvent, StoredSnapshot } from '@esk/core'
+
+/** The logs of one partition. */
+export interface MemoryPartitionLog {
+  commands: string[]
+  events: StoredEvent[]
+  /** Next command position to process, as committed together with events. */
+  committed: number
+  /** Ownership generation; a writer of an older epoch is fenced. */
+  epoch: number
+  /** Resolvers of processors waiting for new commands. */
+  waiting: Array<() => void>
+}
+
+/** The snapshots, checkpoint and outcomes of one partition. */
+export interface MemoryPartitionState {
+  snapshots: Map<string, StoredSnapshot>
+  checkpoint: Checkpoint | undefined
+  outcomes: Map<string, { outcome: Outcome; expiresAt: number }>
+}
+
+/**
+ * Everything the embedded driver stores, kept outside any application so that a new application
+ * on the same backend sees what an earlier one wrote, as a restarted process would with Kafka and
+ * Redis. Create one and pass it to several `memoryDriver({ backend })` calls to simulate restarts.
+ */
+export class MemoryBackend {
+  /** Logs by stream name: one entry per partition. */
+  readonly logs = new Map<string, MemoryPartitionLog[]>()
+  /** Snapshot state by `stream/partition`. */
+  readonly state = new Map<string, MemoryPartitionState>()
+  /** Outcome delivery by client reply address, across every application on this backend. */
+  readonly replyRoutes = new Map<string, (outcome: Outcome) => void>()
+
+  /** The logs of a stream's partition; the stream must be provisioned. */
+  log(stream: string, partition: number): MemoryPartitionLog {
+    const log = this.logs.get(stream)?.[partition]
+    if (!log) throw new Error(`stream '${stream}' partition ${partition} is not provisioned`)
+    return log
+  }
+
+  /** The snapshot state of a partition, created empty on first use. */
+  partitionState(stream: string, partition: number): MemoryPartitionState {
+    const key = `${stream}/${partition}`
+    let state = this.state.get(key)
+    if (!state) {
+      state = { snapshots: new Map(), checkpoint: undefined, outcomes: new Map() }
+      this.state.set(key, state)
+    }
+    return state
+  }
+
+  /** Drops every snapshot, checkpoint and outcome, as `FLUSHALL` would on Redis. The logs stay. */
+  flushSnapshots(): void {
+    this.state.clear()
+  }
+}

@@ -1,0 +1,209 @@
+import {
+  ConfigurationError,
+  FencedError,
+  sleep,
+  type CommandRecord,
+  type EventToAppend,
+  type PartitionHandle,
+  type PartitionHost,
+  type StoredEvent,
+  type StreamSpec,
+  type Transport,
+} from '@esk/core'
+import type { MemoryBackend, MemoryPartitionLog } from './backend.js'
+
+/** Options of the in-memory transport. */
+export interface MemoryTransportOptions {
+  /** Most commands handed to a processor at once. Default 100. */
+  maxBatchSize?: number
+  /** Most events yielded per replay batch. Default 500. */
+  replayBatchSize?: number
+}
+
+/**
+ * Command and event logs in memory, with the same guarantees the Kafka transport gives: one
+ * writer per partition (a newer owner fences an older one), atomic commit of events with the
+ * command position, replay by partition only.
+ */
+export class MemoryTransport implements Transport {
+  private readonly maxBatchSize: number
+  private readonly replayBatchSize: number
+  private running: { abort: AbortController; loops: Promise<void>[] } | undefined
+
+  constructor(
+    private readonly backend: MemoryBackend,
+    options: MemoryTransportOptions = {},
+  ) {
+    this.maxBatchSize = positive('maxBatchSize', options.maxBatchSize ?? 100)
+    this.replayBatchSize = positive('replayBatchSize', options.replayBatchSize ?? 500)
+  }
+
+  async provision(streams: readonly StreamSpec[]): Promise<void> {
+    for (const stream of streams) {
+      const existing = this.backend.logs.get(stream.aggregate)
+      if (existing && existing.length !== stream.partitions) {
+        throw new ConfigurationError(
+          `stream '${stream.aggregate}' exists with ${existing.length} partitions, not ${stream.partitions}; ` +
+            `partition counts cannot change (ids would move): configure ${existing.length}`,
+          { aggregate: stream.aggregate, existing: existing.length, requested: stream.partitions },
+        )
+      }
+      if (!existing) {
+        this.backend.logs.set(
+          stream.aggregate,
+          Array.from({ length: stream.partitions }, () => ({
+            commands: [],
+            events: [],
+            committed: 0,
+            epoch: 0,
+            waiting: [],
+          })),
+        )
+      }
+    }
+  }
+
+  async send(stream: StreamSpec, partition: number, _key: string, value: string): Promise<void> {
+    const log = this.backend.log(stream.aggregate, partition)
+    log.commands.push(value)
+    for (const wake of log.waiting.splice(0)) wake()
+  }
+
+  async *readEvents(stream: StreamSpec, partition: number, from: number): AsyncIterable<StoredEvent[]> {
+    const log = this.backend.log(stream.aggregate, partition)
+    const end = log.events.length
+    for (let offset = from; offset < end; offset += this.replayBatchSize) {
+      yield log.events.slice(offset, Math.min(offset + this.replayBatchSize, end)).map((e) => ({ ...e }))
+    }
+  }
+
+  async startProcessing(streams: readonly StreamSpec[], host: PartitionHost): Promise<void> {
+    if (this.running) throw new ConfigurationError('processing is already started on this transport')
+    const abort = new AbortController()
+    const ready: Promise<void>[] = []
+    const loops: Promise<void>[] = []
+    for (const stream of streams) {
+      for (let partition = 0; partition < stream.partitions; partition++) {
+        const log = this.backend.log(stream.aggregate, partition)
+        // Taking the partition fences whoever held it before, as a new transactional producer does.
+        const epoch = ++log.epoch
+        const lease = new AbortController()
+        abort.signal.addEventListener('abort', () => lease.abort(), { once: true })
+        let opened!: () => void
+        ready.push(new Promise<void>((resolve) => (opened = resolve)))
+        const open = (): Promise<PartitionHandle> =>
+          host.open({
+            stream,
+            partition,
+            signal: lease.signal,
+            writer: { commit: async (events, position) => this.commit(stream, partition, log, epoch, events, position) },
+          })
+        loops.push(
+          this.run(stream, partition, log, open, opened, host, lease.signal).finally(() => {
+            opened()
+            lease.abort()
+          }),
+        )
+      }
+    }
+    this.running = { abort, loops }
+    // Like a consumer group join: return once every partition has made its first recovery attempt.
+    await Promise.all(ready)
+  }
+
+  async stopProcessing(): Promise<void> {
+    const running = this.running
+    if (!running) return
+    this.running = undefined
+    running.abort.abort()
+    await Promise.all(running.loops)
+  }
+
+  async close(): Promise<void> {
+    await this.stopProcessing()
+  }
+
+  private commit(
+    stream: StreamSpec,
+    partition: number,
+    log: MemoryPartitionLog,
+    epoch: number,
+    events: EventToAppend[],
+    position: number,
+  ): number[] {
+    if (log.epoch !== epoch) {
+      throw new FencedError(`partition ${stream.aggregate}/${partition} was taken over by a newer processor`, {
+        aggregate: stream.aggregate,
+        partition,
+      })
+    }
+    const offsets = events.map((event) => {
+      const offset = log.events.length
+      log.events.push({ ...event, offset })
+      return offset
+    })
+    log.committed = Math.max(log.committed, position + 1)
+    return offsets
+  }
+
+  private async run(
+    stream: StreamSpec,
+    partition: number,
+    log: MemoryPartitionLog,
+    open: () => Promise<PartitionHandle>,
+    opened: () => void,
+    host: PartitionHost,
+    signal: AbortSignal,
+  ): Promise<void> {
+    let handle: PartitionHandle | undefined
+    for (let attempt = 0; !handle; attempt++) {
+      try {
+        handle = await open()
+      } catch (error) {
+        host.reportError(error, { stream: stream.aggregate, partition })
+        opened()
+        await sleep(Math.min(50 * 2 ** attempt, 5_000), signal)
+        if (signal.aborted) return
+      }
+    }
+    opened()
+    let next = log.committed
+    let failures = 0
+    try {
+      while (!signal.aborted) {
+        if (next >= log.commands.length) {
+          await new Promise<void>((resolve) => {
+            log.waiting.push(resolve)
+            signal.addEventListener('abort', () => resolve(), { once: true })
+          })
+          continue
+        }
+        const end = Math.min(next + this.maxBatchSize, log.commands.length)
+        const records: CommandRecord[] = []
+        for (let position = next; position < end; position++) {
+          records.push({ position, value: log.commands[position]! })
+        }
+        try {
+          await handle.process(records)
+          next = end
+          failures = 0
+        } catch (error) {
+          if ((error as { code?: string }).code === 'ESK_FENCED' || signal.aborted) return
+          host.reportError(error, { stream: stream.aggregate, partition })
+          // Re-deliver from what was committed, as a consumer does after a failed transaction.
+          next = log.committed
+          await sleep(Math.min(10 * 2 ** failures++, 1_000), signal)
+        }
+      }
+    } finally {
+      await handle.close()
+    }
+  }
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new ConfigurationError(`${name} must be a positive integer, got ${String(value)}`)
+  }
+  return value
+}

@@ -1,0 +1,10 @@
+import { MemoryBackend, memoryDriver } from '@esk/memory'
+import { describeDriverContract } from '@esk/testing'
+
+describeDriverContract('embedded memory driver', async () => {
+  const backend = new MemoryBackend()
+  return {
+    driver: () => memoryDriver({ backend, maxBatchSize: 16 }),
+    flushSnapshots: async () => backend.flushSnapshots(),
+  }
+})

@@ -1,0 +1,439 @@
+import { randomUUID } from 'node:crypto'
+import {
+  AggregateRuntime,
+  createEsk,
+  partitionFor,
+  type Class,
+  type Driver,
+  type Esk,
+  type EskOptions,
+  type Outcome,
+  type RecoveryProgress,
+  type StoredEvent,
+  type StreamSpec,
+} from '@esk/core'
+import { afterEach, describe, expect, it } from 'vitest'
+import { failingSaves } from '../faults.js'
+import {
+  ContractAccount,
+  ContractAccountV2,
+  Deposit,
+  Explode,
+  Open,
+  Shuffle,
+  Unhandled,
+  Withdraw,
+} from './model.js'
+
+/** What a driver under test provides to the contract suite. Each fixture is isolated from the others. */
+export interface ContractFixture {
+  /**
+   * A new driver over this fixture's data, as a restarted process would build it. Each call
+   * returns fresh clients; the suite closes them through the application.
+   */
+  driver(): Driver | Promise<Driver>
+  /** Drops every snapshot, checkpoint and outcome, as `FLUSHALL` does to Redis. */
+  flushSnapshots(): Promise<void>
+  /** Releases anything the fixture holds once a test is done. */
+  dispose?(): Promise<void>
+}
+
+/** Options of {@link describeDriverContract}. */
+export interface ContractOptions {
+  /** Partitions per aggregate type. Default 3. */
+  partitions?: number
+  /** Outcome timeout for every command. Default 20000 ms. */
+  commandTimeoutMs?: number
+}
+
+/**
+ * The behaviour every esk driver must show, as one vitest suite. Call it from a spec with a
+ * factory of isolated fixtures: the embedded driver and Kafka+Redis run exactly this suite.
+ */
+export function describeDriverContract(
+  name: string,
+  setup: () => Promise<ContractFixture>,
+  options: ContractOptions = {},
+): void {
+  const partitions = options.partitions ?? 3
+  const commandTimeoutMs = options.commandTimeoutMs ?? 20_000
+
+  describe(`driver contract: ${name}`, () => {
+    const cleanups: Array<() => Promise<void>> = []
+    afterEach(async () => {
+      for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+    })
+
+    async function fixture(): Promise<ContractFixture> {
+      const f = await setup()
+      if (f.dispose) cleanups.push(() => f.dispose!())
+      return f
+    }
+
+    async function start(f: ContractFixture, extra: Partial<EskOptions> = {}): Promise<Esk> {
+      const app = await createEsk({
+        aggregates: [{ aggregate: ContractAccount, partitions }],
+        driver: await f.driver(),
+        commandTimeoutMs,
+        ...extra,
+      })
+      cleanups.push(() => app.close())
+      return app
+    }
+
+    async function allEvents(f: ContractFixture, stream: StreamSpec): Promise<StoredEvent[][]> {
+      const driver = await f.driver()
+      try {
+        const result: StoredEvent[][] = []
+        for (let p = 0; p < stream.partitions; p++) {
+          const events: StoredEvent[] = []
+          for await (const batch of driver.transport.readEvents(stream, p, 0)) events.push(...batch)
+          result.push(events)
+        }
+        return result
+      } finally {
+        await driver.transport.close()
+        await driver.store.close()
+      }
+    }
+
+    /** Folds every event of the log per aggregate, the way a from-zero replay would. */
+    async function foldAll<T extends object>(f: ContractFixture, app: Esk, cls: Class<T>) {
+      const runtime = new AggregateRuntime(cls)
+      const stream = app.streams.find((s) => s.aggregate === runtime.model.name)!
+      const folded = new Map<string, { version: number; state: T }>()
+      for (const events of await allEvents(f, stream)) {
+        const byId = new Map<string, StoredEvent[]>()
+        for (const e of events) byId.set(e.aggregateId, [...(byId.get(e.aggregateId) ?? []), e])
+        for (const [id, list] of byId) {
+          // One writer per partition means versions run 1..n: a repeat is a second writer.
+          expect(list.map((e) => e.version), `event versions of ${id}`).toEqual(list.map((_, i) => i + 1))
+          folded.set(id, { version: list.length, state: runtime.fold(list) })
+        }
+      }
+      return folded
+    }
+
+    it('creates, updates and finds an aggregate', async () => {
+      const app = await start(await fixture())
+      const accounts = app.repository(ContractAccount)
+      const created = await accounts.save(new Open('ada', 10))
+      expect(created.version).toBe(1)
+      expect(created.id).toMatch(/.+/)
+      const updated = await accounts.update(created.id, new Deposit(5))
+      expect(updated).toMatchObject({ id: created.id, version: 2 })
+      const found = await accounts.find(created.id, { atLeastVersion: 2 })
+      expect(found?.version).toBe(2)
+      expect(found?.state).toBeInstanceOf(ContractAccount)
+      expect(found?.state).toMatchObject({ owner: 'ada', balance: 15, deposits: 1, history: [10, 5] })
+      expect(await accounts.find('no-such-account')).toBeUndefined()
+      await expect(accounts.get('no-such-account')).rejects.toMatchObject({ code: 'ESK_AGGREGATE_NOT_FOUND' })
+    })
+
+    it('saves with a caller-chosen id and refuses to create it twice', async () => {
+      const app = await start(await fixture())
+      const accounts = app.repository(ContractAccount)
+      const id = `acc-${randomUUID()}`
+      await accounts.save(new Open('bo', 1), { id })
+      await expect(accounts.save(new Open('eve', 99), { id })).rejects.toMatchObject({
+        code: 'ESK_AGGREGATE_EXISTS',
+        details: { id },
+      })
+      await expect(accounts.update(`missing-${randomUUID()}`, new Deposit(1))).rejects.toMatchObject({
+        code: 'ESK_AGGREGATE_NOT_FOUND',
+      })
+      const found = await accounts.get(id, { atLeastVersion: 1 })
+      expect(found.state.owner).toBe('bo')
+      expect(found.version).toBe(1)
+    })
+
+    it('rejects with typed errors, changes nothing, and keeps processing', async () => {
+      const app = await start(await fixture())
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('cy', 10))
+
+      await expect(accounts.update(id, new Withdraw(50))).rejects.toMatchObject({
+        code: 'ESK_COMMAND_REJECTED',
+        reason: 'INSUFFICIENT_FUNDS',
+        message: 'balance 10 is below 50',
+      })
+      await expect(accounts.update(id, new Explode())).rejects.toMatchObject({
+        code: 'ESK_HANDLER_FAILED',
+        message: expect.stringContaining('a bug in the handler'),
+      })
+      await expect(accounts.update(id, new Deposit(-3))).rejects.toMatchObject({
+        code: 'ESK_INVALID_COMMAND',
+        problems: ['amount must be a positive number'],
+      })
+      await expect(accounts.update(id, new Unhandled())).rejects.toMatchObject({ code: 'ESK_UNKNOWN_COMMAND' })
+      await expect(accounts.update(id, new Open('x', 1))).rejects.toMatchObject({ code: 'ESK_UNKNOWN_COMMAND' })
+      await expect(accounts.save(new Open('', 1))).rejects.toMatchObject({ code: 'ESK_INVALID_COMMAND' })
+      await expect(accounts.save(new Open('neg', -1))).rejects.toMatchObject({
+        code: 'ESK_COMMAND_REJECTED',
+        reason: 'NEGATIVE_INITIAL',
+      })
+
+      const after = await accounts.update(id, new Deposit(1))
+      expect(after.version).toBe(2)
+      const found = await accounts.get(id, { atLeastVersion: 2 })
+      expect(found.state).toMatchObject({ balance: 11, history: [10, 1] })
+    })
+
+    it('answers bad records from other producers and keeps the partition going', async () => {
+      const f = await fixture()
+      const app = await start(f)
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('dee', 0))
+      const stream = app.streams[0]!
+      const partition = partitionFor(id, stream.partitions)
+      const raw = await f.driver()
+      cleanups.push(async () => {
+        await raw.transport.close()
+        await raw.store.close()
+      })
+      await raw.transport.provision([stream])
+
+      const ask = async (envelope: Record<string, unknown>): Promise<Outcome | undefined> => {
+        const commandId = String(envelope.commandId)
+        const signal = AbortSignal.timeout(commandTimeoutMs)
+        const waiting = raw.store.outcomes.wait(stream, partition, commandId, signal)
+        await raw.transport.send(stream, partition, id, JSON.stringify({ ...envelope, replyTo: raw.store.outcomes.address }))
+        return waiting
+      }
+      await raw.transport.send(stream, partition, id, 'not json at all')
+      await raw.transport.send(stream, partition, id, JSON.stringify({ hello: 'world' }))
+      const unknownType = await ask({
+        commandId: randomUUID(),
+        type: 'contract.NoSuchCommand',
+        aggregateId: id,
+        kind: 'update',
+        payload: {},
+        sentAt: Date.now(),
+      })
+      expect(unknownType).toMatchObject({ status: 'rejected', error: { code: 'ESK_UNKNOWN_COMMAND' } })
+      const invalid = await ask({
+        commandId: randomUUID(),
+        type: 'contract.Deposit',
+        aggregateId: id,
+        kind: 'update',
+        payload: { amount: 'lots' },
+        sentAt: Date.now(),
+      })
+      expect(invalid).toMatchObject({ status: 'rejected', error: { code: 'ESK_INVALID_COMMAND' } })
+      const malformed = await ask({ commandId: randomUUID(), aggregateId: id, kind: 'sideways', payload: [] })
+      expect(malformed).toMatchObject({ status: 'rejected', error: { code: 'ESK_INVALID_COMMAND' } })
+
+      const ok = await accounts.update(id, new Deposit(7))
+      expect(ok.version).toBe(2)
+      expect((await accounts.get(id, { atLeastVersion: 2 })).state.balance).toBe(7)
+    })
+
+    it('enforces expectedVersion (optimistic concurrency)', async () => {
+      const app = await start(await fixture())
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('fay', 0))
+      await accounts.update(id, new Deposit(1), { expectedVersion: 1 })
+      await expect(accounts.update(id, new Deposit(1), { expectedVersion: 1 })).rejects.toMatchObject({
+        code: 'ESK_VERSION_CONFLICT',
+        details: { expected: 1, actual: 2 },
+      })
+      const racers = await Promise.allSettled(
+        Array.from({ length: 5 }, () => accounts.update(id, new Deposit(10), { expectedVersion: 2 })),
+      )
+      expect(racers.filter((r) => r.status === 'fulfilled')).toHaveLength(1)
+      for (const r of racers) {
+        if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'ESK_VERSION_CONFLICT' })
+      }
+      expect((await accounts.get(id, { atLeastVersion: 3 })).state.balance).toBe(11)
+    })
+
+    it('applies a command id once, returning the original outcome to every retry', async () => {
+      const app = await start(await fixture())
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('gil', 0))
+      const commandId = randomUUID()
+      const first = await accounts.update(id, new Deposit(5), { commandId })
+      const again = await accounts.update(id, new Deposit(5), { commandId })
+      expect(again).toEqual(first)
+      const together = await Promise.all(
+        Array.from({ length: 4 }, () => accounts.update(id, new Deposit(3), { commandId: 'same-' + id })),
+      )
+      expect(new Set(together.map((r) => r.version)).size).toBe(1)
+      const rejectedId = randomUUID()
+      await expect(accounts.update(id, new Withdraw(1000), { commandId: rejectedId })).rejects.toMatchObject({
+        reason: 'INSUFFICIENT_FUNDS',
+      })
+      await expect(accounts.update(id, new Withdraw(1000), { commandId: rejectedId })).rejects.toMatchObject({
+        reason: 'INSUFFICIENT_FUNDS',
+      })
+      const found = await accounts.get(id, { atLeastVersion: 3 })
+      expect(found.version).toBe(3)
+      expect(found.state.history).toEqual([0, 5, 3])
+    })
+
+    it('lets a client read its own writes', async () => {
+      const app = await start(await fixture())
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('hal', 0))
+      for (let i = 1; i <= 5; i++) {
+        const { version } = await accounts.update(id, new Deposit(i))
+        const found = await accounts.get(id, { atLeastVersion: version })
+        expect(found.version).toBeGreaterThanOrEqual(version)
+        expect(found.state.deposits).toBeGreaterThanOrEqual(i)
+      }
+      await expect(accounts.find(id, { atLeastVersion: 99, timeoutMs: 200 })).rejects.toMatchObject({
+        code: 'ESK_READ_TIMEOUT',
+        details: { atLeastVersion: 99, seen: 6 },
+      })
+    })
+
+    it('keeps snapshots equal to a fold of all events, across many aggregates and partitions', async () => {
+      const f = await fixture()
+      const app = await start(f)
+      const accounts = app.repository(ContractAccount)
+      const ids = await Promise.all(Array.from({ length: 24 }, (_, i) => accounts.save(new Open(`o${i}`, i))))
+      await Promise.all(
+        ids.flatMap(({ id }, i) => [
+          accounts.update(id, new Deposit(i + 1)),
+          accounts.update(id, new Shuffle(2)),
+          accounts.update(id, new Withdraw(1000)).catch(() => undefined),
+        ]),
+      )
+      const used = new Set(ids.map(({ id }) => partitionFor(id, partitions)))
+      expect(used.size).toBe(partitions)
+      const folded = await foldAll(f, app, ContractAccount)
+      expect(folded.size).toBe(ids.length)
+      for (const { id } of ids) {
+        const expected = folded.get(id)!
+        const found = await accounts.get(id, { atLeastVersion: expected.version })
+        expect(found.version).toBe(expected.version)
+        expect(found.state).toEqual(expected.state)
+      }
+    })
+
+    it('serialises many concurrent callers on one aggregate', async () => {
+      const app = await start(await fixture())
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('ivy', 0))
+      const results = await Promise.all(Array.from({ length: 40 }, (_, i) => accounts.update(id, new Deposit(i + 1))))
+      expect(new Set(results.map((r) => r.version)).size).toBe(40)
+      expect(Math.max(...results.map((r) => r.version))).toBe(41)
+      const found = await accounts.get(id, { atLeastVersion: 41 })
+      expect(found.state.balance).toBe((40 * 41) / 2)
+    })
+
+    it('recovers after a restart and continues from the snapshots', async () => {
+      const f = await fixture()
+      const first = await start(f)
+      const a = first.repository(ContractAccount)
+      const { id } = await a.save(new Open('jo', 3))
+      await a.update(id, new Deposit(4))
+      await first.close()
+
+      const second = await start(f)
+      const b = second.repository(ContractAccount)
+      expect((await b.get(id)).state).toMatchObject({ balance: 7, history: [3, 4] })
+      const next = await b.update(id, new Deposit(1))
+      expect(next.version).toBe(3)
+      expect((await b.get(id, { atLeastVersion: 3 })).state.balance).toBe(8)
+    })
+
+    it('rebuilds every snapshot from the log when the store was flushed', async () => {
+      const f = await fixture()
+      const first = await start(f)
+      const accounts = first.repository(ContractAccount)
+      const ids = await Promise.all(Array.from({ length: 6 }, (_, i) => accounts.save(new Open(`k${i}`, i))))
+      await Promise.all(ids.map(({ id }) => accounts.update(id, new Deposit(100))))
+      const before = await Promise.all(ids.map(({ id }) => accounts.get(id, { atLeastVersion: 2 })))
+      await first.close()
+      await f.flushSnapshots()
+
+      const second = await start(f)
+      const again = second.repository(ContractAccount)
+      for (const found of before) {
+        expect(await again.get(found.id, { atLeastVersion: found.version })).toEqual(found)
+      }
+      const after = await again.update(ids[0]!.id, new Deposit(1))
+      expect(after.version).toBe(3)
+    })
+
+    it('reports recovery progress with counts', async () => {
+      const f = await fixture()
+      const first = await start(f)
+      const accounts = first.repository(ContractAccount)
+      for (let i = 0; i < 5; i++) await accounts.save(new Open(`p${i}`, 1))
+      await first.close()
+
+      const progress: RecoveryProgress[] = []
+      await start(f, { rebuild: true, listeners: { recovery: (p) => progress.push(p) } })
+      const ends = progress.filter((p) => p.phase === 'end')
+      expect(ends).toHaveLength(partitions)
+      expect(progress.filter((p) => p.phase === 'start')).toHaveLength(partitions)
+      expect(ends.every((p) => p.rebuild && p.from === 0)).toBe(true)
+      expect(ends.reduce((n, p) => n + p.events, 0)).toBe(5)
+      expect(ends.reduce((n, p) => n + p.aggregates, 0)).toBe(5)
+      const batches = progress.filter((p) => p.phase === 'batch')
+      expect(batches.reduce((n, p) => Math.max(n, p.events), 0)).toBeGreaterThan(0)
+    })
+
+    it('discards snapshots of another schema version and rebuilds them from the events', async () => {
+      const f = await fixture()
+      const v1 = await start(f)
+      const accounts = v1.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('lu', 1))
+      await accounts.update(id, new Deposit(50))
+      await accounts.update(id, new Deposit(20))
+      await v1.close()
+
+      const v2 = await createEsk({
+        aggregates: [{ aggregate: ContractAccountV2, partitions }],
+        driver: await f.driver(),
+        commandTimeoutMs,
+      })
+      cleanups.push(() => v2.close())
+      const accountsV2 = v2.repository(ContractAccountV2)
+      const found = await accountsV2.get(id, { atLeastVersion: 3 })
+      expect(found.state).toBeInstanceOf(ContractAccountV2)
+      expect(found.state).toMatchObject({ balance: 71, largestDeposit: 50, history: [1, 50, 20] })
+      await accountsV2.update(id, new Deposit(60))
+      expect((await accountsV2.get(id, { atLeastVersion: 4 })).state.largestDeposit).toBe(60)
+    })
+
+    it('repairs snapshots from the log when saving them fails after a commit', async () => {
+      const f = await fixture()
+      const driver = await f.driver()
+      const faulty = failingSaves(driver.store, 2)
+      const app = await createEsk({
+        aggregates: [{ aggregate: ContractAccount, partitions }],
+        driver: { transport: driver.transport, store: faulty },
+        commandTimeoutMs,
+      })
+      cleanups.push(() => app.close())
+      const errors: string[] = []
+      app.on('error', (e) => errors.push(e.during))
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('mo', 2))
+      const { version } = await accounts.update(id, new Deposit(3))
+      expect(version).toBe(2)
+      const found = await accounts.get(id, { atLeastVersion: 2 })
+      expect(found.state).toMatchObject({ balance: 5, history: [2, 3] })
+      expect(errors).toContain('snapshot-save')
+      expect(faulty.failed()).toBe(2)
+    })
+
+    it('fences an older processor when a newer one takes its partitions', async () => {
+      const f = await fixture()
+      const old = await start(f)
+      const { id } = await old.repository(ContractAccount).save(new Open('ned', 0))
+      const newer = await start(f)
+      const accounts = newer.repository(ContractAccount)
+      await accounts.update(id, new Deposit(1))
+      await accounts.update(id, new Deposit(2))
+      const found = await accounts.get(id, { atLeastVersion: 3 })
+      expect(found.state.history).toEqual([0, 1, 2])
+      const folded = await foldAll(f, newer, ContractAccount)
+      expect(folded.get(id)).toEqual({ version: 3, state: found.state })
+    })
+  })
+}
+

@@ -1,0 +1,205 @@
+import { isDeepStrictEqual } from 'node:util'
+import { AggregateRuntime, type Class, type EskError } from '@esk/core'
+
+/** What a command did in a fixture: its events, or the error it was refused with. */
+export interface FixtureResult<T> {
+  events: object[]
+  error: EskError | undefined
+  /** State after the given events and the command's events. */
+  state: T
+}
+
+/** An expected refusal: the error code, and optionally the application's reason. */
+export interface ExpectedRejection {
+  rejected: string
+  reason?: string
+}
+
+/** Builds an {@link ExpectedRejection}: `rejected('ESK_COMMAND_REJECTED', 'INSUFFICIENT_FUNDS')`. */
+export function rejected(code: string, reason?: string): ExpectedRejection {
+  return reason === undefined ? { rejected: code } : { rejected: code, reason }
+}
+
+/** Thrown by a fixture when the outcome is not what was expected. */
+export class FixtureMismatch extends Error {
+  override name = 'FixtureMismatch'
+}
+
+/** The `when` step: a command run against the state the given events built. */
+export class WhenStep<T extends object> {
+  private result: Promise<FixtureResult<T>> | undefined
+
+  constructor(
+    private readonly runtime: AggregateRuntime<T>,
+    private readonly given: readonly object[],
+    private readonly command: object,
+  ) {}
+
+  /** Runs the command once; every event, the command and the state round-trip through serialisation. */
+  run(): Promise<FixtureResult<T>> {
+    this.result ??= this.execute()
+    return this.result
+  }
+
+  /**
+   * Checks the outcome: a list of events the command must return (compared in their persisted
+   * form), or a {@link rejected} expectation. Resolves with the result; rejects with
+   * {@link FixtureMismatch} otherwise. Awaiting the step itself also works, without a check.
+   */
+  then<R1 = FixtureResult<T>, R2 = never>(
+    expected?: readonly object[] | ExpectedRejection | ((value: FixtureResult<T>) => R1 | PromiseLike<R1>) | null,
+    onRejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+  ): Promise<R1 | R2 | FixtureResult<T>> {
+    if (typeof expected === 'function' || expected === undefined || expected === null) {
+      return this.run().then(expected ?? undefined, onRejected ?? undefined)
+    }
+    return this.run().then((result) => {
+      this.check(result, expected)
+      return result
+    })
+  }
+
+  private check(result: FixtureResult<T>, expected: readonly object[] | ExpectedRejection): void {
+    if ('rejected' in expected) {
+      if (!result.error) {
+        throw new FixtureMismatch(`expected a rejection ${expected.rejected}, but the command returned ${describe(result.events)}`)
+      }
+      const reason = (result.error.details as { reason?: unknown }).reason
+      if (result.error.code !== expected.rejected || (expected.reason !== undefined && reason !== expected.reason)) {
+        throw new FixtureMismatch(
+          `expected rejection ${expected.rejected}${expected.reason ? `/${expected.reason}` : ''}, got ` +
+            `${result.error.code}${reason ? `/${String(reason)}` : ''}: ${result.error.message}`,
+        )
+      }
+      return
+    }
+    if (result.error) {
+      throw new FixtureMismatch(`expected ${describe(expected)}, but the command was refused: ${result.error.message}`)
+    }
+    const actual = result.events.map((e) => this.runtime.encodeEvent(e))
+    const wanted = expected.map((e) => this.runtime.encodeEvent(e))
+    if (!isDeepStrictEqual(actual.map(parse), wanted.map(parse))) {
+      throw new FixtureMismatch(`expected events ${JSON.stringify(wanted)}, got ${JSON.stringify(actual)}`)
+    }
+  }
+
+  private async execute(): Promise<FixtureResult<T>> {
+    const runtime = this.runtime
+    let state = runtime.create()
+    const givenEvents = this.given.map((e) => roundTripEvent(runtime, e))
+    runtime.apply(state, givenEvents)
+    state = roundTripState(runtime, state)
+    const binding = runtime.bindingOf(this.command)
+    let events: object[] = []
+    let error: EskError | undefined
+    try {
+      const { command } = runtime.decodeCommand(binding.type, roundTripJson(runtime.encodeCommand(this.command)))
+      const exists = givenEvents.length > 0
+      if (binding.creates === exists) {
+        throw new FixtureMismatch(
+          binding.creates
+            ? `${binding.type} creates the aggregate: give no events before it`
+            : `${binding.type} needs an existing aggregate: give at least one event before it`,
+        )
+      }
+      const before = runtime.dehydrate(state)
+      events = await runtime.handle(state, binding, command)
+      if (runtime.dehydrate(state) !== before) {
+        throw new FixtureMismatch(`${binding.type}'s handler changed the aggregate's fields; only event handlers may`)
+      }
+      events = events.map((e) => roundTripEvent(runtime, e))
+      runtime.apply(state, events)
+      state = roundTripState(runtime, state)
+    } catch (caught) {
+      if (caught instanceof FixtureMismatch) throw caught
+      if (!isEskError(caught)) throw caught
+      error = caught
+    }
+    return { events, error, state }
+  }
+}
+
+/** The `given` step: the events an aggregate already has. */
+export class GivenStep<T extends object> {
+  constructor(
+    private readonly runtime: AggregateRuntime<T>,
+    private readonly events: readonly object[],
+  ) {}
+
+  /** The command under test. */
+  when(command: object): WhenStep<T> {
+    return new WhenStep(this.runtime, this.events, command)
+  }
+
+  /** The state the given events build (after a serialisation round trip). */
+  state(): T {
+    const state = this.runtime.create()
+    this.runtime.apply(
+      state,
+      this.events.map((e) => roundTripEvent(this.runtime, e)),
+    )
+    return roundTripState(this.runtime, state)
+  }
+}
+
+/**
+ * Starts a given/when/then test of one aggregate class, without any driver:
+ * `await given(Account, [new AccountOpened('ada', 10)]).when(new Deposit(5)).then([new MoneyDeposited(5)])`.
+ * Every event, the command and the state go through the same serialisation a driver uses, and a
+ * value that does not survive it fails the test.
+ */
+export function given<T extends object>(aggregate: Class<T>, events: readonly object[] = []): GivenStep<T> {
+  return new GivenStep(new AggregateRuntime(aggregate), events)
+}
+
+function roundTripEvent<T extends object>(runtime: AggregateRuntime<T>, event: object): object {
+  const encoded = runtime.encodeEvent(event)
+  const decoded = runtime.decodeEvent({ ...encoded, offset: 0, aggregateId: 'fixture' })
+  const again = runtime.encodeEvent(decoded)
+  if (again.payload !== encoded.payload || !isDeepStrictEqual(toPlainObject(decoded), toPlainObject(event))) {
+    throw new FixtureMismatch(
+      `event ${encoded.type} does not survive serialisation: ${encoded.payload} came back as ${again.payload}; ` +
+        `declare nested classes and dates with @Type(() => X) from class-transformer`,
+    )
+  }
+  return decoded
+}
+
+function roundTripState<T extends object>(runtime: AggregateRuntime<T>, state: T): T {
+  const encoded = runtime.dehydrate(state)
+  const restored = runtime.hydrate(encoded)
+  if (!isDeepStrictEqual(toPlainObject(restored), toPlainObject(state))) {
+    throw new FixtureMismatch(
+      `the state of ${runtime.model.name} does not survive its snapshot format: ${encoded}; ` +
+        `declare nested classes, Maps and dates with @Type(() => X) from class-transformer`,
+    )
+  }
+  return restored
+}
+
+function roundTripJson(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value)) as unknown
+}
+
+function toPlainObject(value: object): unknown {
+  return structuredClone({ ...value })
+}
+
+function parse(e: { type: string; payload: string }): unknown {
+  return { type: e.type, payload: JSON.parse(e.payload) as unknown }
+}
+
+function describe(events: readonly object[]): string {
+  return events.length === 0 ? 'no events' : events.map((e) => e.constructor.name).join(', ')
+}
+
+function isEskError(value: unknown): value is EskError {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { code?: unknown }).code === 'string' &&
+    String((value as { code: string }).code).startsWith('ESK_')
+  )
+}
+
+

@@ -1,0 +1,7 @@
+export { given, rejected, GivenStep, WhenStep, FixtureMismatch } from './fixture.js'
+export type { ExpectedRejection, FixtureResult } from './fixture.js'
+export { describeDriverContract } from './contract/suite.js'
+export type { ContractFixture, ContractOptions } from './contract/suite.js'
+export { failingSaves } from './faults.js'
+export type { FailingStore } from './faults.js'
+export * as contractModel from './contract/model.js'

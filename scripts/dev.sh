@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Entry point behind the README's commands (`npm run example`, `npm test`): Node 20 and npm are
+# all a fresh machine has, so pnpm is run through npx at the version package.json pins.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+pnpm_version="$(node -p "require('./package.json').packageManager.split('@')[1]")"
+pnpm() { npx --yes "pnpm@${pnpm_version}" "$@"; }
+
+ensure_deps() {
+  # Reinstall when the lockfile changed since the last install (or there was none).
+  if [[ ! -f node_modules/.modules.yaml || pnpm-lock.yaml -nt node_modules/.modules.yaml ]]; then
+    if [[ -f pnpm-lock.yaml ]]; then pnpm install --frozen-lockfile; else pnpm install; fi
+  fi
+}
+
+build() { ensure_deps; node_modules/.bin/tsc -b; }
+
+case "${1:-}" in
+  install) ensure_deps ;;
+  build) build ;;
+  example)
+    shift
+    build
+    name="${1:-bank-account}"
+    node "examples/${name}/dist/main.js" "${@:2}"
+    ;;
+  test)
+    shift
+    build
+    if [[ "${ESK_SKIP_STACK:-}" != "1" ]]; then bash scripts/stack.sh start; fi
+    node_modules/.bin/vitest run "$@"
+    ;;
+  unit)
+    shift
+    ensure_deps
+    node_modules/.bin/vitest run --project unit "$@"
+    ;;
+  bench)
+    shift
+    build
+    bash scripts/stack.sh start
+    node packages/kafka/dist/bench/main.js "$@"
+    ;;
+  *)
+    echo "usage: scripts/dev.sh install|build|example [name] [args]|test [vitest args]|unit|bench" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,37 @@
+import { fileURLToPath } from 'node:url'
+import { defineConfig } from 'vitest/config'
+
+// Tests run against the TypeScript sources, not dist/, so a test never sees a stale build.
+const alias = Object.fromEntries(
+  ['core', 'memory', 'testing', 'kafka', 'redis'].map((name) => [
+    `@esk/${name}`,
+    fileURLToPath(new URL(`./packages/${name}/src/index.ts`, import.meta.url)),
+  ]),
+)
+
+export default defineConfig({
+  resolve: { alias },
+  test: {
+    projects: [
+      {
+        resolve: { alias },
+        test: {
+          name: 'unit',
+          include: ['packages/*/test/**/*.unit.spec.ts', 'examples/*/test/**/*.unit.spec.ts'],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        resolve: { alias },
+        test: {
+          name: 'int',
+          include: ['packages/*/test/**/*.int.spec.ts', 'examples/*/test/**/*.int.spec.ts'],
+          // One broker and one redis-server on two cores: files run one at a time.
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
+  },
+})
