@@ -1,0 +1,124 @@
+import { ConfigurationError } from '@esk/core'
+import type { KafkaConfig, logLevel } from 'kafkajs'
+
+/** Options of {@link kafkaTransport}. Every field has a default except where noted. */
+export interface KafkaTransportOptions {
+  /** Bootstrap brokers. Default `['127.0.0.1:9092']` (the local stack), or `ESK_KAFKA_BROKERS` (comma-separated). */
+  brokers?: string[]
+  /** Client id sent to the brokers. Default `esk`. */
+  clientId?: string
+  /**
+   * Passed through to kafkajs's `Kafka` constructor: `ssl`, `sasl`, `connectionTimeout`,
+   * `requestTimeout`, `retry`, ... `brokers` and `clientId` above take precedence.
+   */
+  kafka?: Omit<KafkaConfig, 'brokers' | 'clientId'>
+  /** Prefix of topic and consumer group names. Default `esk.`. */
+  topicPrefix?: string
+  /** Replication factor of topics esk creates; -1 takes the broker's default. Default -1. */
+  replicationFactor?: number
+  /** Retention of the command topics in ms (commands are not the truth). Default 7 days. */
+  commandRetentionMs?: number
+  /** Most commands processed in one Kafka transaction. Default 500. */
+  maxBatchSize?: number
+  /** Transaction timeout asked of the coordinator, ms. Default 30000. */
+  transactionTimeoutMs?: number
+  /** Consumer group session timeout, ms. Default 10000. */
+  sessionTimeoutMs?: number
+  /** Consumer group heartbeat interval, ms. Default 1000. */
+  heartbeatIntervalMs?: number
+  /**
+   * Longest a fetch waits for new commands, ms. Lower reacts faster to rebalances (the group
+   * heartbeats between fetches); new commands are returned at once whatever this is. Default 500.
+   */
+  maxWaitTimeMs?: number
+  /** First retry delay after CONCURRENT_TRANSACTIONS, ms (kafkajs's own default is 300). Default 5. */
+  transactionRetryMs?: number
+  /** Partitions consumed concurrently by one processor. Default 16. */
+  partitionsConsumedConcurrently?: number
+  /** kafkajs log level. Default WARN (from `logLevel` of kafkajs), ERROR if unset in tests. */
+  logLevel?: logLevel
+}
+
+/** Defaults of {@link KafkaTransportOptions}, in one place. */
+export const KAFKA_DEFAULTS = {
+  brokers: ['127.0.0.1:9092'],
+  clientId: 'esk',
+  topicPrefix: 'esk.',
+  replicationFactor: -1,
+  commandRetentionMs: 7 * 24 * 60 * 60 * 1000,
+  maxBatchSize: 500,
+  transactionTimeoutMs: 30_000,
+  sessionTimeoutMs: 10_000,
+  heartbeatIntervalMs: 1_000,
+  maxWaitTimeMs: 500,
+  transactionRetryMs: 5,
+  partitionsConsumedConcurrently: 16,
+} as const
+
+/** Options after defaults, validated. */
+export type ResolvedKafkaOptions = Required<Omit<KafkaTransportOptions, 'kafka' | 'logLevel'>> &
+  Pick<KafkaTransportOptions, 'kafka' | 'logLevel'>
+
+const PREFIX_PATTERN = /^[A-Za-z0-9._-]{0,100}$/
+
+/** Applies defaults and rejects invalid values with a message naming the option. */
+export function resolveOptions(options: KafkaTransportOptions): ResolvedKafkaOptions {
+  const fromEnv = process.env.ESK_KAFKA_BROKERS?.split(',').map((b) => b.trim()).filter(Boolean)
+  const resolved: ResolvedKafkaOptions = {
+    ...KAFKA_DEFAULTS,
+    brokers: fromEnv?.length ? fromEnv : [...KAFKA_DEFAULTS.brokers],
+    ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
+  } as ResolvedKafkaOptions
+  if (!Array.isArray(resolved.brokers) || resolved.brokers.length === 0) {
+    throw new ConfigurationError('kafkaTransport: brokers must list at least one host:port')
+  }
+  if (!PREFIX_PATTERN.test(resolved.topicPrefix)) {
+    throw new ConfigurationError(
+      `kafkaTransport: topicPrefix '${resolved.topicPrefix}' may only use letters, digits, '.', '_' and '-'`,
+    )
+  }
+  const positive = [
+    'maxBatchSize',
+    'transactionTimeoutMs',
+    'sessionTimeoutMs',
+    'heartbeatIntervalMs',
+    'maxWaitTimeMs',
+    'commandRetentionMs',
+    'partitionsConsumedConcurrently',
+  ] as const
+  for (const name of positive) {
+    const value = resolved[name]
+    if (!Number.isInteger(value) || value < 1) {
+      throw new ConfigurationError(`kafkaTransport: ${name} must be a positive integer, got ${String(value)}`)
+    }
+  }
+  if (!Number.isInteger(resolved.transactionRetryMs) || resolved.transactionRetryMs < 0) {
+    throw new ConfigurationError('kafkaTransport: transactionRetryMs must be a non-negative integer')
+  }
+  if (resolved.heartbeatIntervalMs * 3 > resolved.sessionTimeoutMs) {
+    throw new ConfigurationError(
+      `kafkaTransport: heartbeatIntervalMs (${resolved.heartbeatIntervalMs}) must be at most a third of ` +
+        `sessionTimeoutMs (${resolved.sessionTimeoutMs}); lower the interval or raise the timeout`,
+    )
+  }
+  if (resolved.replicationFactor !== -1 && !(Number.isInteger(resolved.replicationFactor) && resolved.replicationFactor >= 1)) {
+    throw new ConfigurationError('kafkaTransport: replicationFactor must be -1 (broker default) or a positive integer')
+  }
+  return resolved
+}
+
+/** Names of the topics and group of one aggregate type. */
+export interface StreamNames {
+  commands: string
+  events: string
+  group: string
+}
+
+/** Topic and group names of an aggregate type: `<prefix><aggregate>.commands|events`, group `<prefix><aggregate>.processor`. */
+export function streamNames(prefix: string, aggregate: string): StreamNames {
+  return {
+    commands: `${prefix}${aggregate}.commands`,
+    events: `${prefix}${aggregate}.events`,
+    group: `${prefix}${aggregate}.processor`,
+  }
+}

@@ -1,0 +1,110 @@
+import { consoleLogger, type Logger, type PartitionHost, type StoredEvent, type StreamSpec, type Transport } from '@esk/core'
+import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs'
+import { resolveOptions, streamNames, type KafkaTransportOptions, type ResolvedKafkaOptions } from './options.js'
+import { StreamProcessor } from './processing.js'
+import { replayPartition } from './replay.js'
+import { provisionTopics } from './topics.js'
+
+/** How long a replay may go without a batch before it is abandoned (and retried by the partition). */
+const REPLAY_STALL_TIMEOUT_MS = 60_000
+
+/**
+ * The Kafka transport: a command topic and an event topic per aggregate type with the same
+ * partition count, commands produced to the partition of their aggregate id, one consumer group
+ * per aggregate type whose members each own whole partitions, transactional per-partition writers,
+ * and replay of the event topic up to its last stable offset.
+ */
+export class KafkaTransport implements Transport {
+  private readonly options: ResolvedKafkaOptions
+  private readonly kafka: Kafka
+  private admin: Admin | undefined
+  private producer: Producer | undefined
+  private connecting: Promise<void> | undefined
+  private readonly processors: StreamProcessor[] = []
+  private closed = false
+
+  constructor(
+    options: KafkaTransportOptions = {},
+    private readonly logger: Logger = consoleLogger(),
+  ) {
+    this.options = resolveOptions(options)
+    this.kafka = new Kafka({
+      ...this.options.kafka,
+      brokers: this.options.brokers,
+      clientId: this.options.clientId,
+      logLevel: this.options.logLevel ?? logLevel.WARN,
+    })
+  }
+
+  /** The kafkajs client, for tools that need more than the transport offers. */
+  get client(): Kafka {
+    return this.kafka
+  }
+
+  /** Topic and group names of an aggregate type. */
+  names(aggregate: string): ReturnType<typeof streamNames> {
+    return streamNames(this.options.topicPrefix, aggregate)
+  }
+
+  async provision(streams: readonly StreamSpec[]): Promise<void> {
+    await this.connect()
+    await provisionTopics(this.admin!, this.options, streams)
+  }
+
+  async send(stream: StreamSpec, partition: number, key: string, value: string): Promise<void> {
+    await this.connect()
+    await this.producer!.send({
+      topic: this.names(stream.aggregate).commands,
+      acks: -1,
+      messages: [{ partition, key, value }],
+    })
+  }
+
+  async *readEvents(stream: StreamSpec, partition: number, from: number): AsyncIterable<StoredEvent[]> {
+    await this.connect()
+    yield* replayPartition(this.kafka, this.admin!, {
+      topic: this.names(stream.aggregate).events,
+      partition,
+      from,
+      groupPrefix: this.options.topicPrefix,
+      stallTimeoutMs: REPLAY_STALL_TIMEOUT_MS,
+    })
+  }
+
+  async startProcessing(streams: readonly StreamSpec[], host: PartitionHost): Promise<void> {
+    await this.connect()
+    const started = streams.map((stream) => new StreamProcessor(this.kafka, this.options, stream, host, this.logger))
+    this.processors.push(...started)
+    await Promise.all(started.map((p) => p.start()))
+  }
+
+  async stopProcessing(): Promise<void> {
+    const processors = this.processors.splice(0)
+    await Promise.all(processors.map((p) => p.stop()))
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.stopProcessing()
+    await Promise.allSettled([this.producer?.disconnect(), this.admin?.disconnect()])
+  }
+
+  private connect(): Promise<void> {
+    this.connecting ??= (async () => {
+      const admin = this.kafka.admin()
+      // Commands are idempotent on the broker (no duplicates from producer retries) and, with
+      // explicit partitions, never reordered within an aggregate.
+      const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false })
+      await Promise.all([admin.connect(), producer.connect()])
+      this.admin = admin
+      this.producer = producer
+    })()
+    return this.connecting
+  }
+}
+
+/** Creates a {@link KafkaTransport}; pair it with a store: `driver: { transport: kafkaTransport(), store: redisStore() }`. */
+export function kafkaTransport(options: KafkaTransportOptions = {}, logger?: Logger): KafkaTransport {
+  return new KafkaTransport(options, logger)
+}

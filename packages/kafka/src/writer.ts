@@ -1,0 +1,129 @@
+import { FencedError, sleep, type EventToAppend, type PartitionWriter } from '@esk/core'
+import type { Kafka, Producer } from 'kafkajs'
+import { isConcurrentTransactions, isFenced } from './errors.js'
+import type { ResolvedKafkaOptions, StreamNames } from './options.js'
+
+/** Header names of every event record. Values are UTF-8 strings. */
+export const EventHeaders = {
+  type: 'esk-type',
+  aggregateId: 'esk-aggregate-id',
+  version: 'esk-version',
+  commandId: 'esk-command-id',
+  commandOffset: 'esk-command-offset',
+} as const
+
+/** How many times a transaction is restarted after CONCURRENT_TRANSACTIONS before giving up. */
+const CONCURRENT_RETRIES = 30
+
+/**
+ * The writer of one command partition: a transactional producer whose id is fixed per
+ * (group, command topic, partition). kafkajs has no KIP-447, so fencing relies on this: when a
+ * new owner initialises the same transactional id, the broker bumps the epoch and every later
+ * write of the old owner fails.
+ */
+export class TransactionalWriter implements PartitionWriter {
+  private constructor(
+    private readonly producer: Producer,
+    private readonly names: StreamNames,
+    private readonly partition: number,
+    private readonly transactionRetryMs: number,
+  ) {}
+
+  /** The transactional id of a partition's writer. */
+  static transactionalId(names: StreamNames, partition: number): string {
+    return `${names.group}.${names.commands}.${partition}`
+  }
+
+  /**
+   * Connects and fences: initialising the transactional id aborts whatever transaction a previous
+   * owner left open, and makes that owner's later writes fail. Only then may recovery read the log.
+   */
+  static async open(kafka: Kafka, options: ResolvedKafkaOptions, names: StreamNames, partition: number): Promise<TransactionalWriter> {
+    const producer = kafka.producer({
+      transactionalId: TransactionalWriter.transactionalId(names, partition),
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: options.transactionTimeoutMs,
+      allowAutoTopicCreation: false,
+      // kafkajs retries CONCURRENT_TRANSACTIONS inside send() with this policy; its 300 ms default
+      // would be paid by nearly every back-to-back transaction.
+      retry: { initialRetryTime: Math.max(1, options.transactionRetryMs), maxRetryTime: 2_000, retries: 12, multiplier: 2 },
+    })
+    await producer.connect()
+    try {
+      const fence = await producer.transaction()
+      await fence.abort()
+    } catch (error) {
+      await producer.disconnect().catch(() => undefined)
+      if (isFenced(error)) throw fencedError(names, partition, error)
+      throw error
+    }
+    return new TransactionalWriter(producer, names, partition, options.transactionRetryMs)
+  }
+
+  async commit(events: EventToAppend[], commandPosition: number): Promise<number[]> {
+    for (let attempt = 0; ; attempt++) {
+      const transaction = await this.producer.transaction()
+      try {
+        let offsets: number[] = []
+        if (events.length > 0) {
+          const [metadata] = await transaction.send({
+            topic: this.names.events,
+            acks: -1,
+            messages: events.map((event) => ({
+              partition: this.partition,
+              key: event.aggregateId,
+              value: event.payload,
+              headers: {
+                [EventHeaders.type]: event.type,
+                [EventHeaders.aggregateId]: event.aggregateId,
+                [EventHeaders.version]: String(event.version),
+                [EventHeaders.commandId]: event.commandId,
+                [EventHeaders.commandOffset]: String(event.commandPosition),
+              },
+            })),
+          })
+          // One send to one partition is one record batch: its offsets are consecutive.
+          const base = Number(metadata?.baseOffset)
+          if (!Number.isSafeInteger(base)) throw new Error(`no base offset in produce response: ${JSON.stringify(metadata)}`)
+          offsets = events.map((_, i) => base + i)
+        }
+        await transaction.sendOffsets({
+          consumerGroupId: this.names.group,
+          topics: [
+            {
+              topic: this.names.commands,
+              partitions: [{ partition: this.partition, offset: String(commandPosition + 1) }],
+            },
+          ],
+        })
+        await transaction.commit()
+        return offsets
+      } catch (error) {
+        await transaction.abort().catch(() => undefined)
+        if (isFenced(error)) throw fencedError(this.names, this.partition, error)
+        // Raised before anything was added (sendOffsets first): the previous commit is still
+        // completing on the coordinator, so starting over shortly is safe.
+        if (isConcurrentTransactions(error) && attempt < CONCURRENT_RETRIES) {
+          await sleep(Math.min(this.transactionRetryMs * 2 ** attempt, 100))
+          continue
+        }
+        throw error
+      }
+    }
+  }
+
+  /** Disconnects the producer. A transaction still open on the broker is aborted by the next owner or by its timeout. */
+  async close(): Promise<void> {
+    await this.producer.disconnect().catch(() => undefined)
+  }
+}
+
+function fencedError(names: StreamNames, partition: number, cause: unknown): FencedError {
+  return new FencedError(
+    `the writer of ${names.commands}[${partition}] was fenced by a newer owner of that partition; ` +
+      `this process stops writing it (nothing more reaches the log or the snapshots)`,
+    { topic: names.commands, partition },
+    cause,
+  )
+}
