@@ -17,6 +17,16 @@ ensure_deps() {
 
 build() { ensure_deps; node_modules/.bin/tsc -b; }
 
+# One plain closing line ("N passed, N failed, N skipped") for tools that read it.
+summarize() {
+  [[ -f "$1" ]] || return 0
+  node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))
+    const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0)
+    console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`)
+  ' "$1"
+}
+
 case "${1:-}" in
   install) ensure_deps ;;
   build) build ;;
@@ -30,7 +40,11 @@ case "${1:-}" in
     shift
     build
     if [[ "${ESK_SKIP_STACK:-}" != "1" ]]; then bash scripts/stack.sh start; fi
-    node_modules/.bin/vitest run "$@"
+    mkdir -p reports
+    status=0
+    node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile.json=reports/vitest.json "$@" || status=$?
+    summarize reports/vitest.json
+    exit "$status"
     ;;
   unit)
     shift
@@ -41,7 +55,7 @@ case "${1:-}" in
     shift
     build
     bash scripts/stack.sh start
-    node packages/kafka/dist/bench/main.js "$@"
+    node packages/bench/dist/main.js "$@"
     ;;
   *)
     echo "usage: scripts/dev.sh install|build|example [name] [args]|test [vitest args]|unit|bench" >&2

@@ -185,8 +185,8 @@ export class FencedError extends EskError {
 
 /** The application, repository or driver was closed. */
 export class ClosedError extends EskError {
-  constructor(what: string) {
-    super(ErrorCode.Closed, `${what} is closed; create a new application with createEsk()`)
+  constructor(what: string, message = `${what} is closed; create a new application with createEsk()`, details?: ErrorDetails) {
+    super(ErrorCode.Closed, message, details)
   }
 }
 
@@ -236,7 +236,48 @@ export function errorFromPayload(payload: ErrorPayload): EskError {
         Number(details.actual),
       )
       break
+    case ErrorCode.Configuration:
+      error = new ConfigurationError(payload.message, details)
+      break
+    case ErrorCode.InvalidArgument:
+      error = new InvalidArgumentError(payload.message, details)
+      break
+    case ErrorCode.CommandTimeout:
+      error = new CommandTimeoutError(
+        String(details.aggregate),
+        String(details.id),
+        String(details.commandId),
+        Number(details.timeoutMs),
+      )
+      break
+    case ErrorCode.ReadTimeout:
+      error = new ReadTimeoutError(
+        String(details.aggregate),
+        String(details.id),
+        Number(details.atLeastVersion),
+        typeof details.seen === 'number' ? details.seen : undefined,
+        Number(details.timeoutMs),
+      )
+      break
+    case ErrorCode.SnapshotStale:
+      error = new SnapshotStaleError(
+        String(details.aggregate),
+        String(details.id),
+        Number(details.stored),
+        Number(details.current),
+      )
+      break
+    case ErrorCode.Serialization:
+      error = new SerializationError(payload.message, details)
+      break
+    case ErrorCode.Fenced:
+      error = new FencedError(payload.message, details)
+      break
+    case ErrorCode.Closed:
+      error = new ClosedError('')
+      break
     default:
+      // A code this version does not know (a newer processor): keep its words, report a failure.
       error = new EskError(ErrorCode.HandlerFailed, payload.message, details)
   }
   // Keep the processor's wording: it may carry context the constructor cannot rebuild.

@@ -121,6 +121,9 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
     }),
   )
   let state: 'open' | 'closing' | 'closed' = 'open'
+  // Aborted when close() starts, so calls waiting for an outcome or a version return at once.
+  const closingSignal = new AbortController()
+  let closing: Promise<void> | undefined
   const assertOpen = (): void => {
     if (state !== 'open') throw new ClosedError('this esk application')
   }
@@ -183,21 +186,26 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
           store.outcomes,
           settings,
           assertOpen,
+          closingSignal.signal,
         )
         repositories.set(aggregate, repository)
       }
       return repository as unknown as Repository<T>
     },
     on: (name, listener) => observers.on(name, listener),
-    async close() {
-      if (state !== 'open') return
-      state = 'closing'
-      try {
-        await transport.stopProcessing()
-      } finally {
-        await Promise.allSettled([transport.close(), store.close()])
-        state = 'closed'
-      }
+    close() {
+      // Every call, even one made while an earlier one is still stopping, waits for the same close.
+      closing ??= (async () => {
+        state = 'closing'
+        closingSignal.abort()
+        try {
+          await transport.stopProcessing()
+        } finally {
+          await Promise.allSettled([transport.close(), store.close()])
+          state = 'closed'
+        }
+      })()
+      return closing
     },
   }
 }

@@ -75,7 +75,7 @@ export type {
 } from './records.js'
 
 export { Observers } from './observe.js'
-export type { BackgroundError, EskEventMap, Listener, PartitionChange, RecoveryProgress } from './observe.js'
+export type { BackgroundError, BatchProcessed, EskEventMap, Listener, PartitionChange, RecoveryProgress } from './observe.js'
 
 export { consoleLogger } from './logger.js'
 export type { Logger, LogLevel } from './logger.js'

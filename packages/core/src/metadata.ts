@@ -156,14 +156,17 @@ export function aggregateModel<T>(cls: Class<T>): AggregateModel<T> {
   if (!options) {
     throw new ConfigurationError(`${cls.name} is not an aggregate: decorate it with @Aggregate({ name })`)
   }
-  if (!NAME_PATTERN.test(options.name)) {
+  // typeof first: RegExp.test(undefined) tests the string 'undefined', which would pass.
+  if (typeof options.name !== 'string' || !NAME_PATTERN.test(options.name)) {
     throw new ConfigurationError(
-      `aggregate name '${options.name}' of ${cls.name} must start with a letter and use only letters, digits, '-' and '_' (at most 63)`,
+      `aggregate name '${String(options.name)}' of ${cls.name} must start with a letter and use only letters, digits, '-' and '_' (at most 63)`,
     )
   }
   const schemaVersion = options.schemaVersion ?? 1
   if (!Number.isInteger(schemaVersion) || schemaVersion < 1) {
-    throw new ConfigurationError(`schemaVersion of aggregate '${options.name}' must be a positive integer`)
+    throw new ConfigurationError(
+      `schemaVersion of ${cls.name} (aggregate '${options.name}') must be a positive integer, got ${String(schemaVersion)}`,
+    )
   }
 
   const commands = new Map<string, CommandBinding>()
@@ -175,8 +178,18 @@ export function aggregateModel<T>(cls: Class<T>): AggregateModel<T> {
         `${cls.name}.${record.method} handles ${record.command.name}, which has no @Command('Type') decorator`,
       )
     }
-    if (commands.has(meta.type)) {
-      throw new ConfigurationError(`aggregate '${options.name}' has two handlers for command type '${meta.type}'`)
+    if (typeof meta.type !== 'string' || meta.type.length === 0) {
+      throw new ConfigurationError(
+        `${cls.name}.${record.method} handles ${record.command.name}, whose @Command type name is empty; ` +
+          `declare a persisted name such as @Command('bank.Deposit')`,
+      )
+    }
+    const existing = commands.get(meta.type)
+    if (existing) {
+      throw new ConfigurationError(
+        `${cls.name}.${existing.method} and ${cls.name}.${record.method} both handle command type '${meta.type}'; ` +
+          `keep one handler per command type`,
+      )
     }
     const binding = { ...record, type: meta.type, cls: record.command, validate: meta.options.validate }
     commands.set(meta.type, binding)
@@ -184,7 +197,8 @@ export function aggregateModel<T>(cls: Class<T>): AggregateModel<T> {
   }
   if (![...commands.values()].some((c) => c.creates)) {
     throw new ConfigurationError(
-      `aggregate '${options.name}' has no creating command: mark one handler @CommandHandler(Cmd, { creates: true })`,
+      `${cls.name} (aggregate '${options.name}') has no creating command: ` +
+        `mark one handler @CommandHandler(Cmd, { creates: true })`,
     )
   }
 
@@ -192,13 +206,23 @@ export function aggregateModel<T>(cls: Class<T>): AggregateModel<T> {
   const eventsByClass = new Map<Class, EventBinding>()
   for (const record of (Reflect.getOwnMetadata(EVENT_HANDLERS, cls) ?? []) as EventHandlerRecord[]) {
     const type = eventTypeOf(record.event)
-    if (!type) {
+    if (type === undefined) {
       throw new ConfigurationError(
         `${cls.name}.${record.method} applies ${record.event.name}, which has no @Event('Type') decorator`,
       )
     }
-    if (events.has(type)) {
-      throw new ConfigurationError(`aggregate '${options.name}' has two handlers for event type '${type}'`)
+    if (typeof type !== 'string' || type.length === 0) {
+      throw new ConfigurationError(
+        `${cls.name}.${record.method} applies ${record.event.name}, whose @Event type name is empty; ` +
+          `declare a persisted name such as @Event('bank.MoneyDeposited')`,
+      )
+    }
+    const existing = events.get(type)
+    if (existing) {
+      throw new ConfigurationError(
+        `${cls.name}.${existing.method} and ${cls.name}.${record.method} both apply event type '${type}'; ` +
+          `keep one handler per event type`,
+      )
     }
     const binding = { type, cls: record.event, method: record.method }
     events.set(type, binding)

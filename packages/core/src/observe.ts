@@ -32,11 +32,29 @@ export interface PartitionChange {
   change: 'assigned' | 'revoked'
 }
 
+/** One committed batch of commands: what it did and how long each step took. */
+export interface BatchProcessed {
+  aggregate: string
+  partition: number
+  /** Commands in the batch (including duplicates and undecodable records). */
+  commands: number
+  /** Events committed. */
+  events: number
+  /** Commands refused. */
+  rejected: number
+  /** Milliseconds loading snapshots, running handlers, committing to the log, saving snapshots. */
+  loadMs: number
+  handleMs: number
+  commitMs: number
+  saveMs: number
+}
+
 /** Everything an application can observe, by name. */
 export interface EskEventMap {
   recovery: RecoveryProgress
   error: BackgroundError
   partition: PartitionChange
+  batch: BatchProcessed
 }
 
 /** A listener of one observable event. */

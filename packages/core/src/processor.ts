@@ -116,6 +116,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       })
     }
     if (fresh.length === 0) return
+    const started = performance.now()
     const decoded = fresh.map((record) => ({ record, command: decodeEnvelope(record.value) }))
     const envelopes = decoded.flatMap((d) => (isUndecodable(d.command) ? [] : [d.command]))
 
@@ -136,6 +137,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       working = this.workingSet(envelopes, loaded.snapshots)
     }
 
+    const loadedAt = performance.now()
     const events: EventToAppend[] = []
     const outcomes: Outcome[] = []
     const replies: Reply[] = []
@@ -171,6 +173,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       if (command.replyTo) replies.push({ replyTo: command.replyTo, outcome })
     }
 
+    const handledAt = performance.now()
     const lastPosition = fresh[fresh.length - 1]!.position
     let offsets: number[]
     try {
@@ -204,11 +207,26 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         state: w.encoded!,
       })
     }
+    const committedAt = performance.now()
     // Committed: the outcomes are final whatever happens to the snapshot save below.
     await this.saveOrRepair({ snapshots: written, checkpoint: this.checkpoint, outcomes })
+    const savedAt = performance.now()
     if (replies.length > 0) {
       await this.context.outcomes.publish(stream, partition, replies).catch((error: unknown) => {
         this.context.observers.emit('error', { error, aggregate: this.name, partition, during: 'publish' })
+      })
+    }
+    if (this.context.observers.count('batch') > 0) {
+      this.context.observers.emit('batch', {
+        aggregate: this.name,
+        partition,
+        commands: records.length,
+        events: events.length,
+        rejected: outcomes.filter((o) => o.status === 'rejected').length,
+        loadMs: loadedAt - started,
+        handleMs: handledAt - loadedAt,
+        commitMs: committedAt - handledAt,
+        saveMs: savedAt - committedAt,
       })
     }
   }
@@ -264,7 +282,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       }
 
       const state = w.state ?? (w.encoded !== undefined ? runtime.hydrate(w.encoded) : runtime.create())
-      const before = w.encoded ?? runtime.dehydrate(state)
+      // Compared with a fresh encoding, not the stored text: a class whose fields changed would differ.
+      const before = runtime.dehydrate(state)
       let produced: object[]
       let encoded: string
       try {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { encodeEnvelope } from './codec.js'
 import {
   AggregateNotFoundError,
+  ClosedError,
   CommandTimeoutError,
   InvalidArgumentError,
   ReadTimeoutError,
@@ -79,6 +80,7 @@ export class Repository<T extends object> {
     private readonly outcomes: OutcomeChannel,
     private readonly settings: RepositorySettings,
     private readonly assertOpen: () => void,
+    private readonly closing: AbortSignal,
   ) {}
 
   /** Creates an aggregate with a creating command. Throws `ESK_AGGREGATE_EXISTS` if the id is taken. */
@@ -109,6 +111,7 @@ export class Repository<T extends object> {
       })
       seen = found?.version ?? seen
       if (found && found.version >= options.atLeastVersion) return found
+      if (this.closing.aborted) throw new ClosedError('this esk application')
       if (Date.now() >= deadline) {
         throw new ReadTimeoutError(this.runtime.model.name, id, options.atLeastVersion, seen, timeoutMs)
       }
@@ -179,6 +182,8 @@ export class Repository<T extends object> {
     const partition = partitionFor(id, this.stream.partitions)
     const timeout = new AbortController()
     const timer = setTimeout(() => timeout.abort(), timeoutMs)
+    const onClose = (): void => timeout.abort()
+    this.closing.addEventListener('abort', onClose, { once: true })
     try {
       const waiting = this.outcomes.wait(this.stream, partition, commandId, timeout.signal)
       try {
@@ -189,11 +194,20 @@ export class Repository<T extends object> {
         throw error
       }
       const outcome = await waiting
+      if (!outcome && this.closing.aborted) {
+        throw new ClosedError(
+          'this esk application',
+          `the application closed before the outcome of command ${commandId} on ${name} '${id}' arrived; ` +
+            `it may still be applied: retry with the same commandId (it is never applied twice)`,
+          { aggregate: name, id, commandId },
+        )
+      }
       if (!outcome) throw new CommandTimeoutError(name, id, commandId, timeoutMs)
       if (outcome.status === 'rejected') throw errorFromPayload(outcome.error)
       return { id, version: outcome.version, commandId }
     } finally {
       clearTimeout(timer)
+      this.closing.removeEventListener('abort', onClose)
     }
   }
 }

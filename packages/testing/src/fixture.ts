@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util'
-import { AggregateRuntime, type Class, type EskError } from '@esk/core'
+import { AggregateRuntime, HandlerFailedError, type Class, type EskError } from '@esk/core'
 
 /** What a command did in a fixture: its events, or the error it was refused with. */
 export interface FixtureResult<T> {
@@ -44,7 +44,7 @@ export class WhenStep<T extends object> {
   /**
    * Checks the outcome: a list of events the command must return (compared in their persisted
    * form), or a {@link rejected} expectation. Resolves with the result; rejects with
-   * {@link FixtureMismatch} otherwise. Awaiting the step itself also works, without a check.
+   * {@link FixtureMismatch} otherwise. To get the result without a check, use {@link WhenStep.run}.
    */
   then<R1 = FixtureResult<T>, R2 = never>(
     expected?: readonly object[] | ExpectedRejection | ((value: FixtureResult<T>) => R1 | PromiseLike<R1>) | null,
@@ -104,6 +104,10 @@ export class WhenStep<T extends object> {
       }
       const before = runtime.dehydrate(state)
       events = await runtime.handle(state, binding, command)
+      if (binding.creates && events.length === 0) {
+        // The processor refuses this too: an aggregate exists only through its first event.
+        throw new HandlerFailedError(`creating handler for ${binding.type} returned no events; return at least one event`)
+      }
       if (runtime.dehydrate(state) !== before) {
         throw new FixtureMismatch(`${binding.type}'s handler changed the aggregate's fields; only event handlers may`)
       }

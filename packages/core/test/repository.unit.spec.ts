@@ -1,0 +1,296 @@
+import {
+  Aggregate,
+  Command,
+  CommandHandler,
+  CommandRejected,
+  Event,
+  EventHandler,
+  consoleLogger,
+  createEsk,
+  type Class,
+  type Esk,
+} from '@esk/core'
+import { MemoryBackend, memoryDriver } from '@esk/memory'
+import { afterEach, describe, expect, it } from 'vitest'
+
+@Command<Open>('repo.Open', { validate: (c) => (c.owner ? undefined : 'owner is required') })
+class Open {
+  owner: string
+  constructor(owner = '') {
+    this.owner = owner
+  }
+}
+
+@Command<Add>('repo.Add', { validate: (c) => (Number.isInteger(c.amount) && c.amount > 0 ? undefined : 'amount must be > 0') })
+class Add {
+  amount: number
+  constructor(amount = 0) {
+    this.amount = amount
+  }
+}
+
+/** A command whose handler changes a field itself instead of returning an event for it. */
+@Command('repo.Sneak')
+class Sneak {}
+
+/** A command whose handler changes a field and then refuses. */
+@Command('repo.SneakThenRefuse')
+class SneakThenRefuse {}
+
+/** Declared, but no handler in Counter. */
+@Command('repo.Elsewhere')
+class Elsewhere {}
+
+@Event('repo.Opened')
+class Opened {
+  owner: string
+  constructor(owner = '') {
+    this.owner = owner
+  }
+}
+
+@Event('repo.Added')
+class Added {
+  amount: number
+  constructor(amount = 0) {
+    this.amount = amount
+  }
+}
+
+@Aggregate({ name: 'repo-counter' })
+class Counter {
+  owner = ''
+  total = 0
+
+  @CommandHandler(Open, { creates: true })
+  open(c: Open): Opened {
+    return new Opened(c.owner)
+  }
+
+  @CommandHandler(Add)
+  add(c: Add): Added {
+    return new Added(c.amount)
+  }
+
+  @CommandHandler(Sneak)
+  sneak(): Added {
+    this.total = 1_000
+    return new Added(1)
+  }
+
+  @CommandHandler(SneakThenRefuse)
+  sneakThenRefuse(): never {
+    this.total = -1
+    throw new CommandRejected('refused after scribbling on the state', { reason: 'NOPE' })
+  }
+
+  @EventHandler(Opened)
+  onOpened(e: Opened): void {
+    this.owner = e.owner
+  }
+
+  @EventHandler(Added)
+  onAdded(e: Added): void {
+    this.total += e.amount
+  }
+}
+
+const apps: Esk[] = []
+afterEach(async () => {
+  for (const app of apps.splice(0)) await app.close()
+})
+
+async function start(backend = new MemoryBackend(), aggregate: Class<object> = Counter) {
+  const app = await createEsk({
+    aggregates: [{ aggregate, partitions: 2 }],
+    driver: memoryDriver({ backend }),
+    // Handler failures are expected here; keep the warnings out of the test output.
+    logger: consoleLogger('silent'),
+  })
+  apps.push(app)
+  const logs = () => backend.logs.get('repo-counter') ?? []
+  return {
+    app,
+    backend,
+    get counters() {
+      return app.repository(Counter)
+    },
+    /** Commands written to the command log so far. */
+    sent: (): number => logs().reduce((n, log) => n + log.commands.length, 0),
+    /** Events written to the event log so far. */
+    recorded: (): number => logs().reduce((n, log) => n + log.events.length, 0),
+  }
+}
+
+describe('repository arguments', () => {
+  it('refuses bad ids, versions and command ids before sending anything', async () => {
+    const { counters, sent } = await start()
+    const { id } = await counters.save(new Open('ann'))
+    const before = sent()
+    const invalid = (fragment: string) => ({
+      code: 'ESK_INVALID_ARGUMENT',
+      name: 'InvalidArgumentError',
+      message: expect.stringContaining(fragment),
+    })
+
+    await expect(counters.update('', new Add(1))).rejects.toMatchObject(invalid('aggregate id'))
+    await expect(counters.save(new Open('bo'), { id: '' })).rejects.toMatchObject(invalid('aggregate id'))
+    await expect(counters.update('x'.repeat(257), new Add(1))).rejects.toMatchObject(invalid('1 to 256 characters'))
+    await expect(counters.find('')).rejects.toMatchObject(invalid('aggregate id'))
+    await expect(counters.get('')).rejects.toMatchObject(invalid('aggregate id'))
+    await expect(counters.update(id, new Add(1), { expectedVersion: -1 })).rejects.toMatchObject(
+      invalid('expectedVersion must be a non-negative integer, got -1'),
+    )
+    await expect(counters.update(id, new Add(1), { expectedVersion: 0.5 })).rejects.toMatchObject(invalid('got 0.5'))
+    await expect(counters.update(id, new Add(1), { commandId: '' })).rejects.toMatchObject(invalid('commandId'))
+    await expect(counters.save(new Open('cy'), { commandId: 'c'.repeat(257) })).rejects.toMatchObject(invalid('commandId'))
+
+    expect(sent()).toBe(before)
+  })
+
+  it('refuses a command sent through the wrong method, saying which one to use', async () => {
+    const { counters, sent } = await start()
+    const { id } = await counters.save(new Open('ann'))
+    const before = sent()
+
+    await expect(counters.save(new Add(1))).rejects.toMatchObject({
+      code: 'ESK_UNKNOWN_COMMAND',
+      name: 'UnknownCommandError',
+      message: 'repo.Add does not create a repo-counter; send it with update(id, command)',
+      details: { aggregate: 'repo-counter', commandType: 'repo.Add' },
+    })
+    await expect(counters.update(id, new Open('ann'))).rejects.toMatchObject({
+      code: 'ESK_UNKNOWN_COMMAND',
+      message: 'repo.Open creates a repo-counter; send it with save(command)',
+    })
+    expect(sent()).toBe(before)
+  })
+
+  it('refuses a command the aggregate does not handle, listing those it does', async () => {
+    const { counters, sent } = await start()
+    const { id } = await counters.save(new Open('ann'))
+    const before = sent()
+    await expect(counters.update(id, new Elsewhere())).rejects.toMatchObject({
+      code: 'ESK_UNKNOWN_COMMAND',
+      details: { aggregate: 'repo-counter', command: 'Elsewhere' },
+      message: expect.stringMatching(/^Elsewhere is not handled by aggregate 'repo-counter'; handled commands: repo\.Open, repo\.Add/),
+    })
+    await expect(counters.update(id, { amount: 1 })).rejects.toMatchObject({ code: 'ESK_UNKNOWN_COMMAND' })
+    expect(sent()).toBe(before)
+  })
+
+  it('validates on the client, listing the problems, before sending', async () => {
+    const { counters, sent } = await start()
+    const { id } = await counters.save(new Open('ann'))
+    const before = sent()
+    await expect(counters.update(id, new Add(-2))).rejects.toMatchObject({
+      code: 'ESK_INVALID_COMMAND',
+      problems: ['amount must be > 0'],
+      details: { commandType: 'repo.Add' },
+    })
+    await expect(counters.save(new Open(''))).rejects.toMatchObject({ code: 'ESK_INVALID_COMMAND', problems: ['owner is required'] })
+    expect(sent()).toBe(before)
+  })
+
+  it('answers missing and existing aggregates with their own codes', async () => {
+    const { counters } = await start()
+    await counters.save(new Open('ann'), { id: 'c1' })
+    await expect(counters.save(new Open('bo'), { id: 'c1' })).rejects.toMatchObject({
+      code: 'ESK_AGGREGATE_EXISTS',
+      details: { aggregate: 'repo-counter', id: 'c1' },
+    })
+    await expect(counters.update('c2', new Add(1))).rejects.toMatchObject({ code: 'ESK_AGGREGATE_NOT_FOUND' })
+    expect(await counters.find('c2')).toBeUndefined()
+    await expect(counters.get('c2')).rejects.toMatchObject({ code: 'ESK_AGGREGATE_NOT_FOUND', details: { id: 'c2' } })
+    expect((await counters.get('c1')).state).toMatchObject({ owner: 'ann', total: 0 })
+  })
+
+  it('gives back versions, state instances and caller-chosen ids', async () => {
+    const { counters } = await start()
+    expect(await counters.save(new Open('ann'), { id: 'c1', commandId: 'k1' })).toEqual({ id: 'c1', version: 1, commandId: 'k1' })
+    const added = await counters.update('c1', new Add(5), { expectedVersion: 1 })
+    expect(added).toMatchObject({ id: 'c1', version: 2 })
+    expect(added.commandId).toMatch(/^[0-9a-f-]{36}$/)
+    const found = await counters.get('c1', { atLeastVersion: 2 })
+    expect(found).toEqual({ id: 'c1', version: 2, state: expect.any(Counter) })
+    expect(found.state).toMatchObject({ owner: 'ann', total: 5 })
+  })
+})
+
+describe('command handler purity', () => {
+  it('rejects a handler that changes fields with ESK_HANDLER_FAILED and stores nothing', async () => {
+    const { counters, recorded } = await start()
+    const { id } = await counters.save(new Open('ann'))
+    await counters.update(id, new Add(5))
+    const events = recorded()
+
+    await expect(counters.update(id, new Sneak())).rejects.toMatchObject({
+      code: 'ESK_HANDLER_FAILED',
+      message: expect.stringContaining("changed the aggregate's fields"),
+    })
+    expect(recorded()).toBe(events)
+    expect(await counters.get(id)).toMatchObject({ version: 2, state: { owner: 'ann', total: 5 } })
+  })
+
+  it('starts the next command in the same batch from the last good state', async () => {
+    const { counters } = await start()
+    const { id } = await counters.save(new Open('ann'))
+    // Sent together, so the processor takes them in one batch over one working instance.
+    const results = await Promise.allSettled([
+      counters.update(id, new Add(1)),
+      counters.update(id, new Sneak()),
+      counters.update(id, new Add(2)),
+      counters.update(id, new SneakThenRefuse()),
+      counters.update(id, new Add(3)),
+    ])
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value.version : (r.reason as { code: string }).code))).toEqual([
+      2,
+      'ESK_HANDLER_FAILED',
+      3,
+      'ESK_COMMAND_REJECTED',
+      4,
+    ])
+    expect((await counters.get(id, { atLeastVersion: 4 })).state.total).toBe(6)
+  })
+
+  // The purity check must compare encodings made by this code, never the stored snapshot text.
+  it('compares against the state as this code reads it, not the stored text', async () => {
+    // The same aggregate with its fields declared in another order and one field added: a
+    // refactoring that changes no event handler and so keeps schemaVersion 1.
+    @Aggregate({ name: 'repo-counter' })
+    class ReorderedCounter {
+      total = 0
+      owner = ''
+      note = ''
+
+      @CommandHandler(Open, { creates: true })
+      open(c: Open): Opened {
+        return new Opened(c.owner)
+      }
+
+      @CommandHandler(Add)
+      add(c: Add): Added {
+        return new Added(c.amount)
+      }
+
+      @EventHandler(Opened)
+      onOpened(e: Opened): void {
+        this.owner = e.owner
+      }
+
+      @EventHandler(Added)
+      onAdded(e: Added): void {
+        this.total += e.amount
+      }
+    }
+    const backend = new MemoryBackend()
+    const before = await start(backend)
+    const { id } = await before.counters.save(new Open('ann'))
+    await before.app.close()
+
+    const after = await start(backend, ReorderedCounter)
+    const reordered = after.app.repository(ReorderedCounter)
+    expect(await reordered.update(id, new Add(4))).toMatchObject({ version: 2 })
+    expect((await reordered.get(id, { atLeastVersion: 2 })).state).toMatchObject({ owner: 'ann', total: 4 })
+  })
+})
