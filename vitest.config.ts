@@ -12,6 +12,9 @@ const alias = Object.fromEntries(
 export default defineConfig({
   resolve: { alias },
   test: {
+    // One broker and one redis-server on two cores: test files run one at a time (a per-project
+    // setting is not supported; the unit files are fast enough either way).
+    fileParallelism: false,
     projects: [
       {
         resolve: { alias },
@@ -26,8 +29,6 @@ export default defineConfig({
         test: {
           name: 'int',
           include: ['packages/*/test/**/*.int.spec.ts', 'examples/*/test/**/*.int.spec.ts'],
-          // One broker and one redis-server on two cores: files run one at a time.
-          fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 120_000,
         },

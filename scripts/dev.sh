@@ -17,6 +17,9 @@ ensure_deps() {
 
 build() { ensure_deps; node_modules/.bin/tsc -b; }
 
+# Tests run through vitest's transpiler, which does not type-check: do it here.
+typecheck_tests() { node_modules/.bin/tsc -p scripts/tsconfig.tests.json; }
+
 # One plain closing line ("N passed, N failed, N skipped") for tools that read it.
 summarize() {
   [[ -f "$1" ]] || return 0
@@ -39,6 +42,7 @@ case "${1:-}" in
   test)
     shift
     build
+    typecheck_tests
     if [[ "${ESK_SKIP_STACK:-}" != "1" ]]; then bash scripts/stack.sh start; fi
     mkdir -p reports
     status=0

@@ -88,10 +88,15 @@ export interface Transport {
   close(): Promise<void>
 }
 
-/** What a snapshot store hands back for one batch: the snapshots and the recorded outcomes. */
+/** What a snapshot store hands back for one batch: snapshots, recorded outcomes, and the checkpoint. */
 export interface LoadedBatch {
   snapshots: Map<string, StoredSnapshot>
   outcomes: Map<string, Outcome>
+  /**
+   * The partition's checkpoint as stored now. A processor compares it with what it saved last: a
+   * missing or older one means the store lost data under it (flushed, restarted empty).
+   */
+  checkpoint: Checkpoint | undefined
 }
 
 /** What a processor writes after a commit, in one atomic step. */
@@ -106,7 +111,7 @@ export interface SnapshotWrite {
  * It can always be dropped and rebuilt from the events.
  */
 export interface SnapshotStore {
-  /** Reads snapshots and recorded outcomes of one partition in one round trip. */
+  /** Reads snapshots, recorded outcomes and the checkpoint of one partition in one round trip. */
   load(stream: StreamSpec, partition: number, aggregateIds: string[], commandIds: string[]): Promise<LoadedBatch>
   /** Reads one snapshot (for `find`). */
   read(stream: StreamSpec, partition: number, aggregateId: string): Promise<StoredSnapshot | undefined>

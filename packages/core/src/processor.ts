@@ -103,7 +103,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     return this.context.runtime.model.schemaVersion
   }
 
-  private async processBatch(records: CommandRecord[]): Promise<void> {
+  private async processBatch(records: CommandRecord[], replayed = false): Promise<void> {
     const { snapshots } = this.context
     const stream = this.lease.stream
     const partition = this.lease.partition
@@ -126,6 +126,23 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       unique(envelopes.map((e) => e.aggregateId)),
       unique(envelopes.map((e) => e.commandId)),
     )
+    if (this.storeFellBehind(loaded.checkpoint)) {
+      // Handling commands on missing snapshots would take existing aggregates for new ones.
+      if (replayed) {
+        throw new Error(
+          `the snapshot store of ${this.name}/${partition} lost data again right after a replay; ` +
+            `check that Redis does not evict keys (maxmemory-policy noeviction or volatile-*)`,
+        )
+      }
+      this.context.observers.emit('error', {
+        error: new Error(`the snapshot store lost the state of ${this.name}/${partition}; replaying it from the log`),
+        aggregate: this.name,
+        partition,
+        during: 'store-check',
+      })
+      await this.recover(false)
+      return this.processBatch(records, true)
+    }
     let working: Map<string, Working<T>>
     try {
       working = this.workingSet(envelopes, loaded.snapshots)
@@ -229,6 +246,13 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         saveMs: savedAt - committedAt,
       })
     }
+  }
+
+  /** True when the stored checkpoint is missing or older than the last one this processor saved. */
+  private storeFellBehind(stored: Checkpoint | undefined): boolean {
+    const mine = this.checkpoint
+    if (mine.offset === 0 && mine.commandPosition < 0) return false
+    return !stored || stored.offset < mine.offset || stored.commandPosition < mine.commandPosition
   }
 
   private workingSet(envelopes: CommandEnvelope[], snapshots: Map<string, StoredSnapshot>): Map<string, Working<T>> {

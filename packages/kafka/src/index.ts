@@ -1,6 +1,6 @@
 export { KafkaTransport, kafkaTransport } from './transport.js'
-export { KAFKA_DEFAULTS, streamNames } from './options.js'
-export type { KafkaTransportOptions, StreamNames } from './options.js'
+export { KAFKA_DEFAULTS, resolveOptions as resolveKafkaOptions, streamNames } from './options.js'
+export type { KafkaTransportOptions, ResolvedKafkaOptions, StreamNames } from './options.js'
 export { EventHeaders, TransactionalWriter } from './writer.js'
 export { replayPartition, decodeEvent } from './replay.js'
 export type { ReplayOptions } from './replay.js'

@@ -1,4 +1,5 @@
 import { ConfigurationError } from '@esk/core'
+import type { Logger } from '@esk/core'
 import type { KafkaConfig, logLevel } from 'kafkajs'
 
 /** Options of {@link kafkaTransport}. Every field has a default except where noted. */
@@ -35,8 +36,10 @@ export interface KafkaTransportOptions {
   transactionRetryMs?: number
   /** Partitions consumed concurrently by one processor. Default 16. */
   partitionsConsumedConcurrently?: number
-  /** kafkajs log level. Default WARN (from `logLevel` of kafkajs), ERROR if unset in tests. */
+  /** Most verbose kafkajs level passed on to `logger`. Default `logLevel.WARN`. */
   logLevel?: logLevel
+  /** Where kafkajs's logs go. Default: the console logger (level from `ESK_LOG_LEVEL`). */
+  logger?: Logger
 }
 
 /** Defaults of {@link KafkaTransportOptions}, in one place. */
@@ -56,8 +59,8 @@ export const KAFKA_DEFAULTS = {
 } as const
 
 /** Options after defaults, validated. */
-export type ResolvedKafkaOptions = Required<Omit<KafkaTransportOptions, 'kafka' | 'logLevel'>> &
-  Pick<KafkaTransportOptions, 'kafka' | 'logLevel'>
+export type ResolvedKafkaOptions = Required<Omit<KafkaTransportOptions, 'kafka' | 'logLevel' | 'logger'>> &
+  Pick<KafkaTransportOptions, 'kafka' | 'logLevel' | 'logger'>
 
 const PREFIX_PATTERN = /^[A-Za-z0-9._-]{0,100}$/
 

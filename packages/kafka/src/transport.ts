@@ -1,6 +1,7 @@
 import { consoleLogger, type Logger, type PartitionHost, type StoredEvent, type StreamSpec, type Transport } from '@esk/core'
 import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs'
 import { resolveOptions, streamNames, type KafkaTransportOptions, type ResolvedKafkaOptions } from './options.js'
+import { kafkaLogCreator } from './logging.js'
 import { StreamProcessor } from './processing.js'
 import { replayPartition } from './replay.js'
 import { provisionTopics } from './topics.js'
@@ -23,16 +24,17 @@ export class KafkaTransport implements Transport {
   private readonly processors: StreamProcessor[] = []
   private closed = false
 
-  constructor(
-    options: KafkaTransportOptions = {},
-    private readonly logger: Logger = consoleLogger(),
-  ) {
+  private readonly logger: Logger
+
+  constructor(options: KafkaTransportOptions = {}) {
     this.options = resolveOptions(options)
+    this.logger = options.logger ?? consoleLogger()
     this.kafka = new Kafka({
       ...this.options.kafka,
       brokers: this.options.brokers,
       clientId: this.options.clientId,
       logLevel: this.options.logLevel ?? logLevel.WARN,
+      logCreator: kafkaLogCreator(this.logger),
     })
   }
 
@@ -105,6 +107,6 @@ export class KafkaTransport implements Transport {
 }
 
 /** Creates a {@link KafkaTransport}; pair it with a store: `driver: { transport: kafkaTransport(), store: redisStore() }`. */
-export function kafkaTransport(options: KafkaTransportOptions = {}, logger?: Logger): KafkaTransport {
-  return new KafkaTransport(options, logger)
+export function kafkaTransport(options: KafkaTransportOptions = {}): KafkaTransport {
+  return new KafkaTransport(options)
 }

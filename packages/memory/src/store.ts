@@ -42,7 +42,7 @@ export class MemorySnapshotStore implements SnapshotStore {
       const outcome = this.liveOutcome(stream, partition, id)
       if (outcome) outcomes.set(id, outcome)
     }
-    return { snapshots, outcomes }
+    return { snapshots, outcomes, checkpoint: state.checkpoint && { ...state.checkpoint } }
   }
 
   async read(stream: StreamSpec, partition: number, aggregateId: string): Promise<StoredSnapshot | undefined> {

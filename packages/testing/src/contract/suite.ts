@@ -357,6 +357,22 @@ export function describeDriverContract(
       expect(after.version).toBe(3)
     })
 
+    it('replays from the log when the store is flushed while processors run', async () => {
+      const f = await fixture()
+      const app = await start(f)
+      const accounts = app.repository(ContractAccount)
+      const id = `acc-${randomUUID()}`
+      await accounts.save(new Open('ora', 10), { id })
+      await accounts.update(id, new Deposit(5))
+      await f.flushSnapshots()
+      // Without the replay these would see no aggregate: a second creation, or a missing one.
+      await expect(accounts.save(new Open('impostor', 0), { id })).rejects.toMatchObject({ code: 'ESK_AGGREGATE_EXISTS' })
+      const next = await accounts.update(id, new Deposit(1))
+      expect(next.version).toBe(3)
+      const found = await accounts.get(id, { atLeastVersion: 3 })
+      expect(found.state).toMatchObject({ owner: 'ora', balance: 16, history: [10, 5, 1] })
+    })
+
     it('reports recovery progress with counts', async () => {
       const f = await fixture()
       const first = await start(f)

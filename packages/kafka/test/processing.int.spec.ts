@@ -1,0 +1,222 @@
+import { randomUUID } from 'node:crypto'
+import { createEsk, partitionFor, type Esk, type EskOptions, type StoredEvent, type StreamSpec } from '@esk/core'
+import { TransactionalWriter, kafkaTransport, resolveKafkaOptions, streamNames } from '@esk/kafka'
+import { contractModel, eventually, failingSaves } from '@esk/testing'
+import { afterEach, describe, expect, it } from 'vitest'
+import { isolatedStack, type IsolatedStack } from './support.js'
+
+const { ContractAccount, Open, Deposit } = contractModel
+
+describe('kafka processing', () => {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
+  })
+
+  function env(): IsolatedStack {
+    const stack = isolatedStack()
+    cleanups.push(() => stack.dispose!())
+    return stack
+  }
+
+  async function app(stack: IsolatedStack, options: Partial<EskOptions> = {}, partitions = 4): Promise<Esk> {
+    const esk = await createEsk({
+      aggregates: [{ aggregate: ContractAccount, partitions }],
+      driver: stack.driver(),
+      commandTimeoutMs: 20_000,
+      ...options,
+    })
+    cleanups.push(() => esk.close())
+    return esk
+  }
+
+  /** Partitions an application currently owns, tracked from its partition events. */
+  function owned(listeners: Set<number>): NonNullable<EskOptions['listeners']> {
+    return {
+      partition: (e) => (e.change === 'assigned' ? listeners.add(e.partition) : listeners.delete(e.partition)),
+    }
+  }
+
+  async function readAll(stack: IsolatedStack, stream: StreamSpec, partition: number): Promise<StoredEvent[]> {
+    const transport = kafkaTransport(stack.transportOptions())
+    try {
+      const events: StoredEvent[] = []
+      for await (const batch of transport.readEvents(stream, partition, 0)) events.push(...batch)
+      return events
+    } finally {
+      await transport.close()
+    }
+  }
+
+  /** Ids whose partitions cover every partition, one per partition. */
+  function idsPerPartition(partitions: number): string[] {
+    const ids: string[] = []
+    for (let i = 0; ids.length < partitions; i++) {
+      const id = `acc-${i}`
+      if (partitionFor(id, partitions) === ids.length) ids.push(id)
+    }
+    return ids
+  }
+
+  it('splits partitions between two processors of one group, and one takes over when the other stops', async () => {
+    const stack = env()
+    const ownedByA = new Set<number>()
+    const ownedByB = new Set<number>()
+    await app(stack, { listeners: owned(ownedByA) })
+    expect([...ownedByA].sort()).toEqual([0, 1, 2, 3])
+    const b = await app(stack, { listeners: owned(ownedByB) })
+    await eventually(() => ownedByA.size + ownedByB.size === 4 && ownedByA.size > 0 && ownedByB.size > 0, 'a split')
+    expect([...ownedByA].filter((p) => ownedByB.has(p))).toEqual([])
+
+    const client = await app(stack, { processing: false })
+    const accounts = client.repository(ContractAccount)
+    const ids = idsPerPartition(4)
+    await Promise.all(ids.map((id) => accounts.save(new Open(id, 1), { id })))
+
+    await b.close()
+    await eventually(() => ownedByA.size === 4, 'A to own every partition again')
+    await Promise.all(ids.map((id) => accounts.update(id, new Deposit(10))))
+    for (const id of ids) {
+      const found = await accounts.get(id, { atLeastVersion: 2 })
+      expect(found.state).toMatchObject({ balance: 11, history: [1, 10] })
+    }
+  })
+
+  it('recovers a snapshot from the log when the processor stopped after the commit but before the Redis save', async () => {
+    const stack = env()
+    const first = stack.driver()
+    const crashing = failingSaves(first.store, Number.POSITIVE_INFINITY)
+    const a = await createEsk({
+      aggregates: [{ aggregate: ContractAccount, partitions: 2 }],
+      driver: { transport: first.transport, store: crashing },
+      commandTimeoutMs: 20_000,
+    })
+    cleanups.push(() => a.close())
+    // The outcome is final once Kafka committed, even though no snapshot reached Redis.
+    const { id, version } = await a.repository(ContractAccount).save(new Open('kit', 5))
+    expect(version).toBe(1)
+    expect(await a.repository(ContractAccount).find(id)).toBeUndefined()
+    await a.close()
+
+    const b = await app(stack, {}, 2)
+    const found = await b.repository(ContractAccount).get(id)
+    expect(found).toMatchObject({ version: 1, state: { owner: 'kit', balance: 5 } })
+    expect(crashing.failed()).toBeGreaterThan(0)
+  })
+
+  it('fences a processor whose partition was taken by a newer writer: its writes fail and change nothing', async () => {
+    const stack = env()
+    const errors: string[] = []
+    const a = await app(stack, { listeners: { error: (e) => errors.push(String((e.error as { code?: string }).code)) } }, 2)
+    const accounts = a.repository(ContractAccount)
+    const [id0] = idsPerPartition(2)
+    await accounts.save(new Open('lee', 1), { id: id0! })
+    const stream = a.streams[0]!
+    const before = await readAll(stack, stream, 0)
+
+    // A newer owner of partition 0 initialises the same transactional id: A's writer is now a zombie.
+    const transport = kafkaTransport(stack.transportOptions())
+    cleanups.push(() => transport.close())
+    const names = streamNames(stack.topicPrefix, stream.aggregate)
+    const newer = await TransactionalWriter.open(transport.client, resolveKafkaOptions(stack.transportOptions()), names, 0)
+    cleanups.push(() => newer.close())
+
+    await expect(accounts.update(id0!, new Deposit(5), { timeoutMs: 4_000 })).rejects.toMatchObject({
+      code: 'ESK_COMMAND_TIMEOUT',
+    })
+    expect(errors).toContain('ESK_FENCED')
+    expect(await readAll(stack, stream, 0)).toEqual(before)
+    expect((await accounts.get(id0!)).version).toBe(1)
+
+    // The newer owner's writes go through.
+    const offsets = await newer.commit([], 0)
+    expect(offsets).toEqual([])
+  })
+
+  it('never re-applies commands when the group offsets are lost, from snapshots or from a full replay', async () => {
+    const stack = env()
+    const first = await app(stack, {}, 2)
+    const accounts = first.repository(ContractAccount)
+    const { id } = await accounts.save(new Open('max', 0))
+    for (let i = 1; i <= 3; i++) await accounts.update(id, new Deposit(i))
+    const stream = first.streams[0]!
+    await first.close()
+
+    const transport = kafkaTransport(stack.transportOptions())
+    cleanups.push(() => transport.close())
+    const admin = transport.client.admin()
+    await admin.connect()
+    cleanups.push(() => admin.disconnect())
+    const names = streamNames(stack.topicPrefix, stream.aggregate)
+    const forgetOutcomes = async (): Promise<void> => {
+      // As if their retention had passed: de-duplication by command id no longer protects.
+      const keys = await stack.redis.keys(`${stack.keyPrefix}*:outcome:*`)
+      if (keys.length > 0) await stack.redis.del(...keys)
+    }
+    const check = async (expectedHistory: number[]): Promise<void> => {
+      // Without committed offsets the group starts from the first command again.
+      await admin.deleteGroups([names.group])
+      await forgetOutcomes()
+      const again = await app(stack, {}, 2)
+      const repo = again.repository(ContractAccount)
+      const next = await repo.update(id, new Deposit(100))
+      const found = await repo.get(id, { atLeastVersion: next.version })
+      const events = await readAll(stack, stream, partitionFor(id, 2))
+      expect(found.state.history).toEqual(expectedHistory)
+      expect(next.version).toBe(expectedHistory.length)
+      expect(events.map((e) => e.version)).toEqual(expectedHistory.map((_, i) => i + 1))
+      await again.close()
+    }
+    await check([0, 1, 2, 3, 100])
+    await stack.flushSnapshots()
+    await check([0, 1, 2, 3, 100, 100])
+  })
+
+  it('writes events with their headers to the partition of their aggregate', async () => {
+    const stack = env()
+    const a = await app(stack, {}, 3)
+    const accounts = a.repository(ContractAccount)
+    const commandId = randomUUID()
+    const { id } = await accounts.save(new Open('ned', 2), { commandId })
+    const events = await readAll(stack, a.streams[0]!, partitionFor(id, 3))
+    expect(events).toHaveLength(1)
+    expect(events[0]).toMatchObject({
+      aggregateId: id,
+      type: 'contract.Opened',
+      version: 1,
+      commandId,
+      payload: JSON.stringify({ owner: 'ned', initial: 2 }),
+    })
+    expect(events[0]!.commandPosition).toBeGreaterThanOrEqual(0)
+  })
+
+  it('refuses to start when existing topics disagree with the configured partition count', async () => {
+    const stack = env()
+    await (await app(stack, {}, 2)).close()
+    await expect(
+      createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 3 }], driver: stack.driver() }),
+    ).rejects.toMatchObject({
+      code: 'ESK_CONFIGURATION',
+      message: expect.stringContaining('has 2 partitions but aggregate'),
+    })
+  })
+
+  it('refuses an event topic that could delete or compact events', async () => {
+    const stack = env()
+    const transport = kafkaTransport(stack.transportOptions())
+    cleanups.push(() => transport.close())
+    const admin = transport.client.admin()
+    await admin.connect()
+    cleanups.push(() => admin.disconnect())
+    const names = streamNames(stack.topicPrefix, 'contract-account')
+    await admin.createTopics({
+      topics: [
+        { topic: names.commands, numPartitions: 2 },
+        { topic: names.events, numPartitions: 2, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
+      ],
+    })
+    await expect(
+      createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 2 }], driver: stack.driver() }),
+    ).rejects.toMatchObject({ code: 'ESK_CONFIGURATION', message: expect.stringContaining('would lose events') })
+  })
+})

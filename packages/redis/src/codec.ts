@@ -1,0 +1,161 @@
+import {
+  InvalidArgumentError,
+  SerializationError,
+  type Checkpoint,
+  type Outcome,
+  type SnapshotWrite,
+  type StoredSnapshot,
+} from '@esk/core'
+
+/*
+ * Values are JSON written by this package; reads check them anyway, because a key can be edited by
+ * hand or written by another version, and a wrong number here would corrupt a partition silently.
+ */
+
+/** The JSON text stored for a snapshot: exactly the StoredSnapshot fields, nothing a caller added. */
+export function encodeSnapshot(snapshot: StoredSnapshot): string {
+  const { aggregateId, version, schemaVersion, offset, state } = snapshot
+  return JSON.stringify({ aggregateId, version, schemaVersion, offset, state })
+}
+
+/** Decodes a stored snapshot; `key` and `field` name where it came from in the error. */
+export function decodeSnapshot(text: string, key: string, field: string): StoredSnapshot {
+  const raw = parseObject(text, key, field, 'snapshot')
+  const fail = (problem: string): never => corrupt(key, field, 'snapshot', problem)
+  if (typeof raw.aggregateId !== 'string') fail('aggregateId is not a string')
+  if (typeof raw.state !== 'string') fail('state is not a string')
+  for (const name of ['version', 'schemaVersion', 'offset'] as const) {
+    if (!isNonNegativeInteger(raw[name])) fail(`${name} is not a non-negative integer`)
+  }
+  return {
+    aggregateId: raw.aggregateId as string,
+    version: raw.version as number,
+    schemaVersion: raw.schemaVersion as number,
+    offset: raw.offset as number,
+    state: raw.state as string,
+  }
+}
+
+/** The JSON text stored and published for an outcome. */
+export function encodeOutcome(outcome: Outcome): string {
+  return JSON.stringify(outcome)
+}
+
+/**
+ * Decodes an outcome read from the key `where`, or, when `published`, received on the channel
+ * `where` (then there is nothing stored to repair).
+ */
+export function decodeOutcome(text: string, where: string, published = false): Outcome {
+  const raw = parseObject(text, where, undefined, 'outcome', published)
+  const fail = (problem: string): never => corrupt(where, undefined, 'outcome', problem, published)
+  if (typeof raw.commandId !== 'string') fail('commandId is not a string')
+  if (typeof raw.aggregateId !== 'string') fail('aggregateId is not a string')
+  if (raw.status === 'accepted') {
+    if (!isNonNegativeInteger(raw.version)) fail('version is not a non-negative integer')
+    if (!isNonNegativeInteger(raw.events)) fail('events is not a non-negative integer')
+  } else if (raw.status === 'rejected') {
+    const error = raw.error as Record<string, unknown> | null | undefined
+    const valid = typeof error === 'object' && error !== null
+    if (!valid || typeof error.code !== 'string' || typeof error.message !== 'string') {
+      fail('error is not an object with a code and a message')
+    }
+  } else {
+    fail(`status is neither 'accepted' nor 'rejected'`)
+  }
+  return raw as unknown as Outcome
+}
+
+/**
+ * Decodes the checkpoint fields as HMGET returns them (offset, commandPosition, schemaVersion);
+ * undefined when none is stored.
+ */
+export function decodeCheckpoint(fields: ReadonlyArray<string | null>, key: string): Checkpoint | undefined {
+  if (fields.every((value) => value === null)) return undefined
+  const [offset, commandPosition, schemaVersion] = fields.map((value, i) => {
+    const number = value === null ? NaN : Number(value)
+    if (!Number.isSafeInteger(number) || number < (i === 1 ? -1 : 0)) {
+      const problem = value === null ? 'it is missing' : `'${value}' is not a valid integer`
+      corrupt(key, CHECKPOINT_FIELDS[i], 'checkpoint', problem)
+    }
+    return number
+  }) as [number, number, number]
+  return { offset, commandPosition, schemaVersion }
+}
+
+/** Field names of the checkpoint hash, in the order {@link decodeCheckpoint} expects them. */
+export const CHECKPOINT_FIELDS = ['offset', 'commandPosition', 'schemaVersion'] as const
+
+/**
+ * Rejects a write the Lua script cannot hold exactly: it compares offsets as Lua numbers (IEEE
+ * doubles), which is exact only for integers below 2^53.
+ */
+export function checkWrite(write: SnapshotWrite, where: string): void {
+  const bad = (what: string, value: unknown, details: Record<string, unknown> = {}): never => {
+    throw new InvalidArgumentError(`cannot save ${where}: ${what} must be a safe integer, got ${String(value)}`, {
+      ...details,
+      value,
+    })
+  }
+  for (const s of write.snapshots) {
+    if (typeof s.aggregateId !== 'string' || s.aggregateId.length === 0) {
+      throw new InvalidArgumentError(`cannot save ${where}: a snapshot has no aggregateId`)
+    }
+    for (const name of ['version', 'schemaVersion', 'offset'] as const) {
+      if (!isNonNegativeInteger(s[name])) {
+        bad(`snapshot ${name} of '${s.aggregateId}'`, s[name], { aggregateId: s.aggregateId })
+      }
+    }
+    if (typeof s.state !== 'string') {
+      throw new InvalidArgumentError(`cannot save ${where}: the state of '${s.aggregateId}' is not a string`)
+    }
+  }
+  const c = write.checkpoint
+  if (!isNonNegativeInteger(c.offset)) bad('checkpoint offset', c.offset)
+  if (!Number.isSafeInteger(c.commandPosition) || c.commandPosition < -1) {
+    bad('checkpoint commandPosition (>= -1)', c.commandPosition)
+  }
+  if (!isNonNegativeInteger(c.schemaVersion)) bad('checkpoint schemaVersion', c.schemaVersion)
+  for (const o of write.outcomes) {
+    if (typeof o.commandId !== 'string' || o.commandId.length === 0) {
+      throw new InvalidArgumentError(`cannot save ${where}: an outcome has no commandId`)
+    }
+  }
+}
+
+function isNonNegativeInteger(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+}
+
+function parseObject(
+  text: string,
+  key: string,
+  field: string | undefined,
+  what: string,
+  published = false,
+): Record<string, unknown> {
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch {
+    return corrupt(key, field, what, 'it is not JSON', published)
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return corrupt(key, field, what, 'it is not a JSON object', published)
+  }
+  return raw as Record<string, unknown>
+}
+
+function corrupt(key: string, field: string | undefined, what: string, problem: string, published = false): never {
+  if (published) {
+    throw new SerializationError(
+      `a reply on channel '${key}' is not an outcome esk published: ${problem}; check what else publishes there`,
+      { channel: key },
+    )
+  }
+  const at = field === undefined ? `'${key}'` : `field '${field}' of '${key}'`
+  throw new SerializationError(
+    `the ${what} at ${at} is not one esk wrote: ${problem}; delete it, or reset the partition so that it is ` +
+      `rebuilt from the event log`,
+    { key, ...(field !== undefined && { field }) },
+  )
+}

@@ -1,0 +1,213 @@
+import {
+  ClosedError,
+  ErrorCode,
+  hasCode,
+  newClientAddress,
+  type Logger,
+  type Outcome,
+  type OutcomeChannel,
+  type Reply,
+  type SnapshotStore,
+  type StreamSpec,
+} from '@esk/core'
+import type { Redis } from 'ioredis'
+import { decodeOutcome, encodeOutcome } from './codec.js'
+import { replyChannel } from './keys.js'
+import { resolveChannelOptions, type RedisOutcomeChannelOptions } from './options.js'
+import { ReplySubscription } from './subscription.js'
+
+/** One pending `wait`. */
+interface Waiter {
+  readonly commandId: string
+  readonly stream: StreamSpec
+  readonly partition: number
+  /**
+   * False while a reply to this waiter may have been published without reaching us: it registered
+   * before the subscription was live, or the connection dropped since.
+   */
+  covered: boolean
+  settle(outcome: Outcome | undefined): void
+  fail(error: unknown): void
+}
+
+/**
+ * Carries outcomes from processors to clients over Redis pub/sub. Each instance listens on one
+ * channel of its own, `<prefix>replies:<address>`, on a dedicated connection opened by the first
+ * `wait`, and hands each reply to the waiters of its command id; no client sees another's replies.
+ *
+ * Pub/sub is best effort, so a waiter also reads the recorded outcome from the snapshot store:
+ * - once, as soon as the subscription is live, if it registered before that (or the connection
+ *   dropped since). Processors record an outcome before they publish it, so a reply published
+ *   before the subscription took effect is found by this read, and any later one arrives by
+ *   pub/sub. This is what lets a caller send its command right after `wait` returns.
+ * - periodically, after `outcomePollMs` and then at most every `outcomePollMaxMs`, for outcomes
+ *   recorded but never published (a processor that crashed between its save and its publish).
+ */
+export class RedisOutcomeChannel implements OutcomeChannel {
+  readonly address: string = newClientAddress()
+  private readonly pollMs: number
+  private readonly pollMaxMs: number
+  private readonly logger: Logger
+  private readonly keyPrefix: string
+  private readonly waiters = new Map<string, Set<Waiter>>()
+  private readonly subscription: ReplySubscription
+  private closed = false
+
+  /**
+   * `client` publishes and is never closed here; the subscriber connection is `client.duplicate()`
+   * and is closed by {@link close}. `snapshots` is where outcomes are recorded.
+   */
+  constructor(
+    private readonly client: Redis,
+    private readonly snapshots: SnapshotStore,
+    options: RedisOutcomeChannelOptions = {},
+  ) {
+    const resolved = resolveChannelOptions(options)
+    this.keyPrefix = resolved.keyPrefix
+    this.pollMs = resolved.outcomePollMs
+    this.pollMaxMs = resolved.outcomePollMaxMs
+    this.logger = resolved.logger
+    this.subscription = new ReplySubscription(
+      client,
+      replyChannel(this.keyPrefix, this.address),
+      {
+        message: (text) => this.deliver(text),
+        live: () => this.catchUp(),
+        lost: () => this.uncoverAll(),
+      },
+      this.logger,
+    )
+  }
+
+  /**
+   * Registers the waiter before it returns, so the command may be sent at once. Resolves with the
+   * outcome, or undefined when `signal` aborts first; rejects with `ESK_CLOSED` if the channel is
+   * closed while waiting.
+   */
+  wait(stream: StreamSpec, partition: number, commandId: string, signal: AbortSignal): Promise<Outcome | undefined> {
+    if (this.closed) return Promise.reject(new ClosedError('this Redis outcome channel'))
+    if (signal.aborted) return Promise.resolve(undefined)
+    this.subscription.start()
+    const outcome = new Promise<Outcome | undefined>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      let done = false
+      const finish = (): boolean => {
+        if (done) return false
+        done = true
+        clearTimeout(timer)
+        signal.removeEventListener('abort', abort)
+        this.remove(waiter)
+        return true
+      }
+      const waiter: Waiter = {
+        commandId,
+        stream,
+        partition,
+        covered: this.subscription.isLive,
+        settle: (outcome) => {
+          if (finish()) resolve(outcome)
+        },
+        fail: (error) => {
+          if (finish()) reject(error)
+        },
+      }
+      const abort = (): void => waiter.settle(undefined)
+      const poll = (delay: number): void => {
+        timer = setTimeout(() => {
+          void this.check(waiter).finally(() => {
+            if (!done) poll(Math.min(delay * 2, this.pollMaxMs))
+          })
+        }, delay)
+      }
+      this.add(waiter)
+      signal.addEventListener('abort', abort, { once: true })
+      poll(this.pollMs)
+    })
+    // Callers send their command before they await this; a rejection meanwhile (closed, corrupt
+    // record) must reach them when they do, not crash the process as an unhandled rejection.
+    outcome.catch(() => undefined)
+    return outcome
+  }
+
+  /** Publishes every reply to its client's channel in one pipeline; rejects if any PUBLISH failed. */
+  async publish(stream: StreamSpec, partition: number, replies: Reply[]): Promise<void> {
+    if (replies.length === 0) return
+    const pipeline = this.client.pipeline()
+    for (const { replyTo, outcome } of replies) {
+      pipeline.publish(replyChannel(this.keyPrefix, replyTo), encodeOutcome(outcome))
+    }
+    const results = await pipeline.exec()
+    const failure = results?.find(([error]) => error)?.[0]
+    if (failure) {
+      throw new Error(
+        `publishing ${replies.length} replies of ${stream.aggregate}/${partition} failed: ${failure.message}; ` +
+          `clients find the recorded outcomes by polling`,
+        { cause: failure },
+      )
+    }
+  }
+
+  /** Rejects pending waits with `ESK_CLOSED` and closes the subscriber connection. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true
+    const error = new ClosedError('this Redis outcome channel')
+    for (const set of [...this.waiters.values()]) for (const waiter of [...set]) waiter.fail(error)
+    await this.subscription.close()
+  }
+
+  private add(waiter: Waiter): void {
+    let set = this.waiters.get(waiter.commandId)
+    if (!set) this.waiters.set(waiter.commandId, (set = new Set()))
+    set.add(waiter)
+  }
+
+  private remove(waiter: Waiter): void {
+    const set = this.waiters.get(waiter.commandId)
+    set?.delete(waiter)
+    if (set?.size === 0) this.waiters.delete(waiter.commandId)
+  }
+
+  private deliver(text: string): void {
+    let outcome: Outcome
+    try {
+      outcome = decodeOutcome(text, replyChannel(this.keyPrefix, this.address), true)
+    } catch (error) {
+      this.logger.warn('ignoring a malformed reply', { address: this.address, error })
+      return
+    }
+    for (const waiter of [...(this.waiters.get(outcome.commandId) ?? [])]) waiter.settle(outcome)
+  }
+
+  /** The subscription is live: read once for every waiter whose reply may have been missed. */
+  private catchUp(): void {
+    for (const set of this.waiters.values()) {
+      for (const waiter of set) {
+        if (waiter.covered) continue
+        waiter.covered = true
+        void this.check(waiter)
+      }
+    }
+  }
+
+  private uncoverAll(): void {
+    for (const set of this.waiters.values()) for (const waiter of set) waiter.covered = false
+  }
+
+  /** Reads the recorded outcome of a waiter and settles it when there is one. Never rejects. */
+  private async check(waiter: Waiter): Promise<void> {
+    try {
+      const outcome = await this.snapshots.readOutcome(waiter.stream, waiter.partition, waiter.commandId)
+      if (outcome) waiter.settle(outcome)
+    } catch (error) {
+      // A corrupt record stays corrupt: tell the caller instead of polling until its timeout.
+      if (hasCode(error, ErrorCode.Serialization)) return waiter.fail(error)
+      if (this.closed) return
+      this.logger.warn('reading a recorded outcome failed; trying again', {
+        aggregate: waiter.stream.aggregate,
+        partition: waiter.partition,
+        commandId: waiter.commandId,
+        error,
+      })
+    }
+  }
+}

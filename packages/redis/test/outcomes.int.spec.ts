@@ -1,0 +1,185 @@
+import { randomUUID } from 'node:crypto'
+import { sleep, type Outcome, type StreamSpec } from '@esk/core'
+import { RedisStore, deleteKeysWithPrefix, replyChannel, type RedisStoreOptions } from '@esk/redis'
+import { eventually } from '@esk/testing'
+import type { Redis } from 'ioredis'
+import { describe, expect, it, vi } from 'vitest'
+import { REDIS_URL, isolatedStores } from './support.js'
+
+const stream: StreamSpec = { aggregate: 'Account', partitions: 4 }
+const FOREVER = 600_000
+
+function accepted(commandId: string): Outcome {
+  return { status: 'accepted', commandId, aggregateId: 'a-1', version: 1, events: 1 }
+}
+
+/** What a processor does after its commit: record the outcome, then notify the client. */
+async function answer(processor: RedisStore, client: RedisStore, outcome: Outcome, partition = 0): Promise<void> {
+  await processor.snapshots.save(stream, partition, {
+    snapshots: [],
+    checkpoint: { offset: 0, commandPosition: -1, schemaVersion: 1 },
+    outcomes: [outcome],
+  })
+  await processor.outcomes.publish(stream, partition, [{ replyTo: client.outcomes.address, outcome }])
+}
+
+/** Resolves with the outcome, or 'pending' if it has not arrived within `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'pending'> {
+  return Promise.race([promise, sleep(ms).then(() => 'pending' as const)])
+}
+
+describe('RedisOutcomeChannel', () => {
+  const { open, admin, prefix } = isolatedStores()
+
+  /** A client whose subscription is live: its first wait was answered. */
+  async function warmClient(options: RedisStoreOptions = {}): Promise<RedisStore> {
+    const client = open({ outcomePollMs: FOREVER, outcomePollMaxMs: FOREVER, ...options })
+    const processor = open()
+    const commandId = `warm-${randomUUID()}`
+    const waiting = client.outcomes.wait(stream, 0, commandId, AbortSignal.timeout(10_000))
+    await answer(processor, client, accepted(commandId))
+    expect(await waiting).toEqual(accepted(commandId))
+    return client
+  }
+
+  it('delivers a reply over pub/sub, without reading the store', async () => {
+    const client = await warmClient()
+    const processor = open()
+    const readOutcome = vi.spyOn(client.snapshots, 'readOutcome')
+    const commandId = randomUUID()
+    const waiting = client.outcomes.wait(stream, 1, commandId, AbortSignal.timeout(10_000))
+    // Published only, never recorded: it can only arrive by pub/sub.
+    await processor.outcomes.publish(stream, 1, [{ replyTo: client.outcomes.address, outcome: accepted(commandId) }])
+    expect(await waiting).toEqual(accepted(commandId))
+    expect(readOutcome).not.toHaveBeenCalled()
+  })
+
+  it('answers a fresh client whose reply was published before its subscription was acknowledged', async () => {
+    const processor = open()
+    await processor.snapshots.checkpoint(stream, 0) // connected and ready: faster than a new subscriber
+    const client = open({ outcomePollMs: FOREVER, outcomePollMaxMs: FOREVER })
+    const commandId = randomUUID()
+    const waiting = client.outcomes.wait(stream, 0, commandId, AbortSignal.timeout(10_000))
+    await answer(processor, client, accepted(commandId))
+    expect(await within(waiting, 3_000)).toEqual(accepted(commandId))
+  })
+
+  it('gives each client only its own replies', async () => {
+    const first = await warmClient()
+    const second = await warmClient()
+    const processor = open()
+    expect(first.outcomes.address).not.toBe(second.outcomes.address)
+    const subscribers = (await admin().pubsub(
+      'NUMSUB',
+      replyChannel(prefix(), first.outcomes.address),
+      replyChannel(prefix(), second.outcomes.address),
+    )) as Array<string | number>
+    expect(subscribers.map(String)).toEqual([
+      replyChannel(prefix(), first.outcomes.address),
+      '1',
+      replyChannel(prefix(), second.outcomes.address),
+      '1',
+    ])
+
+    // Both wait for the same command id; the reply goes to the first client only.
+    const commandId = randomUUID()
+    const stop = new AbortController()
+    const mine = first.outcomes.wait(stream, 2, commandId, AbortSignal.timeout(10_000))
+    const theirs = second.outcomes.wait(stream, 2, commandId, stop.signal)
+    const other = randomUUID()
+    const secondOwn = second.outcomes.wait(stream, 2, other, AbortSignal.timeout(10_000))
+    await processor.outcomes.publish(stream, 2, [
+      { replyTo: first.outcomes.address, outcome: accepted(commandId) },
+      { replyTo: second.outcomes.address, outcome: accepted(other) },
+    ])
+    expect(await mine).toEqual(accepted(commandId))
+    expect(await secondOwn).toEqual(accepted(other))
+    expect(await within(theirs, 200)).toBe('pending')
+    stop.abort()
+    expect(await theirs).toBeUndefined()
+  })
+
+  it('finds an outcome that was recorded but never published, by polling after a delay', async () => {
+    const client = await warmClient({ outcomePollMs: 300, outcomePollMaxMs: 400 })
+    const processor = open()
+    const readOutcome = vi.spyOn(client.snapshots, 'readOutcome')
+    const commandId = randomUUID()
+    const started = Date.now()
+    const waiting = client.outcomes.wait(stream, 3, commandId, AbortSignal.timeout(10_000))
+    await sleep(100)
+    expect(readOutcome).not.toHaveBeenCalled()
+    await processor.snapshots.save(stream, 3, {
+      snapshots: [],
+      checkpoint: { offset: 0, commandPosition: -1, schemaVersion: 1 },
+      outcomes: [accepted(commandId)],
+    })
+    expect(await waiting).toEqual(accepted(commandId))
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290)
+    expect(readOutcome).toHaveBeenCalledTimes(1)
+  })
+
+  it('polls with the default delays when nothing is published', async () => {
+    const client = await warmClient({ outcomePollMs: undefined, outcomePollMaxMs: undefined })
+    const processor = open()
+    const readOutcome = vi.spyOn(client.snapshots, 'readOutcome')
+    const commandId = randomUUID()
+    const waiting = client.outcomes.wait(stream, 0, commandId, AbortSignal.timeout(10_000))
+    await sleep(1_200)
+    expect(readOutcome).toHaveBeenCalledTimes(1)
+    await processor.snapshots.save(stream, 0, {
+      snapshots: [],
+      checkpoint: { offset: 0, commandPosition: -1, schemaVersion: 1 },
+      outcomes: [accepted(commandId)],
+    })
+    // Next read 2 s after the first (1 s, then doubling up to 2 s).
+    expect(await within(waiting, 600)).toBe('pending')
+    expect(await within(waiting, 2_000)).toEqual(accepted(commandId))
+    expect(readOutcome).toHaveBeenCalledTimes(2)
+  })
+
+  it('resolves undefined when the signal aborts, and at once for an aborted signal', async () => {
+    const client = await warmClient()
+    const stop = new AbortController()
+    const waiting = client.outcomes.wait(stream, 0, randomUUID(), stop.signal)
+    expect(await within(waiting, 100)).toBe('pending')
+    stop.abort()
+    expect(await waiting).toBeUndefined()
+    expect(await client.outcomes.wait(stream, 0, randomUUID(), AbortSignal.abort())).toBeUndefined()
+  })
+
+  it('catches up on replies published while its connection was down', async () => {
+    const connectionName = `esk-test-${randomUUID()}`
+    const client = await warmClient({ redisOptions: { connectionName } })
+    const processor = open()
+    const commandId = randomUUID()
+    const waiting = client.outcomes.wait(stream, 0, commandId, AbortSignal.timeout(10_000))
+    const list = (await admin().client('LIST')) as string
+    const subscriber = list
+      .split('\n')
+      .find((line) => line.includes(`name=${connectionName}`) && / cmd=subscribe /.test(line))
+    expect(subscriber, list).toBeDefined()
+    const id = /\bid=(\d+)/.exec(subscriber!)![1]!
+    await admin().client('KILL', 'ID', id)
+    await answer(processor, client, accepted(commandId))
+    expect(await within(waiting, 5_000)).toEqual(accepted(commandId))
+    // Subscribed again: later replies arrive by pub/sub.
+    await eventually(async () => {
+      const [, count] = (await admin().pubsub('NUMSUB', replyChannel(prefix(), client.outcomes.address))) as [string, number]
+      return Number(count) === 1
+    }, 'the re-subscription', 5_000)
+    const next = randomUUID()
+    const again = client.outcomes.wait(stream, 0, next, AbortSignal.timeout(10_000))
+    await processor.outcomes.publish(stream, 0, [{ replyTo: client.outcomes.address, outcome: accepted(next) }])
+    expect(await again).toEqual(accepted(next))
+  })
+
+  it('publishes nothing for an empty list and rejects pending waits on close', async () => {
+    const client = await warmClient()
+    await client.outcomes.publish(stream, 0, [])
+    const waiting = client.outcomes.wait(stream, 0, randomUUID(), AbortSignal.timeout(10_000))
+    await client.close()
+    // Nobody awaited it while it was rejected: that must not be an unhandled rejection.
+    await sleep(10)
+    await expect(waiting).rejects.toMatchObject({ code: 'ESK_CLOSED' })
+  })
+})
