@@ -2,12 +2,19 @@ import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
 
 // Tests run against the TypeScript sources, not dist/, so a test never sees a stale build.
-const alias = Object.fromEntries(
-  ['core', 'memory', 'testing', 'kafka', 'redis'].map((name) => [
-    `@esk/${name}`,
-    fileURLToPath(new URL(`./packages/${name}/src/index.ts`, import.meta.url)),
-  ]),
-)
+// Subpaths map to files: @esk/testing/stack -> packages/testing/src/stack.ts.
+const subpaths: Record<string, string> = { 'testing/model': 'testing/src/contract/model.ts' }
+const alias = [
+  {
+    find: /^@esk\/([a-z]+)(\/[a-z]+)?$/,
+    replacement: '$1$2',
+    customResolver: (id: string) => {
+      const [name, sub] = id.split('/')
+      const file = sub ? (subpaths[`${name}/${sub}`] ?? `${name}/src/${sub}.ts`) : `${name}/src/index.ts`
+      return fileURLToPath(new URL(`./packages/${file}`, import.meta.url))
+    },
+  },
+]
 
 export default defineConfig({
   resolve: { alias },

@@ -3,14 +3,14 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import { createEsk, type BatchProcessed, type Driver, type EventToAppend, type StreamSpec } from '@esk/core'
-import { TransactionalWriter, kafkaTransport, resolveKafkaOptions, streamNames } from '@esk/kafka'
+import { TransactionalWriter, kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { memoryDriver } from '@esk/memory'
 import { deleteKeysWithPrefix, redisStore } from '@esk/redis'
-import { contractModel, localStack } from '@esk/testing'
+import { ContractAccount, Deposit, Open } from '@esk/testing/model'
+import { localStack } from '@esk/testing/stack'
 import { Redis } from 'ioredis'
-import { logLevel } from 'kafkajs'
 
-const { ContractAccount, Open, Deposit } = contractModel
+
 
 // Every figure comes with a baseline measured in the same run, on the same machine.
 const { values: args } = parseArgs({

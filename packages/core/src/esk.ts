@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { ClosedError, ConfigurationError } from './errors.js'
 import { consoleLogger, type Logger } from './logger.js'
 import type { Class } from './metadata.js'
@@ -123,6 +124,8 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
   let state: 'open' | 'closing' | 'closed' = 'open'
   // Aborted when close() starts, so calls waiting for an outcome or a version return at once.
   const closingSignal = new AbortController()
+  // Every call in flight listens to it: hundreds at once are normal, not a leak.
+  setMaxListeners(0, closingSignal.signal)
   let closing: Promise<void> | undefined
   const assertOpen = (): void => {
     if (state !== 'open') throw new ClosedError('this esk application')

@@ -1,4 +1,6 @@
 export { KafkaTransport, kafkaTransport } from './transport.js'
+/** kafkajs's log levels, for the `logLevel` option. */
+export { logLevel } from './kafkajs.js'
 export { KAFKA_DEFAULTS, resolveOptions as resolveKafkaOptions, streamNames } from './options.js'
 export type { KafkaTransportOptions, ResolvedKafkaOptions, StreamNames } from './options.js'
 export { EventHeaders, TransactionalWriter } from './writer.js'

@@ -1,5 +1,6 @@
 import type { Logger } from '@esk/core'
-import { logLevel, type logCreator } from 'kafkajs'
+import type { logCreator } from 'kafkajs'
+import { logLevel } from './kafkajs.js'
 
 // Protocol errors kafkajs logs at ERROR level although it retries them, and esk expects them:
 // a transaction started while the previous one completes, a group rebalancing, a coordinator

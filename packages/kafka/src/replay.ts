@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { SerializationError, type StoredEvent } from '@esk/core'
-import { AssignerProtocol, type Admin, type Kafka, type KafkaMessage, type PartitionAssigner } from 'kafkajs'
+import type { Admin, Kafka, KafkaMessage, PartitionAssigner } from 'kafkajs'
+import { AssignerProtocol } from './kafkajs.js'
 import { EventHeaders } from './writer.js'
 
 /** Options of one replay. */

@@ -1,5 +1,6 @@
 import { ConfigurationError, type StreamSpec } from '@esk/core'
-import { ConfigResourceTypes, type Admin } from 'kafkajs'
+import type { Admin } from 'kafkajs'
+import { ConfigResourceTypes } from './kafkajs.js'
 import { kafkaErrorType } from './errors.js'
 import { streamNames, type ResolvedKafkaOptions } from './options.js'
 

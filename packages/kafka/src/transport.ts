@@ -1,10 +1,15 @@
 import { consoleLogger, type Logger, type PartitionHost, type StoredEvent, type StreamSpec, type Transport } from '@esk/core'
-import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs'
+import type { Admin, Kafka as KafkaClient, Producer } from 'kafkajs'
+import { Kafka, logLevel } from './kafkajs.js'
 import { resolveOptions, streamNames, type KafkaTransportOptions, type ResolvedKafkaOptions } from './options.js'
+import { CommandSender } from './command-sender.js'
 import { kafkaLogCreator } from './logging.js'
 import { StreamProcessor } from './processing.js'
 import { replayPartition } from './replay.js'
 import { provisionTopics } from './topics.js'
+
+/** Most commands one produce request carries. */
+const COMMANDS_PER_REQUEST = 1_000
 
 /** How long a replay may go without a batch before it is abandoned (and retried by the partition). */
 const REPLAY_STALL_TIMEOUT_MS = 60_000
@@ -17,9 +22,10 @@ const REPLAY_STALL_TIMEOUT_MS = 60_000
  */
 export class KafkaTransport implements Transport {
   private readonly options: ResolvedKafkaOptions
-  private readonly kafka: Kafka
+  private readonly kafka: KafkaClient
   private admin: Admin | undefined
   private producer: Producer | undefined
+  private sender: CommandSender | undefined
   private connecting: Promise<void> | undefined
   private readonly processors: StreamProcessor[] = []
   private closed = false
@@ -39,7 +45,7 @@ export class KafkaTransport implements Transport {
   }
 
   /** The kafkajs client, for tools that need more than the transport offers. */
-  get client(): Kafka {
+  get client(): KafkaClient {
     return this.kafka
   }
 
@@ -55,11 +61,7 @@ export class KafkaTransport implements Transport {
 
   async send(stream: StreamSpec, partition: number, key: string, value: string): Promise<void> {
     await this.connect()
-    await this.producer!.send({
-      topic: this.names(stream.aggregate).commands,
-      acks: -1,
-      messages: [{ partition, key, value }],
-    })
+    await this.sender!.send(this.names(stream.aggregate).commands, partition, key, value)
   }
 
   async *readEvents(stream: StreamSpec, partition: number, from: number): AsyncIterable<StoredEvent[]> {
@@ -101,6 +103,7 @@ export class KafkaTransport implements Transport {
       await Promise.all([admin.connect(), producer.connect()])
       this.admin = admin
       this.producer = producer
+      this.sender = new CommandSender(producer, COMMANDS_PER_REQUEST)
     })()
     return this.connecting
   }
