@@ -35,9 +35,20 @@ case "${1:-}" in
   build) build ;;
   example)
     shift
+    # The name is optional, so that `npm run example -- --kafka` runs bank-account with --kafka.
+    name=bank-account
+    if [[ $# -gt 0 && "$1" != -* ]]; then name="$1"; shift; fi
     build
-    name="${1:-bank-account}"
-    node "examples/${name}/dist/main.js" "${@:2}"
+    # --kafka means the local stack unless the brokers are named (ESK_KAFKA_BROKERS or --brokers).
+    kafka=0 brokers_named=0
+    for arg in "$@"; do
+      case "$arg" in
+        --kafka) kafka=1 ;;
+        --brokers | --brokers=*) brokers_named=1 ;;
+      esac
+    done
+    if ((kafka && !brokers_named)) && [[ -z "${ESK_KAFKA_BROKERS:-}" ]]; then bash scripts/stack.sh start; fi
+    node "examples/${name}/dist/main.js" "$@"
     ;;
   test)
     shift

@@ -11,9 +11,8 @@ import {
   type RecoveryProgress,
   type Repository,
 } from '@esk/core'
-import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { Account, Deposit, OpenAccount, Reason, Withdraw } from './domain.js'
-import type { DriverFactory } from './driver.js'
+import { embeddedDriver, type DriverFactory } from './driver.js'
 
 /** Where {@link run} writes its narrative, one line per call. */
 export type Log = (line: string) => void
@@ -189,6 +188,10 @@ export async function run(log: Log, options: RunOptions = {}): Promise<RunResult
   if (rebuild.replayed < EVENTS_WRITTEN) {
     throw new ExpectationFailed(`the rebuild replayed ${rebuild.replayed} events, fewer than the ${EVENTS_WRITTEN} written`)
   }
+  if (rebuild.replayed > EVENTS_WRITTEN) {
+    // A persistent log still holds earlier runs' accounts: folded too, under ids this run never reads.
+    log(`   (${EVENTS_WRITTEN} of the ${rebuild.replayed} events are this run's; the rest are earlier runs' accounts)`)
+  }
 
   log('')
   log('All expectations held.')
@@ -201,12 +204,6 @@ export async function run(log: Log, options: RunOptions = {}): Promise<RunResult
     refusals: first.refusals,
     replayed: { restart: restart.replayed, rebuild: rebuild.replayed },
   }
-}
-
-function embeddedDriver(): DriverFactory {
-  // One backend outlives every application of the run, as Kafka and Redis outlive a process.
-  const backend = new MemoryBackend()
-  return () => memoryDriver({ backend })
 }
 
 /** Starts an application, runs `body` with the account repository, and always closes it. */

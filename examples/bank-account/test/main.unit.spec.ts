@@ -2,35 +2,17 @@ import type { SnapshotStore, Transport } from '@esk/core'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { describe, expect, it } from 'vitest'
 import { ExpectationFailed, run } from '../src/app.js'
-import { driverFromArgs, type DriverFactory } from '../src/driver.js'
+import type { DriverFactory } from '../src/driver.js'
+import { expectStory } from './story.js'
 
 describe('bank-account example', () => {
   it('runs the whole story on the embedded driver and reports what it saw', async () => {
     const lines: string[] = []
     const result = await run((line) => lines.push(line), { runId: 'test' })
 
-    expect(result.ids).toEqual({ ada: 'ada-test', bob: 'bob-test' })
-    const expected = { ada: { balance: 185, version: 4 }, bob: { balance: -30, version: 3 } }
-    expect(result.live).toEqual(expected)
-    expect(result.afterRestart).toEqual(expected)
-    expect(result.afterRebuild).toEqual(expected)
-    expect(result.duplicate).toEqual({ first: 3, second: 3 })
-    expect(result.refusals).toEqual({
-      overdraft: { code: 'ESK_COMMAND_REJECTED', reason: 'INSUFFICIENT_FUNDS' },
-      staleVersion: { code: 'ESK_VERSION_CONFLICT' },
-      invalidDeposit: { code: 'ESK_INVALID_COMMAND', problems: ['amount must be a whole number > 0'] },
-      invalidOpen: { code: 'ESK_INVALID_COMMAND', problems: ['owner is required'] },
-    })
+    expectStory(result, lines, 'test')
     // Snapshots were current at the restart; the rebuild folded all seven events again.
     expect(result.replayed).toEqual({ restart: 0, rebuild: 7 })
-
-    const text = lines.join('\n')
-    expect(text).toContain('refused ESK_COMMAND_REJECTED, reason INSUFFICIENT_FUNDS')
-    expect(text).toContain("account 'ada-test' is at version 4, not the expected 3")
-    expect(text).toMatch(/same commandId +-> version 3, the recorded outcome/)
-    expect(text).toContain('get(ada-test): balance 175 at version 3: applied once')
-    expect(lines.filter((l) => l.startsWith('   recovery account/'))).toHaveLength(8)
-    expect(lines.at(-1)).toBe('All expectations held.')
   })
 
   it('keeps separate runs on one persistent driver apart by run id', async () => {
@@ -70,13 +52,5 @@ describe('bank-account example', () => {
     await expect(failure).rejects.toBeInstanceOf(ExpectationFailed)
     await expect(failure).rejects.toThrow('the rebuild replayed 0 events, fewer than the 7 written')
     expect(lines).not.toContain('All expectations held.')
-  })
-
-  it('uses the embedded driver by default and refuses arguments it does not know', () => {
-    const lines: string[] = []
-    expect(driverFromArgs([], (l) => lines.push(l))).toBeUndefined()
-    expect(lines).toEqual(['Driver: embedded (in memory; the data lives as long as this process)'])
-    expect(() => driverFromArgs(['--kafka'], () => undefined)).toThrow(/not wired/)
-    expect(() => driverFromArgs(['--verbose'], () => undefined)).toThrow(/unknown argument --verbose/)
   })
 })

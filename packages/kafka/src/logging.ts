@@ -7,6 +7,10 @@ import { logLevel } from './kafkajs.js'
 // loading after start. Left at ERROR they would drown real failures.
 const EXPECTED = [
   /concurrent operation on the same transaction/i,
+  // Warned for any idempotent producer with bounded retries. esk's transactional writers bound
+  // them on purpose: a send that gives up aborts its whole transaction, so nothing half-written
+  // becomes visible, and the batch is delivered again.
+  /Limiting retries for the idempotent producer/i,
   /group is rebalancing/i,
   /coordinator is loading/i,
   /not the correct coordinator/i,
@@ -17,12 +21,12 @@ export function kafkaLogCreator(logger: Logger): logCreator {
   return () =>
     ({ namespace, level, log }) => {
       const { message, ...fields } = log
-      const text = `kafkajs ${namespace}: ${message}`
+      const text = namespace ? `kafkajs ${namespace}: ${message}` : `kafkajs: ${message}`
       const detail = { ...fields, error: fields.error } as Record<string, unknown>
-      if (level === logLevel.ERROR || level === logLevel.NOTHING) {
-        if (EXPECTED.some((p) => p.test(String(fields.error ?? message)))) logger.debug(text, detail)
-        else logger.error(text, detail)
-      } else if (level === logLevel.WARN) logger.warn(text, detail)
+      const expected = EXPECTED.some((p) => p.test(String(fields.error ?? message)))
+      if (expected) logger.debug(text, detail)
+      else if (level === logLevel.ERROR || level === logLevel.NOTHING) logger.error(text, detail)
+      else if (level === logLevel.WARN) logger.warn(text, detail)
       else if (level === logLevel.INFO) logger.info(text, detail)
       else logger.debug(text, detail)
     }

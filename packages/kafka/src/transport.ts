@@ -1,6 +1,6 @@
 import { consoleLogger, type Logger, type PartitionHost, type StoredEvent, type StreamSpec, type Transport } from '@esk/core'
 import type { Admin, Kafka as KafkaClient, Producer } from 'kafkajs'
-import { Kafka, logLevel } from './kafkajs.js'
+import { Kafka, Partitioners, logLevel } from './kafkajs.js'
 import { resolveOptions, streamNames, type KafkaTransportOptions, type ResolvedKafkaOptions } from './options.js'
 import { CommandSender } from './command-sender.js'
 import { kafkaLogCreator } from './logging.js'
@@ -99,7 +99,13 @@ export class KafkaTransport implements Transport {
       const admin = this.kafka.admin()
       // Commands are idempotent on the broker (no duplicates from producer retries) and, with
       // explicit partitions, never reordered within an aggregate.
-      const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false })
+      const producer = this.kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+        // Every command names its partition; this only silences kafkajs's warning about its default.
+        createPartitioner: Partitioners.DefaultPartitioner,
+      })
       await Promise.all([admin.connect(), producer.connect()])
       this.admin = admin
       this.producer = producer

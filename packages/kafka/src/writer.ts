@@ -1,5 +1,6 @@
 import { FencedError, sleep, type EventToAppend, type PartitionWriter } from '@esk/core'
 import type { Kafka, Producer } from 'kafkajs'
+import { Partitioners } from './kafkajs.js'
 import { isConcurrentTransactions, isFenced } from './errors.js'
 import type { ResolvedKafkaOptions, StreamNames } from './options.js'
 
@@ -45,6 +46,8 @@ export class TransactionalWriter implements PartitionWriter {
       maxInFlightRequests: 1,
       transactionTimeout: options.transactionTimeoutMs,
       allowAutoTopicCreation: false,
+      // Every record names its partition; this only silences kafkajs's warning about its default.
+      createPartitioner: Partitioners.DefaultPartitioner,
       // kafkajs retries CONCURRENT_TRANSACTIONS inside send() with this policy; its 300 ms default
       // would be paid by nearly every back-to-back transaction.
       retry: { initialRetryTime: Math.max(1, options.transactionRetryMs), maxRetryTime: 2_000, retries: 12, multiplier: 2 },
