@@ -50,9 +50,6 @@ interface Working<T> {
   changed: boolean
 }
 
-/** Thrown inside a batch when a stored snapshot belongs to another schema version. */
-class StaleSnapshotFound extends Error {}
-
 /**
  * The single writer of one partition. On open it recovers: replays the events written after the
  * checkpoint into snapshots (all of them on a rebuild). Then, for each batch of commands, it loads
@@ -120,38 +117,35 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const decoded = fresh.map((record) => ({ record, command: decodeEnvelope(record.value) }))
     const envelopes = decoded.flatMap((d) => (isUndecodable(d.command) ? [] : [d.command]))
 
-    let loaded = await snapshots.load(
+    const loaded = await snapshots.load(
       stream,
       partition,
       unique(envelopes.map((e) => e.aggregateId)),
       unique(envelopes.map((e) => e.commandId)),
     )
-    if (this.storeFellBehind(loaded.checkpoint)) {
-      // Handling commands on missing snapshots would take existing aggregates for new ones.
+    const working = this.workingSet(envelopes, loaded.snapshots)
+    const lost = this.storeFellBehind(loaded.checkpoint)
+    if (lost || !working) {
+      // Handling commands on missing snapshots would take existing aggregates for new ones; on a
+      // snapshot of another schema the checkpoint and the snapshot disagree: trust neither.
       if (replayed) {
         throw new Error(
-          `the snapshot store of ${this.name}/${partition} lost data again right after a replay; ` +
+          `the snapshot store of ${this.name}/${partition} is still inconsistent right after a replay; ` +
             `check that Redis does not evict keys (maxmemory-policy noeviction or volatile-*)`,
         )
       }
       this.context.observers.emit('error', {
-        error: new Error(`the snapshot store lost the state of ${this.name}/${partition}; replaying it from the log`),
+        error: new Error(
+          lost
+            ? `the snapshot store lost the state of ${this.name}/${partition}; replaying it from the log`
+            : `a snapshot of ${this.name}/${partition} has another schema version; rebuilding the partition`,
+        ),
         aggregate: this.name,
         partition,
         during: 'store-check',
       })
-      await this.recover(false)
+      await this.recover(!working)
       return this.processBatch(records, true)
-    }
-    let working: Map<string, Working<T>>
-    try {
-      working = this.workingSet(envelopes, loaded.snapshots)
-    } catch (error) {
-      if (!(error instanceof StaleSnapshotFound)) throw error
-      // The checkpoint said this schema, a snapshot says another: trust neither, rebuild.
-      await this.recover(true)
-      loaded = await snapshots.load(stream, partition, unique(envelopes.map((e) => e.aggregateId)), [])
-      working = this.workingSet(envelopes, loaded.snapshots)
     }
 
     const loadedAt = performance.now()
@@ -255,12 +249,13 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     return !stored || stored.offset < mine.offset || stored.commandPosition < mine.commandPosition
   }
 
-  private workingSet(envelopes: CommandEnvelope[], snapshots: Map<string, StoredSnapshot>): Map<string, Working<T>> {
+  /** The batch's aggregates from their snapshots; undefined if a snapshot has another schema version. */
+  private workingSet(envelopes: CommandEnvelope[], snapshots: Map<string, StoredSnapshot>): Map<string, Working<T>> | undefined {
     const working = new Map<string, Working<T>>()
     for (const { aggregateId } of envelopes) {
       if (working.has(aggregateId)) continue
       const snapshot = snapshots.get(aggregateId)
-      if (snapshot && snapshot.schemaVersion !== this.schemaVersion) throw new StaleSnapshotFound()
+      if (snapshot && snapshot.schemaVersion !== this.schemaVersion) return undefined
       working.set(aggregateId, {
         exists: snapshot !== undefined,
         version: snapshot?.version ?? 0,
