@@ -13,6 +13,7 @@ const EXPECTED = [
   /Limiting retries for the idempotent producer/i,
   /group is rebalancing/i,
   /coordinator is loading/i,
+  /coordinator is not available/i,
   /not the correct coordinator/i,
 ]
 
