@@ -173,8 +173,14 @@ export class MemoryTransport implements Transport {
       while (!signal.aborted) {
         if (next >= log.commands.length) {
           await new Promise<void>((resolve) => {
-            log.waiting.push(resolve)
-            signal.addEventListener('abort', () => resolve(), { once: true })
+            // Woken by a new command or by the abort; either way the other hook must go, or an
+            // idle partition would gather one abort listener per wait.
+            const wake = (): void => {
+              signal.removeEventListener('abort', wake)
+              resolve()
+            }
+            log.waiting.push(wake)
+            signal.addEventListener('abort', wake, { once: true })
           })
           continue
         }
