@@ -41,6 +41,11 @@ export interface EskOptions {
   commandTimeoutMs?: number
   /** How long `find(id, { atLeastVersion })` waits. Default 10000 ms. */
   readTimeoutMs?: number
+  /**
+   * Largest encoded event (JSON bytes) a command may produce; a larger one refuses the command
+   * with `ESK_HANDLER_FAILED`. Keep it below the broker's `message.max.bytes`. Default 512 KiB.
+   */
+  maxEventBytes?: number
   /** Where logs go. Default: console, level from `ESK_LOG_LEVEL`, else `warn`. */
   logger?: Logger
   /**
@@ -58,6 +63,7 @@ export const ESK_DEFAULTS = {
   partitions: 4,
   processing: true,
   rebuild: false,
+  maxEventBytes: 512 * 1024,
   commandTimeoutMs: 30_000,
   readTimeoutMs: 10_000,
 } as const
@@ -84,6 +90,9 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
   const settings = { ...ESK_DEFAULTS, ...definedOnly(options) }
   checkTimeout('commandTimeoutMs', settings.commandTimeoutMs)
   checkTimeout('readTimeoutMs', settings.readTimeoutMs)
+  if (!Number.isInteger(settings.maxEventBytes) || settings.maxEventBytes < 1) {
+    throw new ConfigurationError(`maxEventBytes must be a positive integer, got ${String(settings.maxEventBytes)}`)
+  }
   const logger = options.logger ?? consoleLogger()
   if (!Array.isArray(options.aggregates) || options.aggregates.length === 0) {
     throw new ConfigurationError('createEsk needs at least one aggregate class in `aggregates`')
@@ -147,6 +156,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
               observers,
               logger,
               rebuild: settings.rebuild,
+              maxEventBytes: settings.maxEventBytes,
             },
             lease,
           )

@@ -73,9 +73,11 @@ export interface Transport {
   send(stream: StreamSpec, partition: number, key: string, value: string): Promise<void>
   /**
    * Reads committed events of a partition from `from` to the end of the log as it stands when
-   * the call starts, in batches.
+   * the call starts, in batches, and at least up to `until` (exclusive): a writer knows what it
+   * committed before the log may show it (Kafka's last stable offset moves only once the
+   * transaction markers are written), so it waits until those offsets are readable.
    */
-  readEvents(stream: StreamSpec, partition: number, from: number): AsyncIterable<StoredEvent[]>
+  readEvents(stream: StreamSpec, partition: number, from: number, until?: number): AsyncIterable<StoredEvent[]>
   /**
    * Starts taking partitions of these streams. For each partition it owns it calls `host.open`
    * and feeds the handle command batches; it gives partitions up (closing their handles) when

@@ -36,6 +36,8 @@ export interface ProcessorContext<T extends object> {
   logger: Logger
   /** Replay from offset 0 on open, whatever the checkpoint says. */
   rebuild: boolean
+  /** Largest encoded event accepted, bytes; a command producing a larger one is refused. */
+  maxEventBytes: number
 }
 
 /** An aggregate as a batch sees it: the last good encoded state, and the live instance. */
@@ -331,8 +333,18 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       if (produced.length === 0) {
         return { status: 'accepted', commandId, aggregateId, version: w.version, events: 0 }
       }
-      for (const event of produced) {
-        const { type, payload } = runtime.encodeEvent(event)
+      const encodedEvents = produced.map((event) => runtime.encodeEvent(event))
+      // A record the log cannot take would fail every retry of the batch and block the partition.
+      const tooLarge = encodedEvents.find((e) => Buffer.byteLength(e.payload) > this.context.maxEventBytes)
+      if (tooLarge) {
+        w.state = undefined
+        throw new HandlerFailedError(
+          `handler ${this.name}.${binding.method} produced a ${tooLarge.type} of ${Buffer.byteLength(tooLarge.payload)} bytes, ` +
+            `over maxEventBytes (${this.context.maxEventBytes}); keep large data elsewhere and record a reference`,
+          { aggregate: this.name, commandType: binding.type, eventType: tooLarge.type },
+        )
+      }
+      for (const { type, payload } of encodedEvents) {
         w.version += 1
         events.push({ aggregateId, type, version: w.version, commandId, commandPosition: position, payload })
       }
@@ -426,7 +438,9 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     progress('start')
     // A command's events may straddle two batches: remember where the last one began.
     let current: { commandId: string; firstVersion: number } | undefined
-    for await (const batch of transport.readEvents(stream, partition, from)) {
+    // What this processor committed itself must be replayed even if the log does not show it yet.
+    const committed = this.checkpoint.offset
+    for await (const batch of transport.readEvents(stream, partition, from, committed)) {
       if (this.stop.signal.aborted) return
       if (batch.length === 0) continue
       const loaded = await snapshots.load(stream, partition, unique(batch.map((e) => e.aggregateId)), [])

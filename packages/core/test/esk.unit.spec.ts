@@ -100,6 +100,7 @@ describe('createEsk options', () => {
       rebuild: false,
       commandTimeoutMs: 30_000,
       readTimeoutMs: 10_000,
+      maxEventBytes: 512 * 1024,
     })
     const app = await createEsk({ aggregates: [Thing], driver: memoryDriver() })
     apps.push(app)

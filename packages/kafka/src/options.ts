@@ -19,6 +19,12 @@ export interface KafkaTransportOptions {
   replicationFactor?: number
   /** Retention of the command topics in ms (commands are not the truth). Default 7 days. */
   commandRetentionMs?: number
+  /**
+   * Largest encoded command accepted by `send`, bytes; larger ones are refused with
+   * `ESK_INVALID_ARGUMENT` before reaching Kafka. Keep it below the broker's `message.max.bytes`.
+   * Default 512 KiB.
+   */
+  maxCommandBytes?: number
   /** Most commands processed in one Kafka transaction. Default 500. */
   maxBatchSize?: number
   /** Transaction timeout asked of the coordinator, ms. Default 30000. */
@@ -49,6 +55,7 @@ export const KAFKA_DEFAULTS = {
   topicPrefix: 'esk.',
   replicationFactor: -1,
   commandRetentionMs: 7 * 24 * 60 * 60 * 1000,
+  maxCommandBytes: 512 * 1024,
   maxBatchSize: 500,
   transactionTimeoutMs: 30_000,
   sessionTimeoutMs: 10_000,
@@ -81,6 +88,7 @@ export function resolveOptions(options: KafkaTransportOptions): ResolvedKafkaOpt
     )
   }
   const positive = [
+    'maxCommandBytes',
     'maxBatchSize',
     'transactionTimeoutMs',
     'sessionTimeoutMs',

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { SerializationError, type StoredEvent } from '@esk/core'
+import { SerializationError, sleep, type StoredEvent } from '@esk/core'
 import type { Admin, Kafka, KafkaMessage, PartitionAssigner } from 'kafkajs'
 import { AssignerProtocol } from './kafkajs.js'
 import { EventHeaders } from './writer.js'
@@ -9,6 +9,8 @@ export interface ReplayOptions {
   topic: string
   partition: number
   from: number
+  /** Read at least up to this offset (exclusive), waiting for the last stable offset to reach it. */
+  until: number
   /** Prefix of the throwaway consumer group's id. */
   groupPrefix: string
   /** Give up when no batch arrives for this long, ms. */
@@ -25,11 +27,7 @@ export interface ReplayOptions {
  */
 export async function* replayPartition(kafka: Kafka, admin: Admin, options: ReplayOptions): AsyncGenerator<StoredEvent[]> {
   const { topic, partition, from } = options
-  const offsets = await admin.fetchTopicOffsets(topic)
-  const entry = offsets.find((o) => o.partition === partition)
-  if (!entry) throw new Error(`topic ${topic} has no partition ${partition}`)
-  const end = Number(entry.offset)
-  const low = Number(entry.low)
+  const { end, low } = await stableEnd(admin, options)
   if (from >= end) return
   if (low > from) {
     throw new SerializationError(
@@ -71,6 +69,28 @@ export async function* replayPartition(kafka: Kafka, admin: Admin, options: Repl
   } finally {
     await consumer.disconnect().catch(() => undefined)
     await admin.deleteGroups([groupId]).catch(() => undefined)
+  }
+}
+
+/**
+ * The partition's last stable offset and low watermark. A commit returns before the coordinator
+ * has written its markers, and only then does the LSO move past the transaction: when the caller
+ * knows of offsets up to `until`, wait (bounded) until the LSO covers them.
+ */
+async function stableEnd(admin: Admin, options: ReplayOptions): Promise<{ end: number; low: number }> {
+  const deadline = Date.now() + options.stallTimeoutMs
+  for (let pause = 5; ; pause = Math.min(pause * 2, 200)) {
+    const entry = (await admin.fetchTopicOffsets(options.topic)).find((o) => o.partition === options.partition)
+    if (!entry) throw new Error(`topic ${options.topic} has no partition ${options.partition}`)
+    const end = Number(entry.offset)
+    if (end >= options.until) return { end, low: Number(entry.low) }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `${options.topic}[${options.partition}] shows committed events only up to ${end}, not ${options.until}, ` +
+          `after ${options.stallTimeoutMs} ms: the transaction coordinator is not completing transactions`,
+      )
+    }
+    await sleep(pause)
   }
 }
 

@@ -1,4 +1,4 @@
-import { consoleLogger, type Logger, type PartitionHost, type StoredEvent, type StreamSpec, type Transport } from '@esk/core'
+import { InvalidArgumentError, consoleLogger, type Logger, type PartitionHost, type StoredEvent, type StreamSpec, type Transport } from '@esk/core'
 import type { Admin, Kafka as KafkaClient, Producer } from 'kafkajs'
 import { Kafka, Partitioners, logLevel } from './kafkajs.js'
 import { resolveOptions, streamNames, type KafkaTransportOptions, type ResolvedKafkaOptions } from './options.js'
@@ -8,8 +8,9 @@ import { StreamProcessor } from './processing.js'
 import { replayPartition } from './replay.js'
 import { provisionTopics } from './topics.js'
 
-/** Most commands one produce request carries. */
+/** Most commands one produce request carries, and their bytes (below the broker's default 1 MiB). */
 const COMMANDS_PER_REQUEST = 1_000
+const REQUEST_BYTES = 768 * 1024
 
 /** How long a replay may go without a batch before it is abandoned (and retried by the partition). */
 const REPLAY_STALL_TIMEOUT_MS = 60_000
@@ -60,16 +61,25 @@ export class KafkaTransport implements Transport {
   }
 
   async send(stream: StreamSpec, partition: number, key: string, value: string): Promise<void> {
+    const bytes = Buffer.byteLength(value)
+    if (bytes > this.options.maxCommandBytes) {
+      throw new InvalidArgumentError(
+        `the command for ${stream.aggregate} '${key}' encodes to ${bytes} bytes, over maxCommandBytes ` +
+          `(${this.options.maxCommandBytes}); keep large data elsewhere and send a reference`,
+        { aggregate: stream.aggregate, id: key, bytes, maxCommandBytes: this.options.maxCommandBytes },
+      )
+    }
     await this.connect()
     await this.sender!.send(this.names(stream.aggregate).commands, partition, key, value)
   }
 
-  async *readEvents(stream: StreamSpec, partition: number, from: number): AsyncIterable<StoredEvent[]> {
+  async *readEvents(stream: StreamSpec, partition: number, from: number, until = 0): AsyncIterable<StoredEvent[]> {
     await this.connect()
     yield* replayPartition(this.kafka, this.admin!, {
       topic: this.names(stream.aggregate).events,
       partition,
       from,
+      until,
       groupPrefix: this.options.topicPrefix,
       stallTimeoutMs: REPLAY_STALL_TIMEOUT_MS,
     })
@@ -109,7 +119,7 @@ export class KafkaTransport implements Transport {
       await Promise.all([admin.connect(), producer.connect()])
       this.admin = admin
       this.producer = producer
-      this.sender = new CommandSender(producer, COMMANDS_PER_REQUEST)
+      this.sender = new CommandSender(producer, COMMANDS_PER_REQUEST, Math.max(this.options.maxCommandBytes, REQUEST_BYTES))
     })()
     return this.connecting
   }

@@ -13,6 +13,9 @@ export const EventHeaders = {
   commandOffset: 'esk-command-offset',
 } as const
 
+/** Payload bytes per produce request, below the broker's default message.max.bytes (1 MiB). */
+const MAX_REQUEST_BYTES = 768 * 1024
+
 /** How many times a transaction is restarted after CONCURRENT_TRANSACTIONS before giving up. */
 const CONCURRENT_RETRIES = 30
 
@@ -68,12 +71,14 @@ export class TransactionalWriter implements PartitionWriter {
     for (let attempt = 0; ; attempt++) {
       const transaction = await this.producer.transaction()
       try {
-        let offsets: number[] = []
-        if (events.length > 0) {
+        const offsets: number[] = []
+        // Several produce requests, one transaction: a request stays under the broker's size limit
+        // however large the batch, and the events still become visible together or not at all.
+        for (const chunk of chunksByBytes(events, MAX_REQUEST_BYTES)) {
           const [metadata] = await transaction.send({
             topic: this.names.events,
             acks: -1,
-            messages: events.map((event) => ({
+            messages: chunk.map((event) => ({
               partition: this.partition,
               key: event.aggregateId,
               value: event.payload,
@@ -89,7 +94,7 @@ export class TransactionalWriter implements PartitionWriter {
           // One send to one partition is one record batch: its offsets are consecutive.
           const base = Number(metadata?.baseOffset)
           if (!Number.isSafeInteger(base)) throw new Error(`no base offset in produce response: ${JSON.stringify(metadata)}`)
-          offsets = events.map((_, i) => base + i)
+          chunk.forEach((_, i) => offsets.push(base + i))
         }
         await transaction.sendOffsets({
           consumerGroupId: this.names.group,
@@ -129,4 +134,23 @@ function fencedError(names: StreamNames, partition: number, cause: unknown): Fen
     { topic: names.commands, partition },
     cause,
   )
+}
+
+/** Splits events into runs whose payloads add up to at most `limit` bytes (a larger event goes alone). */
+export function chunksByBytes(events: EventToAppend[], limit: number): EventToAppend[][] {
+  const chunks: EventToAppend[][] = []
+  let current: EventToAppend[] = []
+  let bytes = 0
+  for (const event of events) {
+    const size = Buffer.byteLength(event.payload)
+    if (current.length > 0 && bytes + size > limit) {
+      chunks.push(current)
+      current = []
+      bytes = 0
+    }
+    current.push(event)
+    bytes += size
+  }
+  if (current.length > 0) chunks.push(current)
+  return chunks
 }

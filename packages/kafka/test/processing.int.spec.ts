@@ -5,7 +5,7 @@ import { contractModel, eventually, failingSaves } from '@esk/testing'
 import { afterEach, describe, expect, it } from 'vitest'
 import { isolatedStack, type IsolatedStack } from './support.js'
 
-const { ContractAccount, Open, Deposit } = contractModel
+const { ContractAccount, Open, Deposit, Note } = contractModel
 
 describe('kafka processing', () => {
   const cleanups: Array<() => Promise<void>> = []
@@ -170,6 +170,54 @@ describe('kafka processing', () => {
     await check([0, 1, 2, 3, 100])
     await stack.flushSnapshots()
     await check([0, 1, 2, 3, 100, 100])
+  })
+
+  it('commits a batch whose events exceed one produce request, atomically, in several requests', async () => {
+    const stack = env()
+    const a = await app(stack, {}, 1)
+    const accounts = a.repository(ContractAccount)
+    const { id } = await accounts.save(new Open('ray', 0))
+    // 24 notes of 100 KB: batches far over the broker's 1 MiB per request.
+    const results = await Promise.all(Array.from({ length: 24 }, () => accounts.update(id, new Note('n'.repeat(100_000)))))
+    expect(Math.max(...results.map((r) => r.version))).toBe(25)
+    const found = await accounts.get(id, { atLeastVersion: 25 })
+    expect(found.state.notes).toBe(24 * 100_000)
+    const events = await readAll(stack, a.streams[0]!, 0)
+    expect(events.map((e) => e.version)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1))
+  })
+
+  it('refuses a command over maxCommandBytes with a typed error, without disturbing others', async () => {
+    const stack = env()
+    const a = await app(stack, {}, 1)
+    const accounts = a.repository(ContractAccount)
+    const { id } = await accounts.save(new Open('sam', 0))
+    const [huge, small] = await Promise.allSettled([
+      accounts.update(id, new Note('h'.repeat(600 * 1024))),
+      accounts.update(id, new Note('s')),
+    ])
+    expect(huge).toMatchObject({ status: 'rejected', reason: { code: 'ESK_INVALID_ARGUMENT', message: expect.stringContaining('maxCommandBytes') } })
+    expect(small).toMatchObject({ status: 'fulfilled', value: { version: 2 } })
+  })
+
+  it('replays up to offsets its caller knows are committed, waiting for the log to show them', async () => {
+    const stack = env()
+    const transport = kafkaTransport(stack.transportOptions())
+    cleanups.push(() => transport.close())
+    const stream: StreamSpec = { aggregate: 'replay-wait', partitions: 1 }
+    await transport.provision([stream])
+    const names = streamNames(stack.topicPrefix, stream.aggregate)
+    const writer = await TransactionalWriter.open(transport.client, resolveKafkaOptions(stack.transportOptions()), names, 0)
+    cleanups.push(() => writer.close())
+    const event = { aggregateId: 'a', type: 't', version: 1, commandId: 'c', commandPosition: 0, payload: '{}' }
+    // The log is empty; the reader is told offset 0 exists, and it is committed 300 ms later.
+    const reading = (async () => {
+      const seen: StoredEvent[] = []
+      for await (const batch of transport.readEvents(stream, 0, 0, 1)) seen.push(...batch)
+      return seen
+    })()
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(await writer.commit([event], 0)).toEqual([0])
+    expect(await reading).toEqual([{ ...event, offset: 0 }])
   })
 
   it('writes events with their headers to the partition of their aggregate', async () => {

@@ -69,6 +69,7 @@ export class MemoryTransport implements Transport {
     for (const wake of log.waiting.splice(0)) wake()
   }
 
+  // Commits are visible at once here, so `until` never needs waiting for.
   async *readEvents(stream: StreamSpec, partition: number, from: number): AsyncIterable<StoredEvent[]> {
     const log = this.backend.log(stream.aggregate, partition)
     const end = log.events.length

@@ -32,6 +32,15 @@ export class Withdrawn {
   }
 }
 
+/** A note was attached; its size is the caller's choice, so it can probe size limits. */
+@Event('contract.Noted')
+export class Noted {
+  text!: string
+  constructor(text = '') {
+    this.text = text
+  }
+}
+
 /** Opens an account; the owner is required. */
 @Command<Open>('contract.Open', { validate: (c) => (c.owner ? undefined : 'owner is required') })
 export class Open {
@@ -72,6 +81,15 @@ export class Shuffle {
   }
 }
 
+/** Attaches a note of any size. */
+@Command('contract.Note')
+export class Note {
+  text!: string
+  constructor(text = '') {
+    this.text = text
+  }
+}
+
 /** A command whose handler has a bug. */
 @Command('contract.Explode')
 export class Explode {}
@@ -88,6 +106,8 @@ export class ContractAccount {
   deposits = 0
   /** Every amount, in order: makes a wrongly ordered replay visible. */
   history: number[] = []
+  /** Characters of notes attached. */
+  notes = 0
 
   @CommandHandler(Open, { creates: true })
   open(c: Open): Opened {
@@ -113,6 +133,11 @@ export class ContractAccount {
     return [new Deposited(c.amount), new Withdrawn(c.amount)]
   }
 
+  @CommandHandler(Note)
+  note(c: Note): Noted {
+    return new Noted(c.text)
+  }
+
   @CommandHandler(Explode)
   explode(): never {
     throw new TypeError('a bug in the handler')
@@ -136,6 +161,11 @@ export class ContractAccount {
   onWithdrawn(e: Withdrawn): void {
     this.balance -= e.amount
     this.history.push(-e.amount)
+  }
+
+  @EventHandler(Noted)
+  onNoted(e: Noted): void {
+    this.notes += e.text.length
   }
 }
 
