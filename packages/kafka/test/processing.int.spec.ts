@@ -37,12 +37,18 @@ describe('kafka processing', () => {
     }
   }
 
-  async function readAll(stack: IsolatedStack, stream: StreamSpec, partition: number): Promise<StoredEvent[]> {
+  /**
+   * Every event of a partition. A commit returns before the last stable offset passes it, so a
+   * read right after a write re-reads until it shows at least `atLeast` events (bounded).
+   */
+  async function readAll(stack: IsolatedStack, stream: StreamSpec, partition: number, atLeast = 0): Promise<StoredEvent[]> {
     const transport = kafkaTransport(stack.transportOptions())
     try {
-      const events: StoredEvent[] = []
-      for await (const batch of transport.readEvents(stream, partition, 0)) events.push(...batch)
-      return events
+      return await eventually(async () => {
+        const events: StoredEvent[] = []
+        for await (const batch of transport.readEvents(stream, partition, 0)) events.push(...batch)
+        return events.length >= atLeast && events
+      }, `${atLeast} events in ${stream.aggregate}[${partition}]`, 10_000)
     } finally {
       await transport.close()
     }
@@ -112,7 +118,7 @@ describe('kafka processing', () => {
     const [id0] = idsPerPartition(2)
     await accounts.save(new Open('lee', 1), { id: id0! })
     const stream = a.streams[0]!
-    const before = await readAll(stack, stream, 0)
+    const before = await readAll(stack, stream, 0, 1)
 
     // A newer owner of partition 0 initialises the same transactional id: A's writer is now a zombie.
     const transport = kafkaTransport(stack.transportOptions())
@@ -161,7 +167,7 @@ describe('kafka processing', () => {
       const repo = again.repository(ContractAccount)
       const next = await repo.update(id, new Deposit(100))
       const found = await repo.get(id, { atLeastVersion: next.version })
-      const events = await readAll(stack, stream, partitionFor(id, 2))
+      const events = await readAll(stack, stream, partitionFor(id, 2), expectedHistory.length)
       expect(found.state.history).toEqual(expectedHistory)
       expect(next.version).toBe(expectedHistory.length)
       expect(events.map((e) => e.version)).toEqual(expectedHistory.map((_, i) => i + 1))
@@ -182,7 +188,7 @@ describe('kafka processing', () => {
     expect(Math.max(...results.map((r) => r.version))).toBe(25)
     const found = await accounts.get(id, { atLeastVersion: 25 })
     expect(found.state.notes).toBe(24 * 100_000)
-    const events = await readAll(stack, a.streams[0]!, 0)
+    const events = await readAll(stack, a.streams[0]!, 0, 25)
     expect(events.map((e) => e.version)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1))
   })
 
@@ -226,7 +232,7 @@ describe('kafka processing', () => {
     const accounts = a.repository(ContractAccount)
     const commandId = randomUUID()
     const { id } = await accounts.save(new Open('ned', 2), { commandId })
-    const events = await readAll(stack, a.streams[0]!, partitionFor(id, 3))
+    const events = await readAll(stack, a.streams[0]!, partitionFor(id, 3), 1)
     expect(events).toHaveLength(1)
     expect(events[0]).toMatchObject({
       aggregateId: id,
