@@ -274,7 +274,7 @@ export function errorFromPayload(payload: ErrorPayload): EskError {
       error = new FencedError(payload.message, details)
       break
     case ErrorCode.Closed:
-      error = new ClosedError('')
+      error = new ClosedError('', payload.message, details)
       break
     default:
       // A code this version does not know (a newer processor): keep its words, report a failure.

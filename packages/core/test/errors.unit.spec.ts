@@ -40,6 +40,10 @@ const examples: Array<[string, EskError]> = [
   ['SerializationError', new SerializationError('event type unknown', { eventType: 'bank.Gone', offset: 12 })],
   ['FencedError', new FencedError('partition taken over', { aggregate: 'account', partition: 3 })],
   ['ClosedError', new ClosedError('this esk application')],
+  [
+    'ClosedError with the command to retry',
+    new ClosedError('this esk application', 'closed before the outcome arrived', { commandId: 'cmd-9', id: 'acc-9' }),
+  ],
 ]
 
 describe('errors', () => {
