@@ -46,7 +46,11 @@ interface Working<T> {
   version: number
   /** Encoded state after the last accepted command (the snapshot to write). */
   encoded: string | undefined
-  state: T | undefined
+  /**
+   * The instance commands run on, with this code's encoding of it. The purity check compares
+   * against that encoding, never against stored text, which an older class may have written.
+   */
+  live: { state: T; encoding: string } | undefined
   /** Offset of the last event included, once known. */
   offset: number
   changed: boolean
@@ -262,12 +266,19 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         exists: snapshot !== undefined,
         version: snapshot?.version ?? 0,
         encoded: snapshot?.state,
-        state: undefined,
+        live: undefined,
         offset: snapshot?.offset ?? -1,
         changed: false,
       })
     }
     return working
+  }
+
+  /** A fresh instance from the last good state, encoded by this code. */
+  private instance(w: Working<T>): { state: T; encoding: string } {
+    const { runtime } = this.context
+    const state = w.encoded !== undefined ? runtime.hydrate(w.encoded) : runtime.create()
+    return { state, encoding: runtime.dehydrate(state) }
   }
 
   /** Runs one command against the working state; returns its outcome and appends its events. */
@@ -302,9 +313,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         throw new VersionConflictError(this.name, aggregateId, envelope.expectedVersion, w.version)
       }
 
-      const state = w.state ?? (w.encoded !== undefined ? runtime.hydrate(w.encoded) : runtime.create())
-      // Compared with a fresh encoding, not the stored text: a class whose fields changed would differ.
-      const before = runtime.dehydrate(state)
+      const live = w.live ?? this.instance(w)
+      const { state, encoding: before } = live
       let produced: object[]
       let encoded: string
       try {
@@ -326,18 +336,18 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         encoded = runtime.dehydrate(state)
       } catch (error) {
         // The instance may be half-changed: the next command starts again from the last good state.
-        w.state = undefined
+        w.live = undefined
         throw error
       }
-      w.state = state
       if (produced.length === 0) {
+        w.live = live
         return { status: 'accepted', commandId, aggregateId, version: w.version, events: 0 }
       }
       const encodedEvents = produced.map((event) => runtime.encodeEvent(event))
       // A record the log cannot take would fail every retry of the batch and block the partition.
       const tooLarge = encodedEvents.find((e) => Buffer.byteLength(e.payload) > this.context.maxEventBytes)
       if (tooLarge) {
-        w.state = undefined
+        w.live = undefined
         throw new HandlerFailedError(
           `handler ${this.name}.${binding.method} produced a ${tooLarge.type} of ${Buffer.byteLength(tooLarge.payload)} bytes, ` +
             `over maxEventBytes (${this.context.maxEventBytes}); keep large data elsewhere and record a reference`,
@@ -348,6 +358,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         w.version += 1
         events.push({ aggregateId, type, version: w.version, commandId, commandPosition: position, payload })
       }
+      w.live = { state, encoding: encoded }
       w.exists = true
       w.encoded = encoded
       w.changed = true
