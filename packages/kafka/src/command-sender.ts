@@ -1,4 +1,5 @@
 import type { Producer } from 'kafkajs'
+import { MAX_REQUEST_BYTES, fitting } from './requests.js'
 
 interface Pending {
   topic: string
@@ -22,7 +23,6 @@ export class CommandSender {
   constructor(
     private readonly producer: Producer,
     private readonly maxPerRequest: number,
-    private readonly maxRequestBytes: number,
   ) {}
 
   send(topic: string, partition: number, key: string, value: string): Promise<void> {
@@ -32,26 +32,19 @@ export class CommandSender {
     })
   }
 
-  /** The next request's commands: by count and by bytes, so one request never exceeds the broker's limit. */
-  private takeBatch(): Pending[] {
-    let bytes = 0
-    let count = 0
-    while (count < this.queue.length && count < this.maxPerRequest) {
-      const size = Buffer.byteLength(this.queue[count]!.value)
-      if (count > 0 && bytes + size > this.maxRequestBytes) break
-      bytes += size
-      count += 1
-    }
-    return this.queue.splice(0, count)
-  }
-
   private async flush(): Promise<void> {
     this.flushing = true
     try {
       while (this.queue.length > 0) {
-        const batch = this.takeBatch()
+        // By count and by bytes, so one request never exceeds the broker's limit.
+        const count = fitting(this.queue, (p) => Buffer.byteLength(p.value), MAX_REQUEST_BYTES, this.maxPerRequest)
+        const batch = this.queue.splice(0, count)
         const byTopic = new Map<string, Pending[]>()
-        for (const p of batch) byTopic.set(p.topic, [...(byTopic.get(p.topic) ?? []), p])
+        for (const p of batch) {
+          const list = byTopic.get(p.topic)
+          if (list) list.push(p)
+          else byTopic.set(p.topic, [p])
+        }
         try {
           await this.producer.sendBatch({
             acks: -1,

@@ -8,9 +8,8 @@ import { StreamProcessor } from './processing.js'
 import { replayPartition } from './replay.js'
 import { provisionTopics } from './topics.js'
 
-/** Most commands one produce request carries, and their bytes (below the broker's default 1 MiB). */
+/** Most commands one produce request carries (their bytes are capped by MAX_REQUEST_BYTES). */
 const COMMANDS_PER_REQUEST = 1_000
-const REQUEST_BYTES = 768 * 1024
 
 /** How long a replay may go without a batch before it is abandoned (and retried by the partition). */
 const REPLAY_STALL_TIMEOUT_MS = 60_000
@@ -119,7 +118,7 @@ export class KafkaTransport implements Transport {
       await Promise.all([admin.connect(), producer.connect()])
       this.admin = admin
       this.producer = producer
-      this.sender = new CommandSender(producer, COMMANDS_PER_REQUEST, Math.max(this.options.maxCommandBytes, REQUEST_BYTES))
+      this.sender = new CommandSender(producer, COMMANDS_PER_REQUEST)
     })()
     return this.connecting
   }

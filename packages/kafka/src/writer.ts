@@ -1,6 +1,7 @@
 import { FencedError, sleep, type EventToAppend, type PartitionWriter } from '@esk/core'
 import type { Kafka, Producer } from 'kafkajs'
 import { Partitioners } from './kafkajs.js'
+import { MAX_REQUEST_BYTES, chunksByBytes } from './requests.js'
 import { isConcurrentTransactions, isFenced } from './errors.js'
 import type { ResolvedKafkaOptions, StreamNames } from './options.js'
 
@@ -12,9 +13,6 @@ export const EventHeaders = {
   commandId: 'esk-command-id',
   commandOffset: 'esk-command-offset',
 } as const
-
-/** Payload bytes per produce request, below the broker's default message.max.bytes (1 MiB). */
-const MAX_REQUEST_BYTES = 768 * 1024
 
 /** How many times a transaction is restarted after CONCURRENT_TRANSACTIONS before giving up. */
 const CONCURRENT_RETRIES = 30
@@ -74,7 +72,7 @@ export class TransactionalWriter implements PartitionWriter {
         const offsets: number[] = []
         // Several produce requests, one transaction: a request stays under the broker's size limit
         // however large the batch, and the events still become visible together or not at all.
-        for (const chunk of chunksByBytes(events, MAX_REQUEST_BYTES)) {
+        for (const chunk of chunksByBytes(events, (e) => Buffer.byteLength(e.payload), MAX_REQUEST_BYTES)) {
           const [metadata] = await transaction.send({
             topic: this.names.events,
             acks: -1,
@@ -134,23 +132,4 @@ function fencedError(names: StreamNames, partition: number, cause: unknown): Fen
     { topic: names.commands, partition },
     cause,
   )
-}
-
-/** Splits events into runs whose payloads add up to at most `limit` bytes (a larger event goes alone). */
-export function chunksByBytes(events: EventToAppend[], limit: number): EventToAppend[][] {
-  const chunks: EventToAppend[][] = []
-  let current: EventToAppend[] = []
-  let bytes = 0
-  for (const event of events) {
-    const size = Buffer.byteLength(event.payload)
-    if (current.length > 0 && bytes + size > limit) {
-      chunks.push(current)
-      current = []
-      bytes = 0
-    }
-    current.push(event)
-    bytes += size
-  }
-  if (current.length > 0) chunks.push(current)
-  return chunks
 }
