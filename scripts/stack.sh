@@ -15,6 +15,8 @@
 #   ESK_KAFKA_PORT [9092]  ESK_KAFKA_CONTROLLER_PORT [9093]  ESK_REDIS_PORT [6379]
 #   ESK_STACK_DIR [<repo>/.stack]  ESK_STACK_WAIT_SECS [90]
 #   ESK_KAFKA_JVM_OPTS [-Xms256m -Xmx1g ...]
+#   ESK_KAFKA_INITIAL_REBALANCE_DELAY_MS [0]: a production broker's default is 3000; set it
+#     to measure what a group join costs there
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,6 +39,7 @@ STACK_DIR=${ESK_STACK_DIR:-$REPO_ROOT/.stack}
 WAIT_SECS=${ESK_STACK_WAIT_SECS:-90}
 # Two cores shared with the test run: keep the broker small.
 KAFKA_JVM_OPTS=${ESK_KAFKA_JVM_OPTS:--Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true}
+INITIAL_REBALANCE_DELAY_MS=${ESK_KAFKA_INITIAL_REBALANCE_DELAY_MS:-0}
 JAVA=${JAVA:-java}
 
 KAFKA_HOME=$STACK_DIR/kafka_$SCALA_VERSION-$KAFKA_VERSION
@@ -238,9 +241,10 @@ default.replication.factor=1
 offsets.topic.num.partitions=5
 transaction.state.log.num.partitions=5
 num.partitions=1
-# Tests create their topics explicitly and want consumers to join at once.
+# Tests create their topics explicitly and want consumers to join at once
+# (ESK_KAFKA_INITIAL_REBALANCE_DELAY_MS=3000 gives a production broker's delay).
 auto.create.topics.enable=false
-group.initial.rebalance.delay.ms=0
+group.initial.rebalance.delay.ms=$INITIAL_REBALANCE_DELAY_MS
 
 # Sized for a 2-core machine shared with the test run.
 num.network.threads=2
