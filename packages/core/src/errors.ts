@@ -18,6 +18,8 @@ export const ErrorCode = {
   Serialization: 'ESK_SERIALIZATION',
   Fenced: 'ESK_FENCED',
   Closed: 'ESK_CLOSED',
+  Unavailable: 'ESK_UNAVAILABLE',
+  SchemaAhead: 'ESK_SCHEMA_AHEAD',
 } as const
 
 /** One of the {@link ErrorCode} values. */
@@ -190,6 +192,36 @@ export class ClosedError extends EskError {
   }
 }
 
+/**
+ * Retriable: the log or the store could not be reached, or a partition is being rebuilt. For a
+ * command, `details` carries the `commandId` and the aggregate `id` to retry with: a retry with the
+ * same commandId is never applied twice.
+ */
+export class UnavailableError extends EskError {
+  /** Always true: the same call may succeed later. */
+  readonly retriable = true
+  constructor(message: string, details?: ErrorDetails, cause?: unknown) {
+    super(ErrorCode.Unavailable, message, details, { cause })
+  }
+}
+
+/**
+ * A partition's snapshots were written by a newer schema version of the aggregate than this code
+ * knows. The partition is left alone (an older process must not rebuild what a newer one wrote);
+ * it is reported and retried until newer code takes it over.
+ */
+export class SchemaAheadError extends EskError {
+  constructor(aggregate: string, partition: number, stored: number, current: number) {
+    super(
+      ErrorCode.SchemaAhead,
+      `${aggregate}/${partition} was written by schema version ${stored}, this code has ${current}; ` +
+        `it is not processed here (rebuilding it would undo the newer code's work): finish the deploy ` +
+        `of the newer version, or roll every process back and rebuild`,
+      { aggregate, partition, stored, current },
+    )
+  }
+}
+
 /** The JSON form of an error that crosses processes inside an outcome. */
 export interface ErrorPayload {
   code: string
@@ -275,6 +307,17 @@ export function errorFromPayload(payload: ErrorPayload): EskError {
       break
     case ErrorCode.Closed:
       error = new ClosedError('', payload.message, details)
+      break
+    case ErrorCode.Unavailable:
+      error = new UnavailableError(payload.message, details)
+      break
+    case ErrorCode.SchemaAhead:
+      error = new SchemaAheadError(
+        String(details.aggregate),
+        Number(details.partition),
+        Number(details.stored),
+        Number(details.current),
+      )
       break
     default:
       // A code this version does not know (a newer processor): keep its words, report a failure.

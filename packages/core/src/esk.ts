@@ -3,7 +3,7 @@ import { setMaxListeners } from 'node:events'
 import { ClosedError, ConfigurationError } from './errors.js'
 import { consoleLogger, type Logger } from './logger.js'
 import type { Class } from './metadata.js'
-import { Observers, type EskEventMap, type Listener } from './observe.js'
+import { Observers, type EskEventMap, type Listener, type PartitionState } from './observe.js'
 import type { PartitionHost, PartitionLease, Store, StreamSpec, Transport } from './ports.js'
 import { PartitionProcessor } from './processor.js'
 import { Repository } from './repository.js'
@@ -46,6 +46,12 @@ export interface EskOptions {
    * with `ESK_HANDLER_FAILED`. Keep it below the broker's `message.max.bytes`. Default 512 KiB.
    */
   maxEventBytes?: number
+  /**
+   * Accepted command ids remembered per aggregate, inside its snapshot: a retry of one of the
+   * aggregate's last `dedupWindow` accepted commands is answered, never applied again. About 60
+   * bytes of Redis per entry with UUID command ids. Default 32.
+   */
+  dedupWindow?: number
   /** Where logs go. Default: console, level from `ESK_LOG_LEVEL`, else `warn`. */
   logger?: Logger
   /**
@@ -66,6 +72,7 @@ export const ESK_DEFAULTS = {
   maxEventBytes: 512 * 1024,
   commandTimeoutMs: 30_000,
   readTimeoutMs: 10_000,
+  dedupWindow: 32,
 } as const
 
 const MAX_PARTITIONS = 10_000
@@ -78,8 +85,30 @@ export interface Esk {
   on<K extends keyof EskEventMap>(name: K, listener: Listener<EskEventMap[K]>): () => void
   /** The logs of each registered aggregate type. */
   readonly streams: readonly StreamSpec[]
+  /** What each partition this process holds is doing; `ready` once all of them take commands. */
+  status(): EskStatus
   /** Stops processors (finishing the batch in flight), then closes the driver. Safe to call twice. */
   close(): Promise<void>
+}
+
+/** One partition this process holds (or failed to open). */
+export interface PartitionStatus {
+  aggregate: string
+  partition: number
+  state: PartitionState
+  /** When it entered that state (ms since the epoch). */
+  since: number
+  /** Why, for `failed` and `fenced`: the error's code and message. */
+  error?: { code?: string; message: string }
+  /** When it last committed a batch (ms since the epoch). */
+  lastBatchAt?: number
+}
+
+/** A snapshot of an application's processing. */
+export interface EskStatus {
+  /** True when processing is off, or every partition this process holds is `ready`. */
+  ready: boolean
+  partitions: PartitionStatus[]
 }
 
 /**
@@ -90,6 +119,9 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
   const settings = { ...ESK_DEFAULTS, ...definedOnly(options) }
   checkTimeout('commandTimeoutMs', settings.commandTimeoutMs)
   checkTimeout('readTimeoutMs', settings.readTimeoutMs)
+  if (!Number.isInteger(settings.dedupWindow) || settings.dedupWindow < 1) {
+    throw new ConfigurationError(`dedupWindow must be a positive integer, got ${String(settings.dedupWindow)}`)
+  }
   if (!Number.isInteger(settings.maxEventBytes) || settings.maxEventBytes < 1) {
     throw new ConfigurationError(`maxEventBytes must be a positive integer, got ${String(settings.maxEventBytes)}`)
   }
@@ -119,7 +151,28 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
 
   const driver = options.driver ?? (await embeddedDriver())
   const { transport, store } = driver
-  const observers = new Observers()
+  const observers = new Observers((name, error) => logger.error(`a '${name}' listener threw`, { error }))
+  const partitions = new Map<string, PartitionStatus>()
+  observers.on('state', (change) => {
+    const key = `${change.aggregate}/${change.partition}`
+    if (change.state === 'closed') {
+      partitions.delete(key)
+      return
+    }
+    const previous = partitions.get(key)
+    partitions.set(key, {
+      aggregate: change.aggregate,
+      partition: change.partition,
+      state: change.state,
+      since: Date.now(),
+      ...(change.error !== undefined && { error: describe(change.error) }),
+      ...(previous?.lastBatchAt !== undefined && { lastBatchAt: previous.lastBatchAt }),
+    })
+  })
+  observers.on('batch', (batch) => {
+    const status = partitions.get(`${batch.aggregate}/${batch.partition}`)
+    if (status) status.lastBatchAt = Date.now()
+  })
   for (const [name, listener] of Object.entries(options.listeners ?? {})) {
     observers.on(name as keyof EskEventMap, listener as Listener<EskEventMap[keyof EskEventMap]>)
   }
@@ -147,6 +200,8 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
         async open(lease: PartitionLease) {
           const runtime = byName.get(lease.stream.aggregate)
           if (!runtime) throw new ConfigurationError(`no aggregate named '${lease.stream.aggregate}' is registered`)
+          const where = { aggregate: runtime.model.name, partition: lease.partition }
+          observers.emit('state', { ...where, state: 'opening' })
           const processor = new PartitionProcessor(
             {
               runtime,
@@ -157,16 +212,22 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
               logger,
               rebuild: settings.rebuild,
               maxEventBytes: settings.maxEventBytes,
+              dedupWindow: settings.dedupWindow,
             },
             lease,
           )
-          await processor.open()
-          observers.emit('partition', { aggregate: runtime.model.name, partition: lease.partition, change: 'assigned' })
-          lease.signal.addEventListener(
-            'abort',
-            () => observers.emit('partition', { aggregate: runtime.model.name, partition: lease.partition, change: 'revoked' }),
-            { once: true },
-          )
+          try {
+            await processor.open()
+          } catch (error) {
+            if (processor.state !== 'failed') observers.emit('state', { ...where, state: 'failed', error })
+            throw error
+          }
+          // Taken away while recovering: the transport closes it; it never was assigned.
+          if (lease.signal.aborted) return processor
+          observers.emit('partition', { ...where, change: 'assigned' })
+          lease.signal.addEventListener('abort', () => observers.emit('partition', { ...where, change: 'revoked' }), {
+            once: true,
+          })
           return processor
         },
         reportError(error, context) {
@@ -206,6 +267,12 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
       return repository as unknown as Repository<T>
     },
     on: (name, listener) => observers.on(name, listener),
+    status() {
+      const list = [...partitions.values()]
+        .map((p) => ({ ...p }))
+        .sort((a, b) => a.aggregate.localeCompare(b.aggregate) || a.partition - b.partition)
+      return { ready: list.every((p) => p.state === 'ready'), partitions: list }
+    },
     close() {
       // Every call, even one made while an earlier one is still stopping, waits for the same close.
       closing ??= (async () => {
@@ -235,6 +302,11 @@ async function embeddedDriver(): Promise<Driver> {
         `install @esk/memory, or pass driver: { transport, store }`,
     )
   }
+}
+
+function describe(error: unknown): { code?: string; message: string } {
+  const code = (error as { code?: unknown } | undefined)?.code
+  return { ...(typeof code === 'string' && { code }), message: error instanceof Error ? error.message : String(error) }
 }
 
 function checkTimeout(name: string, value: number): void {

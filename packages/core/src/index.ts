@@ -25,8 +25,10 @@ export {
   InvalidArgumentError,
   InvalidCommandError,
   ReadTimeoutError,
+  SchemaAheadError,
   SerializationError,
   SnapshotStaleError,
+  UnavailableError,
   UnknownCommandError,
   VersionConflictError,
   errorFromPayload,
@@ -36,7 +38,7 @@ export {
 export type { ErrorDetails, ErrorPayload } from './errors.js'
 
 export { createEsk, ESK_DEFAULTS, newClientAddress } from './esk.js'
-export type { AggregateRegistration, Driver, Esk, EskListeners, EskOptions } from './esk.js'
+export type { AggregateRegistration, Driver, Esk, EskListeners, EskOptions, EskStatus, PartitionStatus } from './esk.js'
 
 export { Repository } from './repository.js'
 export type { CommandResult, FindOptions, Found, SaveOptions, UpdateOptions } from './repository.js'
@@ -50,7 +52,9 @@ export type { ProcessorContext } from './processor.js'
 export { decodeEnvelope, encodeEnvelope, isUndecodable } from './codec.js'
 export type { UndecodableCommand } from './codec.js'
 
+export { commandKey } from './ports.js'
 export type {
+  CommandKey,
   LoadedBatch,
   OutcomeChannel,
   PartitionHandle,
@@ -69,13 +73,23 @@ export type {
   CommandRecord,
   EventToAppend,
   Outcome,
+  RecentCommand,
   Reply,
   StoredEvent,
   StoredSnapshot,
 } from './records.js'
 
 export { Observers } from './observe.js'
-export type { BackgroundError, BatchProcessed, EskEventMap, Listener, PartitionChange, RecoveryProgress } from './observe.js'
+export type {
+  BackgroundError,
+  BatchProcessed,
+  EskEventMap,
+  Listener,
+  PartitionChange,
+  PartitionState,
+  PartitionStateChange,
+  RecoveryProgress,
+} from './observe.js'
 
 export { consoleLogger } from './logger.js'
 export type { Logger, LogLevel } from './logger.js'

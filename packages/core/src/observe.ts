@@ -32,6 +32,27 @@ export interface PartitionChange {
   change: 'assigned' | 'revoked'
 }
 
+/**
+ * Where a partition is in its life:
+ * - `opening`: the transport is taking it (fencing the previous writer);
+ * - `recovering`: replaying the events after its checkpoint (all of them on a rebuild);
+ * - `ready`: taking commands;
+ * - `repairing`: the store lost data or was taken over under it; replaying before the next command;
+ * - `fenced`: a newer writer owns it in the log; this process writes nothing more to it;
+ * - `failed`: it cannot be recovered here (see `error`); the transport retries it;
+ * - `closed`: given up (revoked, or the application stopped).
+ */
+export type PartitionState = 'opening' | 'recovering' | 'ready' | 'repairing' | 'fenced' | 'failed' | 'closed'
+
+/** A partition of this process changed state. */
+export interface PartitionStateChange {
+  aggregate: string
+  partition: number
+  state: PartitionState
+  /** Why, for `fenced` and `failed`. */
+  error?: unknown
+}
+
 /** One committed batch of commands: what it did and how long each step took. */
 export interface BatchProcessed {
   aggregate: string
@@ -55,6 +76,7 @@ export interface EskEventMap {
   error: BackgroundError
   partition: PartitionChange
   batch: BatchProcessed
+  state: PartitionStateChange
 }
 
 /** A listener of one observable event. */
@@ -66,6 +88,9 @@ export type Listener<E> = (event: E) => void
  */
 export class Observers {
   private readonly listeners = new Map<keyof EskEventMap, Set<Listener<never>>>()
+
+  /** `failed` hears of a listener that threw (the application's bug, which must not stop a partition). */
+  constructor(private readonly failed: (name: string, error: unknown) => void = () => undefined) {}
 
   /** Adds a listener; returns the function that removes it. */
   on<K extends keyof EskEventMap>(name: K, listener: Listener<EskEventMap[K]>): () => void {
@@ -85,8 +110,8 @@ export class Observers {
     for (const listener of this.listeners.get(name) ?? []) {
       try {
         ;(listener as Listener<EskEventMap[K]>)(event)
-      } catch {
-        // A failing listener is the application's bug; it must not stop a partition.
+      } catch (error) {
+        this.failed(name, error)
       }
     }
   }

@@ -90,14 +90,24 @@ export interface Transport {
   close(): Promise<void>
 }
 
-/** What a snapshot store hands back for one batch: snapshots, recorded outcomes, and the checkpoint. */
+/** A command as the store knows it: its aggregate and its id (the pair is its identity). */
+export interface CommandKey {
+  aggregateId: string
+  commandId: string
+}
+
+/** What a snapshot store hands back for one batch: snapshots, unlogged outcomes, and the checkpoint. */
 export interface LoadedBatch {
-  snapshots: Map<string, StoredSnapshot>
-  outcomes: Map<string, Outcome>
   /**
-   * The partition's checkpoint as stored now. A processor compares it with what it saved last: a
-   * missing or older one means the store lost data under it (flushed, restarted empty).
+   * False when the partition's owner in the store is no longer the token the load was made with:
+   * another processor took the partition, or the store lost it (flushed, evicted, restarted
+   * empty). Nothing else in the batch may then be trusted.
    */
+  owned: boolean
+  snapshots: Map<string, StoredSnapshot>
+  /** Recorded outcomes that left nothing in the log (refusals, no-op acceptances), by {@link commandKey}. */
+  unlogged: Map<string, Outcome>
+  /** The partition's checkpoint as stored now. */
   checkpoint: Checkpoint | undefined
 }
 
@@ -105,31 +115,56 @@ export interface LoadedBatch {
 export interface SnapshotWrite {
   snapshots: StoredSnapshot[]
   checkpoint: Checkpoint
-  outcomes: Outcome[]
+  /** Outcomes that left nothing in the log: kept in a bounded per-partition window. */
+  unlogged: Outcome[]
+  /** Marks the partition as recovered: `find` trusts its snapshots from then on. */
+  ready?: boolean
 }
 
 /**
  * A cache of aggregate states derived from the event log, with a checkpoint per partition.
  * It can always be dropped and rebuilt from the events.
+ *
+ * Every write to a partition is fenced: it carries the owner token its processor took with
+ * {@link acquire} after the log fenced the previous owner, and is refused, atomically, when the
+ * store's owner is any other token or none at all (the store lost the partition's data). A refused
+ * write throws `ESK_FENCED`.
  */
 export interface SnapshotStore {
-  /** Reads snapshots, recorded outcomes and the checkpoint of one partition in one round trip. */
-  load(stream: StreamSpec, partition: number, aggregateIds: string[], commandIds: string[]): Promise<LoadedBatch>
-  /** Reads one snapshot (for `find`). */
+  /**
+   * Makes `token` the owner of the partition's keys. Called after the log's fence, before a
+   * recovery; every write of an earlier owner is refused from then on.
+   */
+  acquire(stream: StreamSpec, partition: number, token: string): Promise<void>
+  /** Reads snapshots, unlogged outcomes, the checkpoint and the ownership of one partition in one round trip. */
+  load(stream: StreamSpec, partition: number, token: string, aggregateIds: string[], commands: CommandKey[]): Promise<LoadedBatch>
+  /**
+   * Reads one snapshot (for `find`). Throws `ESK_UNAVAILABLE` (retriable) while the partition is
+   * not recovered: its snapshots are being rebuilt and a missing one proves nothing.
+   */
   read(stream: StreamSpec, partition: number, aggregateId: string): Promise<StoredSnapshot | undefined>
-  /** Reads one recorded outcome. */
-  readOutcome(stream: StreamSpec, partition: number, commandId: string): Promise<Outcome | undefined>
+  /** Reads the recorded outcome of a command: from its aggregate's recent commands, or the unlogged ones. */
+  readOutcome(stream: StreamSpec, partition: number, command: CommandKey): Promise<Outcome | undefined>
   /** The partition's checkpoint, or undefined when nothing was ever saved (or the store was flushed). */
   checkpoint(stream: StreamSpec, partition: number): Promise<Checkpoint | undefined>
   /**
-   * Saves atomically and only forward: a snapshot whose offset is lower than the stored one is
-   * ignored, and the checkpoint never moves back.
+   * Saves atomically and only forward, if `token` owns the partition (else `ESK_FENCED`): a
+   * snapshot whose offset is lower than the stored one is ignored, and the checkpoint never moves back.
    */
-  save(stream: StreamSpec, partition: number, write: SnapshotWrite): Promise<void>
-  /** Drops every snapshot and the checkpoint of a partition, before a rebuild from offset 0. */
-  reset(stream: StreamSpec, partition: number): Promise<void>
+  save(stream: StreamSpec, partition: number, token: string, write: SnapshotWrite): Promise<void>
+  /**
+   * Drops every snapshot, the checkpoint and the unlogged outcomes of a partition, before a rebuild
+   * from offset 0, if `token` owns it (else `ESK_FENCED`). The partition is not ready until a
+   * save with `ready` follows.
+   */
+  reset(stream: StreamSpec, partition: number, token: string): Promise<void>
   /** Releases connections this store opened. */
   close(): Promise<void>
+}
+
+/** The key of a command in maps of outcomes: its aggregate id and command id. */
+export function commandKey(command: CommandKey): string {
+  return `${command.aggregateId}\u0000${command.commandId}`
 }
 
 /** Carries outcomes from processors to the clients waiting for them. */
@@ -141,7 +176,7 @@ export interface OutcomeChannel {
    * undefined when `signal` aborts first. Implementations also look at the durable outcome in
    * the store, so an outcome whose notification was lost is still found.
    */
-  wait(stream: StreamSpec, partition: number, commandId: string, signal: AbortSignal): Promise<Outcome | undefined>
+  wait(stream: StreamSpec, partition: number, command: CommandKey, signal: AbortSignal): Promise<Outcome | undefined>
   /** Best-effort notification of waiting clients; the durable copy is in the snapshot store. */
   publish(stream: StreamSpec, partition: number, replies: Reply[]): Promise<void>
   /** Releases connections this channel opened. */

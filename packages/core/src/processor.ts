@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { decodeEnvelope, isUndecodable } from './codec.js'
 import {
   AggregateExistsError,
@@ -6,20 +7,22 @@ import {
   EskError,
   ErrorCode,
   HandlerFailedError,
+  SchemaAheadError,
   UnknownCommandError,
   VersionConflictError,
   errorToPayload,
   hasCode,
 } from './errors.js'
 import type { Logger } from './logger.js'
-import type { Observers } from './observe.js'
-import type { PartitionHandle, PartitionLease, SnapshotStore, OutcomeChannel, Transport } from './ports.js'
+import type { Observers, PartitionState } from './observe.js'
+import { commandKey, type PartitionHandle, type PartitionLease, type SnapshotStore, type OutcomeChannel, type Transport } from './ports.js'
 import type {
   Checkpoint,
   CommandEnvelope,
   CommandRecord,
   EventToAppend,
   Outcome,
+  RecentCommand,
   Reply,
   StoredSnapshot,
 } from './records.js'
@@ -38,6 +41,8 @@ export interface ProcessorContext<T extends object> {
   rebuild: boolean
   /** Largest encoded event accepted, bytes; a command producing a larger one is refused. */
   maxEventBytes: number
+  /** Accepted command ids remembered per aggregate for de-duplication. */
+  dedupWindow: number
 }
 
 /** An aggregate as a batch sees it: the last good encoded state, and the live instance. */
@@ -53,23 +58,35 @@ interface Working<T> {
   live: { state: T; encoding: string } | undefined
   /** Offset of the last event included, once known. */
   offset: number
+  /** The aggregate's de-duplication window, as stored and then extended by this batch. */
+  recent: RecentCommand[]
   changed: boolean
 }
 
+const INITIAL_CHECKPOINT: Checkpoint = { offset: 0, commandPosition: -1, schemaVersion: 0 }
+
 /**
- * The single writer of one partition. On open it recovers: replays the events written after the
- * checkpoint into snapshots (all of them on a rebuild). Then, for each batch of commands, it loads
- * the snapshots in one round trip, runs the handlers, commits the events and the command position
- * atomically through the lease's writer, and only then saves snapshots, checkpoint and outcomes,
- * and notifies clients. The log is the truth: if saving fails, the partition repairs itself by
- * replaying from its checkpoint before it takes the next batch.
+ * The single writer of one partition.
+ *
+ * Its life is a small state machine, reported through the `state` observation:
+ * `recovering` (taking the store's ownership and replaying the events after the checkpoint, or all
+ * of them on a rebuild), `ready` (taking commands), `repairing` (the store lost data or was taken
+ * over under it: it takes the ownership back and replays before the next command), `fenced` (the
+ * log has a newer writer: it writes nothing more and the transport decides whether to reopen it),
+ * and `closed`.
+ *
+ * For each batch it loads the snapshots, with the store's ownership, in one round trip, runs the
+ * handlers, commits the events and the command position atomically through the lease's writer, and
+ * only then saves snapshots, checkpoint and outcomes (fenced by its owner token) and notifies
+ * clients. The log is the truth: whenever the store cannot be trusted, the partition replays.
  */
 export class PartitionProcessor<T extends object> implements PartitionHandle {
   private readonly name: string
-  private checkpoint: Checkpoint = { offset: 0, commandPosition: -1, schemaVersion: 0 }
+  private checkpoint: Checkpoint = INITIAL_CHECKPOINT
+  /** Owner token in the store; a new one for every recovery. */
+  private token = ''
   private tail: Promise<void> = Promise.resolve()
-  private repair: Promise<void> | undefined
-  private closed = false
+  private current: PartitionState = 'opening'
   private readonly stop = new AbortController()
 
   constructor(
@@ -80,15 +97,23 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     lease.signal.addEventListener('abort', () => this.stop.abort(), { once: true })
   }
 
-  /** Replays the partition into snapshots; resolves when it may take commands. */
+  /** The lifecycle state. */
+  get state(): PartitionState {
+    return this.current
+  }
+
+  /** Takes the store's ownership and replays the partition into snapshots; resolves when it may take commands. */
   async open(): Promise<void> {
+    this.transition('recovering')
     await this.recover(this.context.rebuild)
+    this.transition('ready')
   }
 
   process(records: CommandRecord[]): Promise<void> {
     const run = this.tail.then(async () => {
-      if (this.closed || this.stop.signal.aborted) throw new ClosedError(`partition ${this.name}/${this.lease.partition}`)
-      if (this.repair) await this.repair
+      if (this.current === 'closed' || this.current === 'fenced' || this.stop.signal.aborted) {
+        throw new ClosedError(`partition ${this.name}/${this.lease.partition}`)
+      }
       await this.processBatch(records)
     })
     this.tail = run.catch(() => undefined)
@@ -96,17 +121,27 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   }
 
   async close(): Promise<void> {
-    this.closed = true
     this.stop.abort()
     await this.tail
-    await this.repair?.catch(() => undefined)
+    if (this.current !== 'fenced') this.transition('closed')
   }
 
   private get schemaVersion(): number {
     return this.context.runtime.model.schemaVersion
   }
 
-  private async processBatch(records: CommandRecord[], replayed = false): Promise<void> {
+  private transition(state: PartitionState, error?: unknown): void {
+    if (this.current === state && state !== 'repairing') return
+    this.current = state
+    this.context.observers.emit('state', {
+      aggregate: this.name,
+      partition: this.lease.partition,
+      state,
+      ...(error !== undefined && { error }),
+    })
+  }
+
+  private async processBatch(records: CommandRecord[], repaired = false): Promise<void> {
     const { snapshots } = this.context
     const stream = this.lease.stream
     const partition = this.lease.partition
@@ -126,67 +161,69 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const loaded = await snapshots.load(
       stream,
       partition,
+      this.token,
       unique(envelopes.map((e) => e.aggregateId)),
-      unique(envelopes.map((e) => e.commandId)),
+      envelopes.map(({ aggregateId, commandId }) => ({ aggregateId, commandId })),
     )
+    const ahead = [...loaded.snapshots.values()].find((s) => s.schemaVersion > this.schemaVersion)
+    if (ahead) throw this.schemaAhead(ahead.schemaVersion)
     const working = this.workingSet(envelopes, loaded.snapshots)
-    const lost = this.storeFellBehind(loaded.checkpoint)
-    if (lost || !working) {
+    if (!loaded.owned || !working) {
       // Handling commands on missing snapshots would take existing aggregates for new ones; on a
       // snapshot of another schema the checkpoint and the snapshot disagree: trust neither.
-      if (replayed) {
+      if (repaired) {
         throw new Error(
           `the snapshot store of ${this.name}/${partition} is still inconsistent right after a replay; ` +
-            `check that Redis does not evict keys (maxmemory-policy noeviction or volatile-*)`,
+            `check that Redis does not evict keys (maxmemory-policy noeviction)`,
         )
       }
-      this.context.observers.emit('error', {
-        error: new Error(
-          lost
-            ? `the snapshot store lost the state of ${this.name}/${partition}; replaying it from the log`
-            : `a snapshot of ${this.name}/${partition} has another schema version; rebuilding the partition`,
-        ),
-        aggregate: this.name,
-        partition,
-        during: 'store-check',
-      })
-      await this.recover(!working)
+      this.context.logger.warn(
+        !loaded.owned
+          ? 'the snapshot store lost this partition or another processor took it; replaying it from the log'
+          : 'a snapshot has an older schema version; rebuilding the partition',
+        { code: 'ESK_STORE_REPAIR', aggregate: this.name, partition },
+      )
+      await this.repair(!working)
       return this.processBatch(records, true)
     }
 
     const loadedAt = performance.now()
     const events: EventToAppend[] = []
-    const outcomes: Outcome[] = []
+    const unlogged: Outcome[] = []
     const replies: Reply[] = []
-    const known = loaded.outcomes
+    // Outcomes decided in this batch, so a duplicate inside the batch gets the same answer.
+    const decided = new Map<string, Outcome>()
     for (const { record, command } of decoded) {
       if (isUndecodable(command)) {
-        this.context.observers.emit('error', {
-          error: command.error,
+        this.context.logger.warn('refusing a command record that cannot be decoded', {
+          code: command.error.code,
           aggregate: this.name,
           partition,
-          during: `decoding command at position ${record.position}`,
+          position: record.position,
+          error: command.error.message,
         })
         if (command.commandId && command.aggregateId) {
-          const outcome: Outcome = {
-            status: 'rejected',
-            commandId: command.commandId,
-            aggregateId: command.aggregateId,
-            error: errorToPayload(command.error),
+          const key = commandKey({ aggregateId: command.aggregateId, commandId: command.commandId })
+          let outcome = decided.get(key) ?? loaded.unlogged.get(key)
+          if (!outcome) {
+            outcome = { status: 'rejected', commandId: command.commandId, aggregateId: command.aggregateId, error: errorToPayload(command.error) }
+            decided.set(key, outcome)
+            unlogged.push(outcome)
           }
-          outcomes.push(outcome)
           if (command.replyTo) replies.push({ replyTo: command.replyTo, outcome })
         }
         continue
       }
-      const previous = known.get(command.commandId)
+      const key = commandKey(command)
+      const w = working.get(command.aggregateId)!
+      const previous = decided.get(key) ?? recorded(w, command) ?? loaded.unlogged.get(key)
       if (previous) {
         if (command.replyTo) replies.push({ replyTo: command.replyTo, outcome: previous })
         continue
       }
-      const outcome = await this.execute(command, record.position, working.get(command.aggregateId)!, events)
-      known.set(command.commandId, outcome)
-      outcomes.push(outcome)
+      const outcome = await this.execute(command, record.position, w, events)
+      decided.set(key, outcome)
+      if (outcome.status === 'rejected' || outcome.events === 0) unlogged.push(outcome)
       if (command.replyTo) replies.push({ replyTo: command.replyTo, outcome })
     }
 
@@ -197,7 +234,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       offsets = await this.lease.writer.commit(events, lastPosition)
     } catch (error) {
       if (hasCode(error, ErrorCode.Fenced)) {
-        this.closed = true
+        this.transition('fenced', error)
         this.stop.abort()
       }
       throw error
@@ -222,15 +259,21 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         schemaVersion: this.schemaVersion,
         offset: w.offset,
         state: w.encoded!,
+        recent: w.recent,
       })
     }
     const committedAt = performance.now()
-    // Committed: the outcomes are final whatever happens to the snapshot save below.
-    await this.saveOrRepair({ snapshots: written, checkpoint: this.checkpoint, outcomes })
+    // Committed: the outcomes are final whatever happens to the save. Clients hear of them only
+    // once they are recorded, so a retry after the reply is always answered the same way.
+    await this.saveAfterCommit(written, unlogged)
     const savedAt = performance.now()
     if (replies.length > 0) {
       await this.context.outcomes.publish(stream, partition, replies).catch((error: unknown) => {
-        this.context.observers.emit('error', { error, aggregate: this.name, partition, during: 'publish' })
+        this.context.logger.warn('publishing replies failed; clients find the recorded outcomes by polling', {
+          aggregate: this.name,
+          partition,
+          error,
+        })
       })
     }
     if (this.context.observers.count('batch') > 0) {
@@ -239,7 +282,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         partition,
         commands: records.length,
         events: events.length,
-        rejected: outcomes.filter((o) => o.status === 'rejected').length,
+        rejected: unlogged.filter((o) => o.status === 'rejected').length,
         loadMs: loadedAt - started,
         handleMs: handledAt - loadedAt,
         commitMs: committedAt - handledAt,
@@ -248,14 +291,49 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     }
   }
 
-  /** True when the stored checkpoint is missing or older than the last one this processor saved. */
-  private storeFellBehind(stored: Checkpoint | undefined): boolean {
-    const mine = this.checkpoint
-    if (mine.offset === 0 && mine.commandPosition < 0) return false
-    return !stored || stored.offset < mine.offset || stored.commandPosition < mine.commandPosition
+  /**
+   * Saves what a commit changed. When the store refuses (lost, taken over) or fails, the partition
+   * repairs itself from the log, which holds every accepted command, and then records again the
+   * outcomes the log cannot show (refusals). Returns once the outcomes are recorded, or throws when
+   * the partition closed first.
+   */
+  private async saveAfterCommit(snapshots: StoredSnapshot[], unlogged: Outcome[]): Promise<void> {
+    const { stream, partition } = this.lease
+    const write = { snapshots, checkpoint: this.checkpoint, unlogged }
+    try {
+      await this.context.snapshots.save(stream, partition, this.token, write)
+      return
+    } catch (error) {
+      this.context.logger.warn('saving snapshots after a commit failed; replaying the partition from the log', {
+        code: hasCode(error, ErrorCode.Fenced) ? 'ESK_STORE_REPAIR' : 'ESK_STORE_SAVE_FAILED',
+        aggregate: this.name,
+        partition,
+        error,
+      })
+    }
+    for (let attempt = 0; ; attempt++) {
+      if (this.stop.signal.aborted) throw new ClosedError(`partition ${this.name}/${partition}`)
+      try {
+        await this.repair(false)
+        if (unlogged.length > 0) {
+          await this.context.snapshots.save(stream, partition, this.token, { snapshots: [], checkpoint: this.checkpoint, unlogged })
+        }
+        return
+      } catch (error) {
+        if (hasCode(error, ErrorCode.SchemaAhead)) throw error
+        this.context.observers.emit('error', { error, aggregate: this.name, partition, during: 'repair' })
+        await sleep(Math.min(50 * 2 ** attempt, 5_000), this.stop.signal)
+      }
+    }
   }
 
-  /** The batch's aggregates from their snapshots; undefined if a snapshot has another schema version. */
+  private async repair(rebuild: boolean): Promise<void> {
+    this.transition('repairing')
+    await this.recover(rebuild)
+    this.transition('ready')
+  }
+
+  /** The batch's aggregates from their snapshots; undefined if a snapshot has an older schema version. */
   private workingSet(envelopes: CommandEnvelope[], snapshots: Map<string, StoredSnapshot>): Map<string, Working<T>> | undefined {
     const working = new Map<string, Working<T>>()
     for (const { aggregateId } of envelopes) {
@@ -268,10 +346,17 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         encoded: snapshot?.state,
         live: undefined,
         offset: snapshot?.offset ?? -1,
+        recent: snapshot?.recent ?? [],
         changed: false,
       })
     }
     return working
+  }
+
+  private schemaAhead(stored: number): SchemaAheadError {
+    const error = new SchemaAheadError(this.name, this.lease.partition, stored, this.schemaVersion)
+    this.transition('failed', error)
+    return error
   }
 
   /** A fresh instance from the last good state, encoded by this code. */
@@ -361,6 +446,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       w.live = { state, encoding: encoded }
       w.exists = true
       w.encoded = encoded
+      w.recent = remember(w.recent, { commandId, version: w.version, events: produced.length }, this.context.dedupWindow)
       w.changed = true
       return { status: 'accepted', commandId, aggregateId, version: w.version, events: produced.length }
     } catch (error) {
@@ -382,54 +468,26 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     }
   }
 
-  /** Saves after a commit; when that fails, the partition repairs itself from the log. */
-  private async saveOrRepair(write: Parameters<SnapshotStore['save']>[2]): Promise<void> {
-    try {
-      await this.context.snapshots.save(this.lease.stream, this.lease.partition, write)
-    } catch (error) {
-      this.context.observers.emit('error', {
-        error,
-        aggregate: this.name,
-        partition: this.lease.partition,
-        during: 'snapshot-save',
-      })
-      this.repair ??= this.repairLoop()
-    }
-  }
-
-  /** Replays from the stored checkpoint until it succeeds or the partition closes. */
-  private async repairLoop(): Promise<void> {
-    for (let attempt = 0; !this.stop.signal.aborted; attempt++) {
-      await sleep(Math.min(50 * 2 ** attempt, 5_000), this.stop.signal)
-      try {
-        await this.recover(false)
-        this.repair = undefined
-        return
-      } catch (error) {
-        this.context.observers.emit('error', {
-          error,
-          aggregate: this.name,
-          partition: this.lease.partition,
-          during: 'repair',
-        })
-      }
-    }
-  }
-
   /**
-   * Replays committed events after the checkpoint (from 0 on a rebuild) into snapshots, outcomes
-   * and the checkpoint, batch by batch. Afterwards commands at or below the highest position seen
-   * in the log are skipped, whatever the transport's own committed position says.
+   * Takes the store's ownership with a new token (so whatever an earlier owner still has in flight
+   * is refused), then replays committed events after the checkpoint (from 0 on a rebuild) into
+   * snapshots and their de-duplication windows, batch by batch, and marks the partition ready.
+   * Afterwards commands at or below the highest position seen in the log are skipped, whatever the
+   * transport's own committed position says.
    */
   private async recover(forceRebuild: boolean): Promise<void> {
-    const { runtime, snapshots, transport, observers } = this.context
+    const { runtime, snapshots, transport, observers, dedupWindow } = this.context
     const stream = this.lease.stream
     const partition = this.lease.partition
     const started = Date.now()
+    const token = randomUUID()
+    await snapshots.acquire(stream, partition, token)
+    this.token = token
     let checkpoint = await snapshots.checkpoint(stream, partition)
+    if (checkpoint && checkpoint.schemaVersion > this.schemaVersion) throw this.schemaAhead(checkpoint.schemaVersion)
     const rebuild = forceRebuild || !checkpoint || checkpoint.schemaVersion !== this.schemaVersion
     if (rebuild || !checkpoint) {
-      await snapshots.reset(stream, partition)
+      await snapshots.reset(stream, partition, token)
       checkpoint = { offset: 0, commandPosition: -1, schemaVersion: this.schemaVersion }
     }
     const from = checkpoint.offset
@@ -447,21 +505,20 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         elapsedMs: Date.now() - started,
       })
     progress('start')
-    // A command's events may straddle two batches: remember where the last one began.
-    let current: { commandId: string; firstVersion: number } | undefined
     // What this processor committed itself must be replayed even if the log does not show it yet.
     const committed = this.checkpoint.offset
     for await (const batch of transport.readEvents(stream, partition, from, committed)) {
-      if (this.stop.signal.aborted) return
+      if (this.stop.signal.aborted) throw new ClosedError(`partition ${this.name}/${partition}`)
       if (batch.length === 0) continue
-      const loaded = await snapshots.load(stream, partition, unique(batch.map((e) => e.aggregateId)), [])
+      const loaded = await snapshots.load(stream, partition, token, unique(batch.map((e) => e.aggregateId)), [])
+      if (!loaded.owned) throw this.storeLost('while replaying')
       const working = new Map<string, { state: T | undefined; snapshot: StoredSnapshot | undefined; changed: boolean }>()
-      const outcomes = new Map<string, Outcome>()
       let commandPosition: number = checkpoint.commandPosition
       for (const event of batch) {
         let w = working.get(event.aggregateId)
         if (!w) {
           const snapshot = loaded.snapshots.get(event.aggregateId)
+          if (snapshot && snapshot.schemaVersion > this.schemaVersion) throw this.schemaAhead(snapshot.schemaVersion)
           if (snapshot && snapshot.schemaVersion !== this.schemaVersion) {
             if (!rebuild) return this.recover(true)
             throw new Error(`snapshot of another schema version survived a reset of ${this.name}/${partition}`)
@@ -470,23 +527,23 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
           working.set(event.aggregateId, w)
         }
         commandPosition = Math.max(commandPosition, event.commandPosition)
-        if (current?.commandId !== event.commandId) current = { commandId: event.commandId, firstVersion: event.version }
-        outcomes.set(event.commandId, {
-          status: 'accepted',
-          commandId: event.commandId,
-          aggregateId: event.aggregateId,
-          version: event.version,
-          events: event.version - current.firstVersion + 1,
-        })
         if (w.snapshot && w.snapshot.offset >= event.offset) continue
         w.state ??= w.snapshot ? runtime.hydrate(w.snapshot.state) : runtime.create()
         runtime.apply(w.state, [runtime.decodeEvent(event)])
+        const recent = w.snapshot?.recent ?? []
+        const last = recent[recent.length - 1]
+        // A command's events are consecutive in the log: extend its entry, or start a new one.
+        const entry =
+          last?.commandId === event.commandId
+            ? { commandId: event.commandId, version: event.version, events: last.events + 1 }
+            : { commandId: event.commandId, version: event.version, events: 1 }
         w.snapshot = {
           aggregateId: event.aggregateId,
           version: event.version,
           schemaVersion: this.schemaVersion,
           offset: event.offset,
           state: '',
+          recent: last?.commandId === event.commandId ? [...recent.slice(0, -1), entry] : remember(recent, entry, dedupWindow),
         }
         w.changed = true
         touched.add(event.aggregateId)
@@ -500,11 +557,29 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         commandPosition,
         schemaVersion: this.schemaVersion,
       }
-      await snapshots.save(stream, partition, { snapshots: written, checkpoint, outcomes: [...outcomes.values()] })
+      await snapshots.save(stream, partition, token, { snapshots: written, checkpoint, unlogged: [] })
       count += batch.length
       progress('batch')
     }
+    await snapshots.save(stream, partition, token, { snapshots: [], checkpoint, unlogged: [], ready: true })
     this.checkpoint = checkpoint
     progress('end')
   }
+
+  private storeLost(when: string): Error {
+    return new Error(`the snapshot store lost ${this.name}/${this.lease.partition} ${when}, or another processor took it`)
+  }
+}
+
+/** The accepted outcome of a command remembered in its aggregate's window, if it is there. */
+function recorded(w: Working<unknown>, command: CommandEnvelope): Outcome | undefined {
+  const entry = w.recent.find((r) => r.commandId === command.commandId)
+  if (!entry) return undefined
+  return { status: 'accepted', commandId: entry.commandId, aggregateId: command.aggregateId, version: entry.version, events: entry.events }
+}
+
+/** Appends to a window, keeping at most `size` entries (the newest). */
+function remember(recent: RecentCommand[], entry: RecentCommand, size: number): RecentCommand[] {
+  const next = [...recent, entry]
+  return next.length > size ? next.slice(next.length - size) : next
 }

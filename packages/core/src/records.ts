@@ -57,6 +57,21 @@ export interface StoredSnapshot {
   offset: number
   /** The state's fields as JSON text. */
   state: string
+  /**
+   * The aggregate's most recent accepted commands that recorded events, oldest first, at most the
+   * application's `dedupWindow`. A retry of one of them is answered from here and never applied
+   * again. Derived from the log: a replay rebuilds exactly this list.
+   */
+  recent: RecentCommand[]
+}
+
+/** An accepted command remembered in its aggregate's snapshot for de-duplication. */
+export interface RecentCommand {
+  commandId: string
+  /** Aggregate version after the command. */
+  version: number
+  /** Number of events it recorded (at least 1). */
+  events: number
 }
 
 /**

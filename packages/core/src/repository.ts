@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { encodeEnvelope } from './codec.js'
 import {
   AggregateNotFoundError,
@@ -6,10 +6,15 @@ import {
   CommandTimeoutError,
   InvalidArgumentError,
   ReadTimeoutError,
+  EskError,
   SnapshotStaleError,
+  UnavailableError,
   UnknownCommandError,
   errorFromPayload,
+  hasCode,
+  ErrorCode,
 } from './errors.js'
+import { messageOf } from './runtime.js'
 import type { OutcomeChannel, SnapshotStore, StreamSpec, Transport } from './ports.js'
 import type { CommandEnvelope } from './records.js'
 import type { AggregateRuntime } from './runtime.js'
@@ -17,7 +22,11 @@ import { partitionFor, sleep } from './util.js'
 
 /** Options of {@link Repository.save}. */
 export interface SaveOptions {
-  /** The new aggregate's id; a random UUID when omitted. */
+  /**
+   * The new aggregate's id. When omitted: derived from `commandId` if one is given (so a retry
+   * with the same commandId addresses the same aggregate and is never applied twice), else a
+   * random UUID.
+   */
   id?: string
   /** Idempotency key; a random UUID when omitted. Reuse it when retrying the same intent. */
   commandId?: string
@@ -85,7 +94,7 @@ export class Repository<T extends object> {
 
   /** Creates an aggregate with a creating command. Throws `ESK_AGGREGATE_EXISTS` if the id is taken. */
   async save(command: object, options: SaveOptions = {}): Promise<CommandResult> {
-    const id = options.id ?? randomUUID()
+    const id = options.id ?? (options.commandId !== undefined ? idFromCommandId(this.runtime.model.name, options.commandId) : randomUUID())
     return this.send(id, command, 'create', options.commandId, undefined, options.timeoutMs)
   }
 
@@ -105,8 +114,8 @@ export class Repository<T extends object> {
     let seen: number | undefined
     for (let pause = 2; ; pause = Math.min(pause * 2, 50)) {
       const found = await this.read(id, partition).catch((error: unknown) => {
-        // A stale snapshot is being rebuilt; keep waiting like any other lag.
-        if ((error as { code?: string }).code === 'ESK_SNAPSHOT_STALE') return undefined
+        // A stale snapshot or a partition being rebuilt: keep waiting like any other lag.
+        if (hasCode(error, ErrorCode.SnapshotStale) || hasCode(error, ErrorCode.Unavailable)) return undefined
         throw error
       })
       seen = found?.version ?? seen
@@ -127,7 +136,17 @@ export class Repository<T extends object> {
   }
 
   private async read(id: string, partition: number): Promise<Found<T> | undefined> {
-    const snapshot = await this.snapshots.read(this.stream, partition, id)
+    let snapshot: Awaited<ReturnType<SnapshotStore['read']>>
+    try {
+      snapshot = await this.snapshots.read(this.stream, partition, id)
+    } catch (error) {
+      if (error instanceof EskError) throw error
+      throw new UnavailableError(
+        `reading ${this.runtime.model.name} '${id}' failed: ${messageOf(error)}; the snapshot store is unreachable, retry later`,
+        { aggregate: this.runtime.model.name, id },
+        error,
+      )
+    }
     if (!snapshot) return undefined
     const model = this.runtime.model
     if (snapshot.schemaVersion !== model.schemaVersion) {
@@ -184,25 +203,31 @@ export class Repository<T extends object> {
     const timer = setTimeout(() => timeout.abort(), timeoutMs)
     const onClose = (): void => timeout.abort()
     this.closing.addEventListener('abort', onClose, { once: true })
+    const retry = { aggregate: name, id, commandId }
     try {
-      const waiting = this.outcomes.wait(this.stream, partition, commandId, timeout.signal)
+      const waiting = this.outcomes.wait(this.stream, partition, { aggregateId: id, commandId }, timeout.signal)
+      // The send is bounded by the same deadline: during an outage the log's client retries for
+      // longer than a caller wants to wait.
+      const sent = this.transport.send(this.stream, partition, id, encodeEnvelope(envelope))
+      const stopped = new Promise<'stopped'>((resolve) => timeout.signal.addEventListener('abort', () => resolve('stopped'), { once: true }))
       try {
-        await this.transport.send(this.stream, partition, id, encodeEnvelope(envelope))
+        if ((await Promise.race([sent, stopped])) === 'stopped') {
+          sent.catch(() => undefined)
+          throw this.notAnswered(retry, timeoutMs)
+        }
       } catch (error) {
         timeout.abort()
         await waiting.catch(() => undefined)
-        throw error
-      }
-      const outcome = await waiting
-      if (!outcome && this.closing.aborted) {
-        throw new ClosedError(
-          'this esk application',
-          `the application closed before the outcome of command ${commandId} on ${name} '${id}' arrived; ` +
-            `it may still be applied: retry with the same commandId (it is never applied twice)`,
-          { aggregate: name, id, commandId },
+        if (error instanceof EskError) throw error
+        throw new UnavailableError(
+          `sending command ${commandId} to ${name} '${id}' failed: ${messageOf(error)}; the command log is ` +
+            `unreachable. Retry with the same commandId${kind === 'create' ? ' and id' : ''}: it is never applied twice`,
+          retry,
+          error,
         )
       }
-      if (!outcome) throw new CommandTimeoutError(name, id, commandId, timeoutMs)
+      const outcome = await waiting
+      if (!outcome) throw this.notAnswered(retry, timeoutMs)
       if (outcome.status === 'rejected') throw errorFromPayload(outcome.error)
       return { id, version: outcome.version, commandId }
     } finally {
@@ -210,6 +235,30 @@ export class Repository<T extends object> {
       this.closing.removeEventListener('abort', onClose)
     }
   }
+
+  /** The error for a command whose outcome did not arrive: the application closed, or the deadline passed. */
+  private notAnswered(retry: { aggregate: string; id: string; commandId: string }, timeoutMs: number): EskError {
+    if (this.closing.aborted) {
+      return new ClosedError(
+        'this esk application',
+        `the application closed before the outcome of command ${retry.commandId} on ${retry.aggregate} '${retry.id}' arrived; ` +
+          `it may still be applied: retry with the same commandId (it is never applied twice)`,
+        retry,
+      )
+    }
+    return new CommandTimeoutError(retry.aggregate, retry.id, retry.commandId, timeoutMs)
+  }
+}
+
+/**
+ * The aggregate id a `save` without an id gets when it names its commandId: a UUID-shaped digest
+ * of the aggregate type and the commandId, the same in every process.
+ */
+export function idFromCommandId(aggregate: string, commandId: string): string {
+  const hex = createHash('sha256').update(`${aggregate}\u0000${commandId}`).digest('hex')
+  // Version 8 (custom) UUID layout: the version and variant bits say it was derived.
+  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16)
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`
 }
 
 function checkId(id: string): void {

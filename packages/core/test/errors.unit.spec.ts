@@ -19,6 +19,8 @@ import {
   errorFromPayload,
   errorToPayload,
   hasCode,
+  SchemaAheadError,
+  UnavailableError,
 } from '@esk/core'
 import { describe, expect, it } from 'vitest'
 
@@ -40,6 +42,8 @@ const examples: Array<[string, EskError]> = [
   ['SerializationError', new SerializationError('event type unknown', { eventType: 'bank.Gone', offset: 12 })],
   ['FencedError', new FencedError('partition taken over', { aggregate: 'account', partition: 3 })],
   ['ClosedError', new ClosedError('this esk application')],
+  ['UnavailableError', new UnavailableError('the command log is unreachable', { commandId: 'cmd-8', id: 'acc-8' })],
+  ['SchemaAheadError', new SchemaAheadError('account', 2, 3, 2)],
   [
     'ClosedError with the command to retry',
     new ClosedError('this esk application', 'closed before the outcome arrived', { commandId: 'cmd-9', id: 'acc-9' }),

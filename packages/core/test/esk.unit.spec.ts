@@ -95,6 +95,7 @@ describe('createEsk options', () => {
 
   it('uses the documented defaults', async () => {
     expect(ESK_DEFAULTS).toEqual({
+      dedupWindow: 32,
       partitions: 4,
       processing: true,
       rebuild: false,

@@ -12,11 +12,16 @@ export interface MemoryPartitionLog {
   waiting: Array<() => void>
 }
 
-/** The snapshots, checkpoint and outcomes of one partition. */
+/** The snapshots, checkpoint, ownership and unlogged outcomes of one partition. */
 export interface MemoryPartitionState {
   snapshots: Map<string, StoredSnapshot>
   checkpoint: Checkpoint | undefined
-  outcomes: Map<string, { outcome: Outcome; expiresAt: number }>
+  /** Token of the processor that owns the partition's keys; undefined once flushed. */
+  owner: string | undefined
+  /** True once a recovery finished; false after a reset. */
+  ready: boolean
+  /** Outcomes that left nothing in the log, by command key, oldest first (a Map keeps insertion order). */
+  unlogged: Map<string, Outcome>
 }
 
 /**
@@ -44,7 +49,7 @@ export class MemoryBackend {
     const key = `${stream}/${partition}`
     let state = this.state.get(key)
     if (!state) {
-      state = { snapshots: new Map(), checkpoint: undefined, outcomes: new Map() }
+      state = { snapshots: new Map(), checkpoint: undefined, owner: undefined, ready: false, unlogged: new Map() }
       this.state.set(key, state)
     }
     return state

@@ -1,6 +1,11 @@
 import {
+  ConfigurationError,
+  FencedError,
+  UnavailableError,
+  commandKey,
   newClientAddress,
   type Checkpoint,
+  type CommandKey,
   type LoadedBatch,
   type Outcome,
   type OutcomeChannel,
@@ -11,47 +16,75 @@ import {
   type StoredSnapshot,
   type StreamSpec,
 } from '@esk/core'
-import type { MemoryBackend } from './backend.js'
+import type { MemoryBackend, MemoryPartitionState } from './backend.js'
 
 /** Options of the in-memory store. */
 export interface MemoryStoreOptions {
-  /** How long outcomes are kept for de-duplication. Default 24 hours. */
-  outcomeRetentionMs?: number
+  /**
+   * Outcomes that left nothing in the log (refusals, and acceptances without events) kept per
+   * partition for de-duplication, newest first. Default 10000.
+   */
+  unloggedWindow?: number
 }
 
-/** Snapshots, checkpoints and outcomes in memory, saved atomically and only forward. */
+/** Defaults of {@link MemoryStoreOptions}. */
+export const MEMORY_STORE_DEFAULTS = { unloggedWindow: 10_000 } as const
+
+/**
+ * Snapshots, checkpoints and outcomes in memory, saved atomically and only forward, each write
+ * fenced by the partition's owner token like the Redis store's scripts.
+ */
 export class MemorySnapshotStore implements SnapshotStore {
-  private readonly retentionMs: number
+  private readonly unloggedWindow: number
 
   constructor(
     private readonly backend: MemoryBackend,
     options: MemoryStoreOptions = {},
   ) {
-    this.retentionMs = options.outcomeRetentionMs ?? 24 * 60 * 60 * 1000
+    this.unloggedWindow = options.unloggedWindow ?? MEMORY_STORE_DEFAULTS.unloggedWindow
+    if (!Number.isInteger(this.unloggedWindow) || this.unloggedWindow < 1) {
+      throw new ConfigurationError(`unloggedWindow must be a positive integer, got ${String(options.unloggedWindow)}`)
+    }
   }
 
-  async load(stream: StreamSpec, partition: number, aggregateIds: string[], commandIds: string[]): Promise<LoadedBatch> {
+  async acquire(stream: StreamSpec, partition: number, token: string): Promise<void> {
+    this.backend.partitionState(stream.aggregate, partition).owner = token
+  }
+
+  async load(
+    stream: StreamSpec,
+    partition: number,
+    token: string,
+    aggregateIds: string[],
+    commands: CommandKey[],
+  ): Promise<LoadedBatch> {
     const state = this.backend.partitionState(stream.aggregate, partition)
     const snapshots = new Map<string, StoredSnapshot>()
     for (const id of aggregateIds) {
       const snapshot = state.snapshots.get(id)
-      if (snapshot) snapshots.set(id, { ...snapshot })
+      if (snapshot) snapshots.set(id, copy(snapshot))
     }
-    const outcomes = new Map<string, Outcome>()
-    for (const id of commandIds) {
-      const outcome = this.liveOutcome(stream, partition, id)
-      if (outcome) outcomes.set(id, outcome)
+    const unlogged = new Map<string, Outcome>()
+    for (const command of commands) {
+      const key = commandKey(command)
+      const outcome = state.unlogged.get(key)
+      if (outcome) unlogged.set(key, outcome)
     }
-    return { snapshots, outcomes, checkpoint: state.checkpoint && { ...state.checkpoint } }
+    return { owned: state.owner === token, snapshots, unlogged, checkpoint: state.checkpoint && { ...state.checkpoint } }
   }
 
   async read(stream: StreamSpec, partition: number, aggregateId: string): Promise<StoredSnapshot | undefined> {
-    const snapshot = this.backend.partitionState(stream.aggregate, partition).snapshots.get(aggregateId)
-    return snapshot && { ...snapshot }
+    const state = this.backend.partitionState(stream.aggregate, partition)
+    if (!state.ready) throw notReady(stream, partition)
+    const snapshot = state.snapshots.get(aggregateId)
+    return snapshot && copy(snapshot)
   }
 
-  async readOutcome(stream: StreamSpec, partition: number, commandId: string): Promise<Outcome | undefined> {
-    return this.liveOutcome(stream, partition, commandId)
+  async readOutcome(stream: StreamSpec, partition: number, command: CommandKey): Promise<Outcome | undefined> {
+    const state = this.backend.partitionState(stream.aggregate, partition)
+    const entry = state.snapshots.get(command.aggregateId)?.recent.find((r) => r.commandId === command.commandId)
+    if (entry) return { status: 'accepted', aggregateId: command.aggregateId, ...entry }
+    return state.unlogged.get(commandKey(command))
   }
 
   async checkpoint(stream: StreamSpec, partition: number): Promise<Checkpoint | undefined> {
@@ -59,11 +92,11 @@ export class MemorySnapshotStore implements SnapshotStore {
     return checkpoint && { ...checkpoint }
   }
 
-  async save(stream: StreamSpec, partition: number, write: SnapshotWrite): Promise<void> {
-    const state = this.backend.partitionState(stream.aggregate, partition)
+  async save(stream: StreamSpec, partition: number, token: string, write: SnapshotWrite): Promise<void> {
+    const state = this.owned(stream, partition, token)
     for (const snapshot of write.snapshots) {
       const current = state.snapshots.get(snapshot.aggregateId)
-      if (!current || snapshot.offset >= current.offset) state.snapshots.set(snapshot.aggregateId, { ...snapshot })
+      if (!current || snapshot.offset >= current.offset) state.snapshots.set(snapshot.aggregateId, copy(snapshot))
     }
     const current = state.checkpoint
     state.checkpoint = {
@@ -71,28 +104,48 @@ export class MemorySnapshotStore implements SnapshotStore {
       commandPosition: Math.max(current?.commandPosition ?? -1, write.checkpoint.commandPosition),
       schemaVersion: write.checkpoint.schemaVersion,
     }
-    const expiresAt = Date.now() + this.retentionMs
-    for (const outcome of write.outcomes) state.outcomes.set(outcome.commandId, { outcome, expiresAt })
+    for (const outcome of write.unlogged) {
+      const key = commandKey(outcome)
+      // First outcome wins; the oldest go first once the window is full.
+      if (state.unlogged.has(key)) continue
+      state.unlogged.set(key, outcome)
+      if (state.unlogged.size > this.unloggedWindow) state.unlogged.delete(state.unlogged.keys().next().value!)
+    }
+    if (write.ready) state.ready = true
   }
 
-  async reset(stream: StreamSpec, partition: number): Promise<void> {
-    const state = this.backend.partitionState(stream.aggregate, partition)
+  async reset(stream: StreamSpec, partition: number, token: string): Promise<void> {
+    const state = this.owned(stream, partition, token)
     state.snapshots.clear()
+    state.unlogged.clear()
     state.checkpoint = undefined
+    state.ready = false
   }
 
   async close(): Promise<void> {}
 
-  private liveOutcome(stream: StreamSpec, partition: number, commandId: string): Outcome | undefined {
-    const outcomes = this.backend.partitionState(stream.aggregate, partition).outcomes
-    const entry = outcomes.get(commandId)
-    if (!entry) return undefined
-    if (entry.expiresAt <= Date.now()) {
-      outcomes.delete(commandId)
-      return undefined
+  private owned(stream: StreamSpec, partition: number, token: string): MemoryPartitionState {
+    const state = this.backend.partitionState(stream.aggregate, partition)
+    if (state.owner !== token) {
+      throw new FencedError(
+        `the snapshots of ${stream.aggregate}/${partition} are owned by another processor, or were flushed; ` +
+          `this write is refused`,
+        { aggregate: stream.aggregate, partition },
+      )
     }
-    return entry.outcome
+    return state
   }
+}
+
+function copy(snapshot: StoredSnapshot): StoredSnapshot {
+  return { ...snapshot, recent: snapshot.recent.map((r) => ({ ...r })) }
+}
+
+function notReady(stream: StreamSpec, partition: number): UnavailableError {
+  return new UnavailableError(
+    `the snapshots of ${stream.aggregate}/${partition} are being rebuilt from the log; retry shortly`,
+    { aggregate: stream.aggregate, partition },
+  )
 }
 
 /** Delivers outcomes to waiting callers in the same process. */
@@ -105,17 +158,18 @@ export class MemoryOutcomeChannel implements OutcomeChannel {
     private readonly snapshots: SnapshotStore,
   ) {
     backend.replyRoutes.set(this.address, (outcome) => {
-      for (const deliver of [...(this.waiters.get(outcome.commandId) ?? [])]) deliver(outcome)
+      for (const deliver of [...(this.waiters.get(commandKey(outcome)) ?? [])]) deliver(outcome)
     })
   }
 
-  async wait(stream: StreamSpec, partition: number, commandId: string, signal: AbortSignal): Promise<Outcome | undefined> {
+  async wait(stream: StreamSpec, partition: number, command: CommandKey, signal: AbortSignal): Promise<Outcome | undefined> {
+    const key = commandKey(command)
     return new Promise<Outcome | undefined>((resolve) => {
-      let set = this.waiters.get(commandId)
-      if (!set) this.waiters.set(commandId, (set = new Set()))
+      let set = this.waiters.get(key)
+      if (!set) this.waiters.set(key, (set = new Set()))
       const done = (outcome: Outcome | undefined): void => {
         set.delete(deliver)
-        if (set.size === 0) this.waiters.delete(commandId)
+        if (set.size === 0) this.waiters.delete(key)
         signal.removeEventListener('abort', abort)
         resolve(outcome)
       }
@@ -125,7 +179,7 @@ export class MemoryOutcomeChannel implements OutcomeChannel {
       if (signal.aborted) return abort()
       signal.addEventListener('abort', abort, { once: true })
       // An outcome recorded before we started waiting (a retry of a finished command) is final.
-      void this.snapshots.readOutcome(stream, partition, commandId).then((outcome) => {
+      void this.snapshots.readOutcome(stream, partition, command).then((outcome) => {
         if (outcome) done(outcome)
       })
     })

@@ -1,4 +1,4 @@
-import { createEsk, partitionFor, type BackgroundError } from '@esk/core'
+import { createEsk, partitionFor, type PartitionState } from '@esk/core'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { contractModel } from '@esk/testing'
 import { describe, expect, it } from 'vitest'
@@ -16,18 +16,18 @@ describe('partition processor on the embedded driver', () => {
     const state = backend.partitionState('contract-account', partitionFor(id, 1))
     state.checkpoint = { ...state.checkpoint!, schemaVersion: 2 }
 
-    const errors: BackgroundError[] = []
+    const states: PartitionState[] = []
     const v2 = await createEsk({
       aggregates: [{ aggregate: ContractAccountV2, partitions: 1 }],
       driver: memoryDriver({ backend }),
-      listeners: { error: (e) => errors.push(e) },
+      listeners: { state: (e) => states.push(e.state) },
     })
     const accounts = v2.repository(ContractAccountV2)
     const next = await accounts.update(id, new Deposit(5))
     expect(next.version).toBe(3)
     const found = await accounts.get(id, { atLeastVersion: 3 })
     expect(found.state).toMatchObject({ balance: 45, largestDeposit: 40, history: [0, 40, 5] })
-    expect(errors.map((e) => e.during)).toEqual(['store-check'])
+    expect(states).toEqual(['opening', 'recovering', 'ready', 'repairing', 'ready'])
     await v2.close()
   })
 })

@@ -1,3 +1,4 @@
+import { CHECKPOINT_FIELDS } from './keys.js'
 import {
   InvalidArgumentError,
   SerializationError,
@@ -12,10 +13,14 @@ import {
  * hand or written by another version, and a wrong number here would corrupt a partition silently.
  */
 
-/** The JSON text stored for a snapshot: exactly the StoredSnapshot fields, nothing a caller added. */
+/**
+ * The JSON text stored for a snapshot: exactly the StoredSnapshot fields, nothing a caller added;
+ * the de-duplication window as compact `[commandId, version, events]` triples.
+ */
 export function encodeSnapshot(snapshot: StoredSnapshot): string {
   const { aggregateId, version, schemaVersion, offset, state } = snapshot
-  return JSON.stringify({ aggregateId, version, schemaVersion, offset, state })
+  const recent = snapshot.recent.map((r) => [r.commandId, r.version, r.events])
+  return JSON.stringify({ aggregateId, version, schemaVersion, offset, state, recent })
 }
 
 /** Decodes a stored snapshot; `key` and `field` name where it came from in the error. */
@@ -27,12 +32,22 @@ export function decodeSnapshot(text: string, key: string, field: string): Stored
   for (const name of ['version', 'schemaVersion', 'offset'] as const) {
     if (!isNonNegativeInteger(raw[name])) fail(`${name} is not a non-negative integer`)
   }
+  const recent = raw.recent ?? []
+  if (!Array.isArray(recent)) fail('recent is not a list')
+  const entries = (recent as unknown[]).map((entry) => {
+    const [commandId, version, events] = Array.isArray(entry) ? (entry as unknown[]) : []
+    if (typeof commandId !== 'string' || !isNonNegativeInteger(version) || !isNonNegativeInteger(events)) {
+      return fail('recent holds an entry that is not [commandId, version, events]')
+    }
+    return { commandId, version, events }
+  })
   return {
     aggregateId: raw.aggregateId as string,
     version: raw.version as number,
     schemaVersion: raw.schemaVersion as number,
     offset: raw.offset as number,
     state: raw.state as string,
+    recent: entries,
   }
 }
 
@@ -82,8 +97,6 @@ export function decodeCheckpoint(fields: ReadonlyArray<string | null>, key: stri
   return { offset, commandPosition, schemaVersion }
 }
 
-/** Field names of the checkpoint hash, in the order {@link decodeCheckpoint} expects them. */
-export const CHECKPOINT_FIELDS = ['offset', 'commandPosition', 'schemaVersion'] as const
 
 /**
  * Rejects a write the Lua script cannot hold exactly: it compares offsets as Lua numbers (IEEE
@@ -115,7 +128,7 @@ export function checkWrite(write: SnapshotWrite, where: string): void {
     bad('checkpoint commandPosition (>= -1)', c.commandPosition)
   }
   if (!isNonNegativeInteger(c.schemaVersion)) bad('checkpoint schemaVersion', c.schemaVersion)
-  for (const o of write.outcomes) {
+  for (const o of write.unlogged) {
     if (typeof o.commandId !== 'string' || o.commandId.length === 0) {
       throw new InvalidArgumentError(`cannot save ${where}: an outcome has no commandId`)
     }

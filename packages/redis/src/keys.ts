@@ -4,21 +4,25 @@ import { InvalidArgumentError, type StreamSpec } from '@esk/core'
  * The keys of one (stream, partition). They all carry the hash tag `{<aggregate>:<partition>}`, so
  * Redis Cluster puts them in one slot and a Lua script or MULTI may touch all of them at once:
  *
- * - `<prefix>{<aggregate>:<partition>}:snapshots`  HASH aggregate id -> JSON of the StoredSnapshot
- * - `<prefix>{<aggregate>:<partition>}:offsets`    HASH aggregate id -> offset of that snapshot
- * - `<prefix>{<aggregate>:<partition>}:checkpoint` HASH offset, commandPosition, schemaVersion
- * - `<prefix>{<aggregate>:<partition>}:outcome:<commandId>` STRING JSON of the Outcome, with a TTL
- *
- * Outcomes are keys of their own, not hash fields, because each expires on its own.
+ * - `<prefix>{<aggregate>:<partition>}:state` HASH, everything a processor needs, in one key so that
+ *   it is flushed or evicted as a whole, never in part:
+ *   - `s:<aggregateId>`: JSON of the StoredSnapshot (with its de-duplication window `recent`);
+ *   - `o:<aggregateId>`: the offset of that snapshot, so the save script compares without decoding JSON;
+ *   - `@owner`: the owner token of the processor that may write; `@ready`: `1` once recovered;
+ *   - `@offset`, `@position`, `@schema`: the checkpoint (next event offset, highest command position
+ *     included, schema version).
+ * - `<prefix>{<aggregate>:<partition>}:unlogged` HASH `<aggregateId>\0<commandId>` -> JSON of an
+ *   outcome that left nothing in the log (a refusal, or an acceptance without events);
+ * - `<prefix>{<aggregate>:<partition>}:unlogged-order` LIST of those fields, oldest first, trimmed to
+ *   `unloggedWindow`.
  */
 export class PartitionKeys {
-  /** Snapshot JSON by aggregate id. */
-  readonly snapshots: string
-  /** Snapshot offset by aggregate id, so the save script compares without decoding JSON. */
-  readonly offsets: string
-  /** The partition's checkpoint. */
-  readonly checkpoint: string
-  private readonly base: string
+  /** Snapshots, offsets, ownership and checkpoint. */
+  readonly state: string
+  /** Unlogged outcomes by command key. */
+  readonly unlogged: string
+  /** Insertion order of {@link unlogged}. */
+  readonly unloggedOrder: string
 
   constructor(prefix: string, stream: StreamSpec, partition: number) {
     if (!Number.isSafeInteger(partition) || partition < 0) {
@@ -26,17 +30,31 @@ export class PartitionKeys {
         aggregate: stream.aggregate,
       })
     }
-    this.base = `${prefix}{${stream.aggregate}:${partition}}:`
-    this.snapshots = `${this.base}snapshots`
-    this.offsets = `${this.base}offsets`
-    this.checkpoint = `${this.base}checkpoint`
+    const base = `${prefix}{${stream.aggregate}:${partition}}:`
+    this.state = `${base}state`
+    this.unlogged = `${base}unlogged`
+    this.unloggedOrder = `${base}unlogged-order`
   }
 
-  /** The key of one command's outcome. */
-  outcome(commandId: string): string {
-    return `${this.base}outcome:${commandId}`
+  /** Every key, for scripts that take them all. */
+  get all(): [string, string, string] {
+    return [this.state, this.unlogged, this.unloggedOrder]
   }
 }
+
+/** Field names inside {@link PartitionKeys.state}. */
+export const StateFields = {
+  owner: '@owner',
+  ready: '@ready',
+  offset: '@offset',
+  position: '@position',
+  schema: '@schema',
+  snapshot: (aggregateId: string) => `s:${aggregateId}`,
+  offsetOf: (aggregateId: string) => `o:${aggregateId}`,
+} as const
+
+/** The checkpoint fields, in the order {@link decodeCheckpoint} expects them. */
+export const CHECKPOINT_FIELDS = [StateFields.offset, StateFields.position, StateFields.schema] as const
 
 /** The pub/sub channel a client with this reply address listens on. */
 export function replyChannel(prefix: string, address: string): string {

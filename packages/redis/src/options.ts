@@ -26,8 +26,13 @@ export interface RedisStoreOptions {
    * the same. 1 to 100 characters, no `{` or `}` (they would change the hash tag). Default `esk:`.
    */
   keyPrefix?: string
-  /** How long an outcome is kept for de-duplication of retried commands, ms. Default 24 hours. */
-  outcomeRetentionMs?: number
+  /**
+   * Outcomes that left nothing in the event log (refusals, and acceptances without events) kept
+   * per partition so that a retry gets the same answer; the oldest go first. About 300 bytes each.
+   * Accepted commands with events are remembered in their aggregate's snapshot instead (see
+   * `dedupWindow` of `createEsk`). Default 10000.
+   */
+  unloggedWindow?: number
   /**
    * How long a waiting client trusts pub/sub alone before it also reads the recorded outcome, ms;
    * the fallback for a reply that was never published. Default 1000.
@@ -46,7 +51,7 @@ export interface RedisStoreOptions {
 export const REDIS_STORE_DEFAULTS = {
   url: 'redis://127.0.0.1:6379',
   keyPrefix: 'esk:',
-  outcomeRetentionMs: 24 * 60 * 60 * 1000,
+  unloggedWindow: 10_000,
   outcomePollMs: 1_000,
   outcomePollMaxMs: 2_000,
 } as const
@@ -75,7 +80,7 @@ export const REDIS_CONNECTION_DEFAULTS = {
 } as const satisfies RedisOptions
 
 /** Options of a {@link RedisSnapshotStore} used on its own. */
-export type RedisSnapshotStoreOptions = Pick<RedisStoreOptions, 'keyPrefix' | 'outcomeRetentionMs'>
+export type RedisSnapshotStoreOptions = Pick<RedisStoreOptions, 'keyPrefix' | 'unloggedWindow'>
 
 /** Options of a {@link RedisOutcomeChannel} used on its own. */
 export type RedisOutcomeChannelOptions = Pick<
@@ -121,6 +126,13 @@ export function checkPositiveMs(value: unknown, name: string, owner: string): nu
   return value
 }
 
+function checkPositiveInteger(value: unknown, name: string, owner: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new ConfigurationError(`${owner}: ${name} must be a positive integer, got ${describe(value)}`, { option: name })
+  }
+  return value
+}
+
 /** The snapshot store's options after defaults, validated. */
 export function resolveSnapshotOptions(
   options: RedisSnapshotStoreOptions,
@@ -128,11 +140,7 @@ export function resolveSnapshotOptions(
 ): Required<RedisSnapshotStoreOptions> {
   return {
     keyPrefix: checkKeyPrefix(options.keyPrefix ?? REDIS_STORE_DEFAULTS.keyPrefix, owner),
-    outcomeRetentionMs: checkPositiveMs(
-      options.outcomeRetentionMs ?? REDIS_STORE_DEFAULTS.outcomeRetentionMs,
-      'outcomeRetentionMs',
-      owner,
-    ),
+    unloggedWindow: checkPositiveInteger(options.unloggedWindow ?? REDIS_STORE_DEFAULTS.unloggedWindow, 'unloggedWindow', owner),
   }
 }
 

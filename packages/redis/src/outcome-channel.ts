@@ -7,6 +7,8 @@ import {
   type Outcome,
   type OutcomeChannel,
   type Reply,
+  type CommandKey,
+  commandKey,
   type SnapshotStore,
   type StreamSpec,
 } from '@esk/core'
@@ -18,7 +20,9 @@ import { ReplySubscription } from './subscription.js'
 
 /** One pending `wait`. */
 interface Waiter {
-  readonly commandId: string
+  readonly command: CommandKey
+  /** {@link commandKey} of `command`. */
+  readonly key: string
   readonly stream: StreamSpec
   readonly partition: number
   /**
@@ -33,7 +37,7 @@ interface Waiter {
 /**
  * Carries outcomes from processors to clients over Redis pub/sub. Each instance listens on one
  * channel of its own, `<prefix>replies:<address>`, on a dedicated connection opened by the first
- * `wait`, and hands each reply to the waiters of its command id; no client sees another's replies.
+ * `wait`, and hands each reply to the waiters of its command (aggregate id and command id); no client sees another's replies.
  *
  * Pub/sub is best effort, so a waiter also reads the recorded outcome from the snapshot store:
  * - once, as soon as the subscription is live, if it registered before that (or the connection
@@ -84,7 +88,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
    * outcome, or undefined when `signal` aborts first; rejects with `ESK_CLOSED` if the channel is
    * closed while waiting.
    */
-  wait(stream: StreamSpec, partition: number, commandId: string, signal: AbortSignal): Promise<Outcome | undefined> {
+  wait(stream: StreamSpec, partition: number, command: CommandKey, signal: AbortSignal): Promise<Outcome | undefined> {
     if (this.closed) return Promise.reject(new ClosedError('this Redis outcome channel'))
     if (signal.aborted) return Promise.resolve(undefined)
     this.subscription.start()
@@ -100,7 +104,8 @@ export class RedisOutcomeChannel implements OutcomeChannel {
         return true
       }
       const waiter: Waiter = {
-        commandId,
+        command,
+        key: commandKey(command),
         stream,
         partition,
         covered: this.subscription.isLive,
@@ -156,15 +161,15 @@ export class RedisOutcomeChannel implements OutcomeChannel {
   }
 
   private add(waiter: Waiter): void {
-    let set = this.waiters.get(waiter.commandId)
-    if (!set) this.waiters.set(waiter.commandId, (set = new Set()))
+    let set = this.waiters.get(waiter.key)
+    if (!set) this.waiters.set(waiter.key, (set = new Set()))
     set.add(waiter)
   }
 
   private remove(waiter: Waiter): void {
-    const set = this.waiters.get(waiter.commandId)
+    const set = this.waiters.get(waiter.key)
     set?.delete(waiter)
-    if (set?.size === 0) this.waiters.delete(waiter.commandId)
+    if (set?.size === 0) this.waiters.delete(waiter.key)
   }
 
   private deliver(text: string): void {
@@ -175,7 +180,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
       this.logger.warn('ignoring a malformed reply', { address: this.address, error })
       return
     }
-    for (const waiter of [...(this.waiters.get(outcome.commandId) ?? [])]) waiter.settle(outcome)
+    for (const waiter of [...(this.waiters.get(commandKey(outcome)) ?? [])]) waiter.settle(outcome)
   }
 
   /** The subscription is live: read once for every waiter whose reply may have been missed. */
@@ -196,7 +201,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
   /** Reads the recorded outcome of a waiter and settles it when there is one. Never rejects. */
   private async check(waiter: Waiter): Promise<void> {
     try {
-      const outcome = await this.snapshots.readOutcome(waiter.stream, waiter.partition, waiter.commandId)
+      const outcome = await this.snapshots.readOutcome(waiter.stream, waiter.partition, waiter.command)
       if (outcome) waiter.settle(outcome)
     } catch (error) {
       // A corrupt record stays corrupt: tell the caller instead of polling until its timeout.
@@ -205,7 +210,8 @@ export class RedisOutcomeChannel implements OutcomeChannel {
       this.logger.warn('reading a recorded outcome failed; trying again', {
         aggregate: waiter.stream.aggregate,
         partition: waiter.partition,
-        commandId: waiter.commandId,
+        aggregateId: waiter.command.aggregateId,
+        commandId: waiter.command.commandId,
         error,
       })
     }

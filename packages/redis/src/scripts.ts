@@ -1,49 +1,83 @@
 import { createHash } from 'node:crypto'
 import type { Redis } from 'ioredis'
 
+/*
+ * Every write to a partition is fenced: the first thing each script does is compare the caller's
+ * owner token with the `@owner` field of the partition's state hash, and refuse with an error
+ * starting `ESK_FENCED` unless they are equal. The state hash is one key, so a flush or an eviction
+ * removes the owner together with the data, and a write from before it can never re-create a
+ * partition that looks whole.
+ *
+ * KEYS[1] state hash, KEYS[2] unlogged outcomes hash, KEYS[3] their insertion order (list).
+ */
+const FENCE = `
+if redis.call('HGET', KEYS[1], '@owner') ~= ARGV[1] then
+  return redis.error_reply('ESK_FENCED the partition is owned by another processor, or its state was flushed')
+end
+`
+
 /**
  * Saves one partition's write atomically and only forward.
  *
- * KEYS[1]     snapshots hash (aggregate id -> snapshot JSON)
- * KEYS[2]     offsets hash (aggregate id -> offset of the stored snapshot)
- * KEYS[3]     checkpoint hash (offset, commandPosition, schemaVersion)
- * KEYS[4..]   one outcome key per outcome, in ARGV order
- * ARGV[1]     number of snapshots n
- * ARGV[2..4]  checkpoint offset, commandPosition, schemaVersion
- * ARGV[5]     outcome time to live, ms
- * ARGV[6..]   n triples (aggregate id, offset, snapshot JSON), then one outcome JSON per outcome key
+ * ARGV[1]     owner token
+ * ARGV[2]     number of snapshots n
+ * ARGV[3..5]  checkpoint offset, command position, schema version
+ * ARGV[6]     `1` to mark the partition ready (recovered)
+ * ARGV[7]     unlogged window: most unlogged outcomes kept
+ * ARGV[8..]   n triples (aggregate id, offset, snapshot JSON), then pairs (command key, outcome JSON)
  *
  * A snapshot is written when none is stored or its offset is >= the stored one (equal offsets mean
- * identical content: a replayed save). The checkpoint takes the larger offset and the larger
- * command position, each on its own, and the new schema version. Offsets are integers below 2^53,
- * exact as Lua numbers (doubles). Numbers are compared with tonumber() but always written back as
- * the original strings: Lua would format a large number as 1e+15 and lose digits.
+ * the same events, e.g. a refusal added nothing but was decided on it). The checkpoint takes the
+ * larger offset and the larger command position, each on its own, and the new schema version. An
+ * unlogged outcome is kept only if none is stored for its command (the first outcome is the
+ * answer), and the oldest go once there are more than the window. Offsets are integers below
+ * 2^53, exact as Lua numbers (doubles); they are compared with tonumber() but always written back
+ * as the original strings: Lua would format a large number as 1e+15 and lose digits.
  * Returns the number of snapshots written.
  */
-export const SAVE_SCRIPT = `
-local n = tonumber(ARGV[1])
+export const SAVE_SCRIPT =
+  FENCE +
+  `
+local n = tonumber(ARGV[2])
 local written = 0
 for i = 0, n - 1 do
-  local id = ARGV[6 + 3 * i]
-  local offset = ARGV[7 + 3 * i]
-  local stored = redis.call('HGET', KEYS[2], id)
+  local id = ARGV[8 + 3 * i]
+  local offset = ARGV[9 + 3 * i]
+  local stored = redis.call('HGET', KEYS[1], 'o:' .. id)
   if (not stored) or tonumber(offset) >= tonumber(stored) then
-    redis.call('HSET', KEYS[1], id, ARGV[8 + 3 * i])
-    redis.call('HSET', KEYS[2], id, offset)
+    redis.call('HSET', KEYS[1], 's:' .. id, ARGV[10 + 3 * i], 'o:' .. id, offset)
     written = written + 1
   end
 end
-local current = redis.call('HMGET', KEYS[3], 'offset', 'commandPosition')
-local offset = ARGV[2]
-local position = ARGV[3]
+local current = redis.call('HMGET', KEYS[1], '@offset', '@position')
+local offset = ARGV[3]
+local position = ARGV[4]
 if current[1] and tonumber(current[1]) > tonumber(offset) then offset = current[1] end
 if current[2] and tonumber(current[2]) > tonumber(position) then position = current[2] end
-redis.call('HSET', KEYS[3], 'offset', offset, 'commandPosition', position, 'schemaVersion', ARGV[4])
-local first = 6 + 3 * n
-for k = 4, #KEYS do
-  redis.call('SET', KEYS[k], ARGV[first + k - 4], 'PX', ARGV[5])
+redis.call('HSET', KEYS[1], '@offset', offset, '@position', position, '@schema', ARGV[5])
+if ARGV[6] == '1' then redis.call('HSET', KEYS[1], '@ready', '1') end
+for k = 8 + 3 * n, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[2], ARGV[k], ARGV[k + 1]) == 1 then
+    redis.call('RPUSH', KEYS[3], ARGV[k])
+  end
+end
+local window = tonumber(ARGV[7])
+while redis.call('LLEN', KEYS[3]) > window do
+  redis.call('HDEL', KEYS[2], redis.call('LPOP', KEYS[3]))
 end
 return written
+`
+
+/**
+ * Drops a partition's snapshots, checkpoint and unlogged outcomes, keeping its owner: the start of
+ * a rebuild. ARGV[1] owner token.
+ */
+export const RESET_SCRIPT =
+  FENCE +
+  `
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[1], '@owner', ARGV[1])
+return 1
 `
 
 /** Runs a script by its SHA (EVALSHA, falling back to EVAL once per connection); the key count comes first. */

@@ -1,35 +1,33 @@
-import type {
-  Checkpoint,
-  LoadedBatch,
-  Outcome,
-  SnapshotStore,
-  SnapshotWrite,
-  StoredSnapshot,
-  StreamSpec,
+import {
+  FencedError,
+  UnavailableError,
+  commandKey,
+  type Checkpoint,
+  type CommandKey,
+  type LoadedBatch,
+  type Outcome,
+  type SnapshotStore,
+  type SnapshotWrite,
+  type StoredSnapshot,
+  type StreamSpec,
 } from '@esk/core'
 import type { Redis } from 'ioredis'
-import {
-  CHECKPOINT_FIELDS,
-  checkWrite,
-  decodeCheckpoint,
-  decodeOutcome,
-  decodeSnapshot,
-  encodeOutcome,
-  encodeSnapshot,
-} from './codec.js'
-import { PartitionKeys } from './keys.js'
+import { checkWrite, decodeCheckpoint, decodeOutcome, decodeSnapshot, encodeOutcome, encodeSnapshot } from './codec.js'
+import { CHECKPOINT_FIELDS, PartitionKeys, StateFields } from './keys.js'
 import { resolveSnapshotOptions, type RedisSnapshotStoreOptions } from './options.js'
-import { SAVE_SCRIPT, defineScript, type ScriptCall } from './scripts.js'
+import { RESET_SCRIPT, SAVE_SCRIPT, defineScript, type ScriptCall } from './scripts.js'
 
 /**
- * Snapshots, checkpoints and outcomes in Redis, saved atomically and only forward by one Lua
- * script. It uses the client it is given and never closes it; see {@link PartitionKeys} for the
- * key layout.
+ * Snapshots, checkpoints and outcomes in Redis. Every write goes through a Lua script that first
+ * checks the partition's owner token, so a processor that lost the partition (or whose data was
+ * flushed under it) can never write into it again; saves are atomic and only forward. It uses the
+ * client it is given and never closes it; see {@link PartitionKeys} for the key layout.
  */
 export class RedisSnapshotStore implements SnapshotStore {
   private readonly keyPrefix: string
-  private readonly outcomeRetentionMs: number
+  private readonly unloggedWindow: number
   private readonly saveScript: ScriptCall
+  private readonly resetScript: ScriptCall
 
   constructor(
     private readonly client: Redis,
@@ -37,91 +35,125 @@ export class RedisSnapshotStore implements SnapshotStore {
   ) {
     const resolved = resolveSnapshotOptions(options)
     this.keyPrefix = resolved.keyPrefix
-    this.outcomeRetentionMs = resolved.outcomeRetentionMs
+    this.unloggedWindow = resolved.unloggedWindow
     this.saveScript = defineScript(client, 'save', SAVE_SCRIPT)
+    this.resetScript = defineScript(client, 'reset', RESET_SCRIPT)
   }
 
-  /** Reads the snapshots and outcomes in one MULTI (one round trip, one consistent view). */
-  async load(stream: StreamSpec, partition: number, aggregateIds: string[], commandIds: string[]): Promise<LoadedBatch> {
+  async acquire(stream: StreamSpec, partition: number, token: string): Promise<void> {
+    await this.client.hset(this.keys(stream, partition).state, StateFields.owner, token)
+  }
+
+  /** Reads ownership, checkpoint, snapshots and unlogged outcomes in one MULTI (one round trip, one consistent view). */
+  async load(
+    stream: StreamSpec,
+    partition: number,
+    token: string,
+    aggregateIds: string[],
+    commands: CommandKey[],
+  ): Promise<LoadedBatch> {
     const keys = this.keys(stream, partition)
-    const snapshots = new Map<string, StoredSnapshot>()
-    const outcomes = new Map<string, Outcome>()
-    const outcomeKeys = commandIds.map((id) => keys.outcome(id))
+    const fields = [StateFields.owner, ...CHECKPOINT_FIELDS, ...aggregateIds.map(StateFields.snapshot)]
+    const commandKeys = commands.map(commandKey)
     const transaction = this.client.multi()
-    transaction.hmget(keys.checkpoint, ...CHECKPOINT_FIELDS)
-    if (aggregateIds.length > 0) transaction.hmget(keys.snapshots, ...aggregateIds)
-    if (commandIds.length > 0) transaction.mget(...outcomeKeys)
+    transaction.hmget(keys.state, ...fields)
+    if (commandKeys.length > 0) transaction.hmget(keys.unlogged, ...commandKeys)
     const replies = await this.exec(transaction, `loading ${where(stream, partition)}`)
-    const checkpoint = decodeCheckpoint(replies[0] as Array<string | null>, keys.checkpoint)
-    let next = 1
-    if (aggregateIds.length > 0) {
-      const values = replies[next++] as Array<string | null>
-      aggregateIds.forEach((id, i) => {
-        const text = values[i]
-        if (text != null) snapshots.set(id, decodeSnapshot(text, keys.snapshots, id))
+    const values = replies[0] as Array<string | null>
+    const checkpoint = decodeCheckpoint(values.slice(1, 4), keys.state)
+    const snapshots = new Map<string, StoredSnapshot>()
+    aggregateIds.forEach((id, i) => {
+      const text = values[4 + i]
+      if (text != null) snapshots.set(id, decodeSnapshot(text, keys.state, StateFields.snapshot(id)))
+    })
+    const unlogged = new Map<string, Outcome>()
+    if (commandKeys.length > 0) {
+      const texts = replies[1] as Array<string | null>
+      commandKeys.forEach((key, i) => {
+        const text = texts[i]
+        if (text != null) unlogged.set(key, decodeOutcome(text, keys.unlogged))
       })
     }
-    if (commandIds.length > 0) {
-      const values = replies[next] as Array<string | null>
-      commandIds.forEach((id, i) => {
-        const text = values[i]
-        if (text != null) outcomes.set(id, decodeOutcome(text, outcomeKeys[i]!))
-      })
-    }
-    return { snapshots, outcomes, checkpoint }
+    return { owned: values[0] === token, snapshots, unlogged, checkpoint }
   }
 
   async read(stream: StreamSpec, partition: number, aggregateId: string): Promise<StoredSnapshot | undefined> {
     const keys = this.keys(stream, partition)
-    const text = await this.client.hget(keys.snapshots, aggregateId)
-    return text === null ? undefined : decodeSnapshot(text, keys.snapshots, aggregateId)
+    const [text, ready] = await this.client.hmget(keys.state, StateFields.snapshot(aggregateId), StateFields.ready)
+    if (ready !== '1') {
+      throw new UnavailableError(
+        `the snapshots of ${where(stream, partition)} are being rebuilt from the log (or no processor has ` +
+          `recovered it yet); retry shortly`,
+        { aggregate: stream.aggregate, partition },
+      )
+    }
+    return text == null ? undefined : decodeSnapshot(text, keys.state, StateFields.snapshot(aggregateId))
   }
 
-  async readOutcome(stream: StreamSpec, partition: number, commandId: string): Promise<Outcome | undefined> {
-    const key = this.keys(stream, partition).outcome(commandId)
-    const text = await this.client.get(key)
-    return text === null ? undefined : decodeOutcome(text, key)
+  async readOutcome(stream: StreamSpec, partition: number, command: CommandKey): Promise<Outcome | undefined> {
+    const keys = this.keys(stream, partition)
+    const transaction = this.client.multi()
+    transaction.hget(keys.state, StateFields.snapshot(command.aggregateId))
+    transaction.hget(keys.unlogged, commandKey(command))
+    const [snapshotText, outcomeText] = (await this.exec(transaction, `reading an outcome of ${where(stream, partition)}`)) as [
+      string | null,
+      string | null,
+    ]
+    if (snapshotText != null) {
+      const snapshot = decodeSnapshot(snapshotText, keys.state, StateFields.snapshot(command.aggregateId))
+      const entry = snapshot.recent.find((r) => r.commandId === command.commandId)
+      if (entry) return { status: 'accepted', aggregateId: command.aggregateId, ...entry }
+    }
+    return outcomeText == null ? undefined : decodeOutcome(outcomeText, keys.unlogged)
   }
 
   async checkpoint(stream: StreamSpec, partition: number): Promise<Checkpoint | undefined> {
-    const key = this.keys(stream, partition).checkpoint
+    const key = this.keys(stream, partition).state
     return decodeCheckpoint(await this.client.hmget(key, ...CHECKPOINT_FIELDS), key)
   }
 
-  /** Runs the save script: snapshots forward-only, checkpoint field by field forward-only, outcomes with a TTL. */
-  async save(stream: StreamSpec, partition: number, write: SnapshotWrite): Promise<void> {
+  /** Runs the save script: fenced by `token`; snapshots forward-only, checkpoint field by field forward-only. */
+  async save(stream: StreamSpec, partition: number, token: string, write: SnapshotWrite): Promise<void> {
     checkWrite(write, where(stream, partition))
     const keys = this.keys(stream, partition)
-    const { snapshots, checkpoint, outcomes } = write
+    const { snapshots, checkpoint, unlogged } = write
     const args: string[] = [
+      token,
       String(snapshots.length),
       String(checkpoint.offset),
       String(checkpoint.commandPosition),
       String(checkpoint.schemaVersion),
-      String(this.outcomeRetentionMs),
+      write.ready ? '1' : '0',
+      String(this.unloggedWindow),
     ]
     for (const snapshot of snapshots) args.push(snapshot.aggregateId, String(snapshot.offset), encodeSnapshot(snapshot))
-    for (const outcome of outcomes) args.push(encodeOutcome(outcome))
-    const scriptKeys = [keys.snapshots, keys.offsets, keys.checkpoint, ...outcomes.map((o) => keys.outcome(o.commandId))]
-    try {
-      await this.saveScript(scriptKeys.length, ...scriptKeys, ...args)
-    } catch (error) {
-      throw new Error(
-        `saving ${snapshots.length} snapshots and ${outcomes.length} outcomes of ${where(stream, partition)} ` +
-          `failed: ${(error as Error).message}`,
-        { cause: error },
-      )
-    }
+    for (const outcome of unlogged) args.push(commandKey(outcome), encodeOutcome(outcome))
+    await this.run(this.saveScript, keys, args, stream, partition, `saving ${snapshots.length} snapshots and ${unlogged.length} outcomes`)
   }
 
-  /** Deletes snapshots, offsets and checkpoint in one UNLINK (atomic); outcomes stay until they expire. */
-  async reset(stream: StreamSpec, partition: number): Promise<void> {
-    const keys = this.keys(stream, partition)
-    await this.client.unlink(keys.snapshots, keys.offsets, keys.checkpoint)
+  /** Drops snapshots, checkpoint and unlogged outcomes in one fenced script; the owner stays. */
+  async reset(stream: StreamSpec, partition: number, token: string): Promise<void> {
+    await this.run(this.resetScript, this.keys(stream, partition), [token], stream, partition, 'resetting')
   }
 
   /** Does nothing: the client belongs to whoever passed it in. */
   async close(): Promise<void> {}
+
+  private async run(script: ScriptCall, keys: PartitionKeys, args: string[], stream: StreamSpec, partition: number, doing: string): Promise<void> {
+    try {
+      await script(3, ...keys.all, ...args)
+    } catch (error) {
+      const message = (error as Error).message
+      if (message.startsWith('ESK_FENCED')) {
+        throw new FencedError(
+          `${doing} ${where(stream, partition)} was refused: another processor owns the partition in Redis, or its ` +
+            `state was flushed; this processor must take the partition back (replaying it) before it writes again`,
+          { aggregate: stream.aggregate, partition },
+        )
+      }
+      throw new Error(`${doing} ${where(stream, partition)} failed: ${message}`, { cause: error })
+    }
+  }
 
   private keys(stream: StreamSpec, partition: number): PartitionKeys {
     return new PartitionKeys(this.keyPrefix, stream, partition)

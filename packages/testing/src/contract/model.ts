@@ -94,6 +94,34 @@ export class Note {
 @Command('contract.Explode')
 export class Explode {}
 
+/**
+ * Deposits, but only once the test opens the named gate: holds a batch inside its handler, with
+ * its snapshots loaded and nothing committed, while the test does something to the store.
+ */
+@Command('contract.Hold')
+export class Hold {
+  gate!: string
+  amount!: number
+  constructor(gate = '', amount = 0) {
+    this.gate = gate
+    this.amount = amount
+  }
+}
+
+const gates = new Map<string, { entered: () => void; opened: Promise<void> }>()
+
+/**
+ * A gate for {@link Hold}: `entered` resolves once a handler waits at it, `open` lets it go on. A
+ * gate no test made lets the handler through at once.
+ */
+export function holdGate(name: string): { entered: Promise<void>; open: () => void } {
+  let open!: () => void
+  let entered!: () => void
+  const enteredPromise = new Promise<void>((resolve) => (entered = resolve))
+  gates.set(name, { entered, opened: new Promise<void>((resolve) => (open = resolve)) })
+  return { entered: enteredPromise, open }
+}
+
 /** A command no aggregate handles. */
 @Command('contract.Unhandled')
 export class Unhandled {}
@@ -136,6 +164,16 @@ export class ContractAccount {
   @CommandHandler(Note)
   note(c: Note): Noted {
     return new Noted(c.text)
+  }
+
+  @CommandHandler(Hold)
+  async hold(c: Hold): Promise<Deposited> {
+    const gate = gates.get(c.gate)
+    if (gate) {
+      gate.entered()
+      await gate.opened
+    }
+    return new Deposited(c.amount)
   }
 
   @CommandHandler(Explode)

@@ -225,7 +225,7 @@ export function describeDriverContract(
       const ask = async (envelope: Record<string, unknown>): Promise<Outcome | undefined> => {
         const commandId = String(envelope.commandId)
         const signal = AbortSignal.timeout(commandTimeoutMs)
-        const waiting = raw.store.outcomes.wait(stream, partition, commandId, signal)
+        const waiting = raw.store.outcomes.wait(stream, partition, { aggregateId: id, commandId }, signal)
         await raw.transport.send(stream, partition, id, JSON.stringify({ ...envelope, replyTo: raw.store.outcomes.address }))
         return waiting
       }
@@ -454,15 +454,16 @@ export function describeDriverContract(
         commandTimeoutMs,
       })
       cleanups.push(() => app.close())
-      const errors: string[] = []
-      app.on('error', (e) => errors.push(e.during))
+      const states: string[] = []
+      app.on('state', (e) => states.push(e.state))
       const accounts = app.repository(ContractAccount)
       const { id } = await accounts.save(new Open('mo', 2))
       const { version } = await accounts.update(id, new Deposit(3))
       expect(version).toBe(2)
       const found = await accounts.get(id, { atLeastVersion: 2 })
       expect(found.state).toMatchObject({ balance: 5, history: [2, 3] })
-      expect(errors).toContain('snapshot-save')
+      expect(states).toContain('repairing')
+      expect(states[states.length - 1]).toBe('ready')
       expect(faulty.failed()).toBe(2)
     })
 
