@@ -173,8 +173,11 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       // snapshot of another schema the checkpoint and the snapshot disagree: trust neither.
       if (repaired) {
         throw new Error(
-          `the snapshot store of ${this.name}/${partition} is still inconsistent right after a replay; ` +
-            `check that Redis does not evict keys (maxmemory-policy noeviction)`,
+          !loaded.owned
+            ? `another processor took the snapshot store of ${this.name}/${partition} while this one replayed it; ` +
+                `the batch is delivered again (whichever processor the log accepts will handle it)`
+            : `the snapshot store of ${this.name}/${partition} is still inconsistent right after a replay; ` +
+                `check that Redis does not evict keys (maxmemory-policy noeviction)`,
         )
       }
       this.context.logger.warn(

@@ -20,7 +20,9 @@ import {
   ContractAccountV2,
   Deposit,
   Explode,
+  Hold,
   Note,
+  holdGate,
   Open,
   Shuffle,
   Unhandled,
@@ -128,6 +130,18 @@ export function describeDriverContract(
         }
       }
       return folded
+    }
+
+    /** `count` new aggregate ids that all fall in one partition. */
+    function idsInOnePartition(count: number): string[] {
+      const first = `acc-${randomUUID()}`
+      const partition = partitionFor(first, partitions)
+      const ids = [first]
+      while (ids.length < count) {
+        const id = `acc-${randomUUID()}`
+        if (partitionFor(id, partitions) === partition) ids.push(id)
+      }
+      return ids
     }
 
     it('creates, updates and finds an aggregate', async () => {
@@ -480,6 +494,155 @@ export function describeDriverContract(
       const folded = await foldAll(f, newer, ContractAccount, new Map([[id, 3]]))
       expect(folded.get(id)).toEqual({ version: 3, state: found.state })
     })
+
+    // Issue 6, scenario 1. Fails before the fenced store: the held batch's save re-created the
+    // checkpoint in the emptied store, the next batch saw nothing wrong, and the neighbour read as
+    // missing, so a second creation of it was accepted (versions 1, 2, 1 in the log).
+    it('keeps every aggregate of a partition when the store is emptied while a batch is in flight', async () => {
+      const f = await fixture()
+      const app = await start(f)
+      const accounts = app.repository(ContractAccount)
+      const [held, neighbour] = idsInOnePartition(2) as [string, string]
+      await accounts.save(new Open('held', 1), { id: held })
+      await accounts.save(new Open('neighbour', 2), { id: neighbour })
+      await accounts.update(neighbour, new Deposit(3))
+      const name = `gate-${randomUUID()}`
+      const gate = holdGate(name)
+      const holding = accounts.update(held, new Hold(name, 5))
+      await gate.entered
+      await f.flushSnapshots()
+      gate.open()
+      expect(await holding).toMatchObject({ id: held, version: 2 })
+
+      await expect(accounts.save(new Open('impostor', 0), { id: neighbour })).rejects.toMatchObject({
+        code: 'ESK_AGGREGATE_EXISTS',
+      })
+      expect((await accounts.update(neighbour, new Deposit(1))).version).toBe(3)
+      const found = await accounts.get(neighbour, { atLeastVersion: 3 })
+      expect(found.state).toMatchObject({ owner: 'neighbour', balance: 6, history: [2, 3, 1] })
+      expect((await accounts.get(held, { atLeastVersion: 2 })).state).toMatchObject({ balance: 6, history: [1, 5] })
+      // foldAll also checks that every aggregate's versions run 1..n in the log.
+      const folded = await foldAll(f, app, ContractAccount, new Map([[neighbour, 3], [held, 2]]))
+      expect(folded.get(neighbour)).toEqual({ version: 3, state: found.state })
+    })
+
+    // Issue 6, scenario 2: a write of a processor that lost the partition must never land.
+    it('refuses store writes from an owner that was replaced, or whose data was flushed', async () => {
+      const f = await fixture()
+      const driver = await f.driver()
+      cleanups.push(async () => {
+        await driver.transport.close()
+        await driver.store.close()
+      })
+      const { snapshots } = driver.store
+      const stream: StreamSpec = { aggregate: `fenced-${randomUUID().slice(0, 8)}`, partitions: 1 }
+      const saved = { aggregateId: 'a', version: 1, schemaVersion: 1, offset: 0, state: '{"n":1}', recent: [] }
+      const checkpoint = { offset: 1, commandPosition: 0, schemaVersion: 1 }
+      await snapshots.acquire(stream, 0, 'old-owner')
+      await snapshots.save(stream, 0, 'old-owner', { snapshots: [saved], checkpoint, unlogged: [], ready: true })
+      await snapshots.acquire(stream, 0, 'new-owner')
+
+      await expect(snapshots.reset(stream, 0, 'old-owner')).rejects.toMatchObject({ code: 'ESK_FENCED' })
+      const late = { ...saved, version: 9, offset: 8, state: '{"n":9}' }
+      await expect(
+        snapshots.save(stream, 0, 'old-owner', { snapshots: [late], checkpoint: { ...checkpoint, offset: 9 }, unlogged: [] }),
+      ).rejects.toMatchObject({ code: 'ESK_FENCED' })
+      expect(await snapshots.read(stream, 0, 'a')).toEqual(saved)
+      expect(await snapshots.checkpoint(stream, 0)).toEqual(checkpoint)
+      expect((await snapshots.load(stream, 0, 'new-owner', ['a'], [])).owned).toBe(true)
+      expect((await snapshots.load(stream, 0, 'old-owner', ['a'], [])).owned).toBe(false)
+
+      // An emptied store has no owner: a write from before the flush cannot re-create a partition.
+      await f.flushSnapshots()
+      await expect(
+        snapshots.save(stream, 0, 'new-owner', { snapshots: [late], checkpoint, unlogged: [] }),
+      ).rejects.toMatchObject({ code: 'ESK_FENCED' })
+      expect(await snapshots.checkpoint(stream, 0)).toBeUndefined()
+      expect((await snapshots.load(stream, 0, 'new-owner', ['a'], [])).owned).toBe(false)
+      await expect(snapshots.read(stream, 0, 'a')).rejects.toMatchObject({ code: 'ESK_UNAVAILABLE' })
+    })
+
+    // Issue 6, scenario 3. Fails before per-aggregate dedup: the second command was dropped and
+    // its caller was told the first aggregate's version.
+    it('applies one command id on two aggregates of a partition independently', async () => {
+      const app = await start(await fixture())
+      const accounts = app.repository(ContractAccount)
+      const [a, b] = idsInOnePartition(2) as [string, string]
+      await accounts.save(new Open('a', 0), { id: a })
+      await accounts.save(new Open('b', 0), { id: b })
+      await accounts.update(a, new Deposit(1))
+      const commandId = `idempotency-key-${randomUUID()}`
+      expect(await accounts.update(a, new Deposit(10), { commandId })).toEqual({ id: a, version: 3, commandId })
+      expect(await accounts.update(b, new Deposit(20), { commandId })).toEqual({ id: b, version: 2, commandId })
+      // Each aggregate answers a retry with its own outcome.
+      expect(await accounts.update(b, new Deposit(20), { commandId })).toEqual({ id: b, version: 2, commandId })
+      expect(await accounts.update(a, new Deposit(10), { commandId })).toEqual({ id: a, version: 3, commandId })
+      expect((await accounts.get(a, { atLeastVersion: 3 })).state.history).toEqual([0, 1, 10])
+      expect((await accounts.get(b, { atLeastVersion: 2 })).state.history).toEqual([0, 20])
+    })
+
+    // Issue 6, scenario 4. Fails before ids derived from the commandId: the retry created a
+    // second aggregate under a fresh random id.
+    it('makes save() with a commandId and no id idempotent', async () => {
+      const app = await start(await fixture())
+      const accounts = app.repository(ContractAccount)
+      const commandId = `create-${randomUUID()}`
+      const first = await accounts.save(new Open('una', 4), { commandId })
+      const retry = await accounts.save(new Open('una', 4), { commandId })
+      expect(retry).toEqual(first)
+      expect(first.version).toBe(1)
+      const other = await accounts.save(new Open('una', 4), { commandId: `create-${randomUUID()}` })
+      expect(other.id).not.toBe(first.id)
+      expect((await accounts.get(first.id, { atLeastVersion: 1 })).state).toMatchObject({ owner: 'una', balance: 4 })
+    })
+
+    // Issue 6, scenario 5: the first outcome, refusal included, answers every retry.
+    it('answers a retried refusal with the refusal, even once the command would pass', async () => {
+      const f = await fixture()
+      const first = await start(f)
+      const accounts = first.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('vi', 1))
+      const commandId = `withdraw-${randomUUID()}`
+      await expect(accounts.update(id, new Withdraw(50), { commandId })).rejects.toMatchObject({ reason: 'INSUFFICIENT_FUNDS' })
+      await accounts.update(id, new Deposit(100))
+      await expect(accounts.update(id, new Withdraw(50), { commandId })).rejects.toMatchObject({ reason: 'INSUFFICIENT_FUNDS' })
+      await first.close()
+      // Across a restart too: refusals are kept with the partition's snapshots.
+      const second = await start(f)
+      const again = second.repository(ContractAccount)
+      await expect(again.update(id, new Withdraw(50), { commandId })).rejects.toMatchObject({ reason: 'INSUFFICIENT_FUNDS' })
+      expect((await again.get(id, { atLeastVersion: 2 })).state.balance).toBe(101)
+    })
+
+    it('remembers the last dedupWindow accepted commands of each aggregate, and no more', async () => {
+      const app = await start(await fixture(), { dedupWindow: 2 })
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('win', 0))
+      const ids = [randomUUID(), randomUUID(), randomUUID()]
+      for (const [i, commandId] of ids.entries()) await accounts.update(id, new Deposit(i + 1), { commandId })
+      // The last two are answered from the window.
+      expect(await accounts.update(id, new Deposit(3), { commandId: ids[2]! })).toMatchObject({ version: 4 })
+      expect(await accounts.update(id, new Deposit(2), { commandId: ids[1]! })).toMatchObject({ version: 3 })
+      // The first fell out of the window: the documented limit is that it is decided again.
+      expect(await accounts.update(id, new Deposit(1), { commandId: ids[0]! })).toMatchObject({ version: 5 })
+    })
+
+    it('reports every partition ready once started, and repairing while it replays', async () => {
+      const f = await fixture()
+      const app = await start(f)
+      const status = app.status()
+      expect(status.ready).toBe(true)
+      expect(status.partitions.map((p) => [p.partition, p.state])).toEqual(
+        Array.from({ length: partitions }, (_, p) => [p, 'ready']),
+      )
+      const states: string[] = []
+      app.on('state', (e) => states.push(e.state))
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('st', 0))
+      await f.flushSnapshots()
+      await accounts.update(id, new Deposit(1))
+      expect(states).toEqual(['repairing', 'ready'])
+      expect(app.status().partitions.find((p) => p.partition === partitionFor(id, partitions))?.lastBatchAt).toBeGreaterThan(0)
+    })
   })
 }
-
