@@ -483,6 +483,9 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const stream = this.lease.stream
     const partition = this.lease.partition
     const started = Date.now()
+    // Checked before taking the store: a partition of newer code is left to it, undisturbed.
+    const stored = await snapshots.checkpoint(stream, partition)
+    if (stored && stored.schemaVersion > this.schemaVersion) throw this.schemaAhead(stored.schemaVersion)
     const token = randomUUID()
     await snapshots.acquire(stream, partition, token)
     this.token = token

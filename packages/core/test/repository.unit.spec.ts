@@ -7,8 +7,11 @@ import {
   EventHandler,
   consoleLogger,
   createEsk,
+  EskError,
   type Class,
   type Esk,
+  type SnapshotStore,
+  type Transport,
 } from '@esk/core'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -292,5 +295,56 @@ describe('command handler purity', () => {
     const reordered = after.app.repository(ReorderedCounter)
     expect(await reordered.update(id, new Add(4))).toMatchObject({ version: 2 })
     expect((await reordered.get(id, { atLeastVersion: 2 })).state).toMatchObject({ owner: 'ann', total: 4 })
+  })
+})
+
+// Issue 6, scenario 12. Fails before: a failing send surfaced as the log client's own error (no
+// code, no command id to retry with), and a send that hung was not bounded by the timeout.
+describe('outages', () => {
+  /** An application on the embedded driver whose command log send is replaced by `send`. */
+  async function withSend(send: Transport['send'], read?: SnapshotStore['read']) {
+    const driver = memoryDriver()
+    driver.transport.send = send
+    if (read) driver.store.snapshots.read = read
+    const app = await createEsk({ aggregates: [{ aggregate: Counter, partitions: 2 }], driver, logger: consoleLogger('silent') })
+    apps.push(app)
+    return app.repository(Counter)
+  }
+
+  it('turns a failed send into ESK_UNAVAILABLE carrying the command id and aggregate id to retry with', async () => {
+    const counters = await withSend(async () => {
+      throw new Error('connect ECONNREFUSED 127.0.0.1:9092')
+    })
+    const error = await counters.update('c-1', new Add(1), { commandId: 'cmd-1' }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(EskError)
+    expect(error).toMatchObject({
+      code: 'ESK_UNAVAILABLE',
+      retriable: true,
+      details: { aggregate: 'repo-counter', id: 'c-1', commandId: 'cmd-1' },
+      message: expect.stringContaining('ECONNREFUSED'),
+    })
+    // A save without an id names the id its retry must use (derived from the commandId).
+    const saved = await counters.save(new Open('x'), { commandId: 'cmd-2' }).catch((e: unknown) => e as EskError)
+    expect(saved).toMatchObject({ code: 'ESK_UNAVAILABLE', details: { commandId: 'cmd-2' } })
+    expect((saved as EskError).details.id).toEqual(expect.any(String))
+  })
+
+  it('bounds the whole call, send included, by the timeout', async () => {
+    const counters = await withSend(() => new Promise<void>(() => undefined))
+    // Without the bound this never settles and the test times out.
+    await expect(counters.update('c-1', new Add(1), { commandId: 'cmd-3', timeoutMs: 100 })).rejects.toMatchObject({
+      code: 'ESK_COMMAND_TIMEOUT',
+      details: { commandId: 'cmd-3', id: 'c-1' },
+    })
+  })
+
+  it('turns a failed snapshot read into ESK_UNAVAILABLE', async () => {
+    const counters = await withSend(
+      async () => undefined,
+      async () => {
+        throw new Error('Reached the max retries per request limit')
+      },
+    )
+    await expect(counters.find('c-1')).rejects.toMatchObject({ code: 'ESK_UNAVAILABLE', details: { id: 'c-1' } })
   })
 })

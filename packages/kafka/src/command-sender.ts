@@ -1,3 +1,4 @@
+import { UnavailableError } from '@esk/core'
 import type { Producer } from 'kafkajs'
 import { MAX_REQUEST_BYTES, fitting } from './requests.js'
 
@@ -23,9 +24,20 @@ export class CommandSender {
   constructor(
     private readonly producer: Producer,
     private readonly maxPerRequest: number,
+    private readonly maxQueued: number,
   ) {}
 
   send(topic: string, partition: number, key: string, value: string): Promise<void> {
+    // During an outage every caller would otherwise queue here until it times out.
+    if (this.queue.length >= this.maxQueued) {
+      return Promise.reject(
+        new UnavailableError(
+          `${this.queue.length} commands are already waiting to be sent to ${topic}; the brokers are not ` +
+            `keeping up or are unreachable (maxQueuedCommands ${this.maxQueued}): retry later`,
+          { topic, queued: this.queue.length },
+        ),
+      )
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ topic, partition, key, value, resolve, reject })
       if (!this.flushing) void this.flush()

@@ -25,6 +25,11 @@ export interface KafkaTransportOptions {
    * Default 512 KiB.
    */
   maxCommandBytes?: number
+  /**
+   * Most commands a client holds waiting to be sent; past it `save`/`update` fail at once with
+   * `ESK_UNAVAILABLE` instead of queueing during an outage. Default 10000.
+   */
+  maxQueuedCommands?: number
   /** Most commands processed in one Kafka transaction. Default 500. */
   maxBatchSize?: number
   /** Transaction timeout asked of the coordinator, ms. Default 30000. */
@@ -56,6 +61,7 @@ export const KAFKA_DEFAULTS = {
   replicationFactor: -1,
   commandRetentionMs: 7 * 24 * 60 * 60 * 1000,
   maxCommandBytes: 512 * 1024,
+  maxQueuedCommands: 10_000,
   maxBatchSize: 500,
   transactionTimeoutMs: 30_000,
   sessionTimeoutMs: 10_000,
@@ -89,6 +95,7 @@ export function resolveOptions(options: KafkaTransportOptions): ResolvedKafkaOpt
   }
   const positive = [
     'maxCommandBytes',
+    'maxQueuedCommands',
     'maxBatchSize',
     'transactionTimeoutMs',
     'sessionTimeoutMs',

@@ -115,11 +115,18 @@ export class KafkaTransport implements Transport {
         // Every command names its partition; this only silences kafkajs's warning about its default.
         createPartitioner: Partitioners.DefaultPartitioner,
       })
-      await Promise.all([admin.connect(), producer.connect()])
+      try {
+        await Promise.all([admin.connect(), producer.connect()])
+      } catch (error) {
+        await Promise.allSettled([admin.disconnect(), producer.disconnect()])
+        throw error
+      }
       this.admin = admin
       this.producer = producer
-      this.sender = new CommandSender(producer, COMMANDS_PER_REQUEST)
+      this.sender = new CommandSender(producer, COMMANDS_PER_REQUEST, this.options.maxQueuedCommands)
     })()
+    // A failed connection is not kept: the next call tries again.
+    this.connecting.catch(() => (this.connecting = undefined))
     return this.connecting
   }
 }

@@ -30,4 +30,56 @@ describe('partition processor on the embedded driver', () => {
     expect(states).toEqual(['opening', 'recovering', 'ready', 'repairing', 'ready'])
     await v2.close()
   })
+
+  // Issue 6, scenario 11. Fails before: any schema mismatch reset and rebuilt the partition, so
+  // during a rolling deploy old and new processors kept downgrading each other's partitions.
+  it('never rebuilds a partition written by a newer schema version; reports it instead', async () => {
+    const backend = new MemoryBackend()
+    const v2 = await createEsk({ aggregates: [{ aggregate: ContractAccountV2, partitions: 1 }], driver: memoryDriver({ backend }) })
+    const { id } = await v2.repository(ContractAccountV2).save(new Open('new', 7))
+    await v2.close()
+
+    const v1 = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }) })
+    const status = v1.status()
+    expect(status.ready).toBe(false)
+    expect(status.partitions).toMatchObject([{ partition: 0, state: 'failed', error: { code: 'ESK_SCHEMA_AHEAD' } }])
+    await v1.close()
+    const state = backend.partitionState('contract-account', 0)
+    expect(state.checkpoint?.schemaVersion).toBe(2)
+    expect(state.snapshots.get(id)?.schemaVersion).toBe(2)
+
+    const back = await createEsk({ aggregates: [{ aggregate: ContractAccountV2, partitions: 1 }], driver: memoryDriver({ backend }) })
+    expect((await back.repository(ContractAccountV2).update(id, new Deposit(1))).version).toBe(2)
+    await back.close()
+  })
+
+  it('starts, and serves the other partitions, when one partition cannot recover', async () => {
+    const backend = new MemoryBackend()
+    const driver = memoryDriver({ backend })
+    await driver.transport.provision([{ aggregate: 'contract-account', partitions: 2 }])
+    // An event type this code does not know, as a newer deploy could have written.
+    backend.log('contract-account', 0).events.push({
+      offset: 0,
+      aggregateId: 'from-the-future',
+      type: 'contract.Teleported',
+      version: 1,
+      commandId: 'c-1',
+      commandPosition: 0,
+      payload: '{}',
+    })
+    const app = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 2 }], driver })
+    const status = app.status()
+    expect(status.ready).toBe(false)
+    expect(status.partitions).toMatchObject([
+      { partition: 0, state: 'failed', error: { code: 'ESK_SERIALIZATION', message: expect.stringContaining('contract.Teleported') } },
+      { partition: 1, state: 'ready' },
+    ])
+    let id = 'x'
+    for (let i = 0; partitionFor(id, 2) !== 1; i++) id = `acc-${i}`
+    const accounts = app.repository(ContractAccount)
+    await accounts.save(new Open('ok', 1), { id })
+    expect((await accounts.get(id, { atLeastVersion: 1 })).state.balance).toBe(1)
+    await app.close()
+  })
 })
+
