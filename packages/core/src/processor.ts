@@ -23,7 +23,7 @@ import type {
   Reply,
   StoredSnapshot,
 } from './records.js'
-import { messageOf, type AggregateRuntime } from './runtime.js'
+import { messageOf, type AggregateRuntime, type EncodedEvent } from './runtime.js'
 import { sleep, unique } from './util.js'
 
 /** What a partition processor needs around it. */
@@ -316,7 +316,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       const live = w.live ?? this.instance(w)
       const { state, encoding: before } = live
       let produced: object[]
-      let encoded: string
+      let encodedEvents: EncodedEvent[]
+      let next: { encoded: string; state: T }
       try {
         produced = await runtime.handle(state, binding, command)
         if (runtime.dehydrate(state) !== before) {
@@ -332,8 +333,11 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
             { aggregate: this.name, commandType: binding.type },
           )
         }
-        runtime.apply(state, produced)
-        encoded = runtime.dehydrate(state)
+        // Live state is built from the events as replay decodes them, and must survive its snapshot.
+        const roundTripped = runtime.roundTripEvents(produced, binding)
+        encodedEvents = roundTripped.encoded
+        runtime.apply(state, roundTripped.decoded)
+        next = runtime.roundTripState(state, binding)
       } catch (error) {
         // The instance may be half-changed: the next command starts again from the last good state.
         w.live = undefined
@@ -343,7 +347,6 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         w.live = live
         return { status: 'accepted', commandId, aggregateId, version: w.version, events: 0 }
       }
-      const encodedEvents = produced.map((event) => runtime.encodeEvent(event))
       // A record the log cannot take would fail every retry of the batch and block the partition.
       const tooLarge = encodedEvents.find((e) => Buffer.byteLength(e.payload) > this.context.maxEventBytes)
       if (tooLarge) {
@@ -358,9 +361,9 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         w.version += 1
         events.push({ aggregateId, type, version: w.version, commandId, commandPosition: position, payload })
       }
-      w.live = { state, encoding: encoded }
+      w.live = { state: next.state, encoding: next.encoded }
       w.exists = true
-      w.encoded = encoded
+      w.encoded = next.encoded
       w.changed = true
       return { status: 'accepted', commandId, aggregateId, version: w.version, events: produced.length }
     } catch (error) {
