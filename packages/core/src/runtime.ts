@@ -169,10 +169,12 @@ export class AggregateRuntime<T extends object = object> {
       if (!eventBinding) throw new SerializationError(`${event.constructor.name} is not an event of '${this.model.name}'`)
       const result = roundTrip(event, eventBinding.cls as Class<object>)
       if (!result.ok) {
-        const source = binding ? `the one handler ${this.model.name}.${binding.method} returned` : 'this one'
+        const outcome = binding
+          ? `not the one handler ${this.model.name}.${binding.method} returned, so the command is refused and nothing is recorded`
+          : 'not this one'
         throw this.notSurviving(
           `event ${eventBinding.type} does not survive serialisation: ${describeDifference(result.difference)}; ` +
-            `replay applies the event decoded from the log, not ${source}, so it is refused and nothing is recorded`,
+            `replay applies the event decoded from the log, ${outcome}`,
           result.difference,
           { eventType: eventBinding.type, ...(binding ? { commandType: binding.type } : {}) },
         )
@@ -193,10 +195,11 @@ export class AggregateRuntime<T extends object = object> {
     const result = roundTrip(state, this.model.cls)
     if (!result.ok) {
       const after = binding ? ` after ${binding.type}` : ''
+      const outcome = binding ? ', so the command is refused and nothing is recorded' : ''
       throw this.notSurviving(
         `the state of ${this.model.name}${after} does not survive its snapshot format: ` +
           `${describeDifference(result.difference)}; a processor restarting from the snapshot would hold ` +
-          `another state, so it is refused and nothing is recorded`,
+          `another state${outcome}`,
         result.difference,
         binding ? { commandType: binding.type } : {},
       )

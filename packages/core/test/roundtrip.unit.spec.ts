@@ -310,7 +310,7 @@ describe('AggregateRuntime round trips', () => {
     expect((error as Error).message).toBe(
       'event rt.Stamped does not survive serialisation: at: a Date became a string (declare @Type(() => Date)); ' +
         'replay applies the event decoded from the log, not the one handler rt-stamps.stamp returned, ' +
-        'so it is refused and nothing is recorded',
+        'so the command is refused and nothing is recorded',
     )
   })
 
