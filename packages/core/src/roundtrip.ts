@@ -214,7 +214,9 @@ function declared(b: unknown): string {
 function missingHint(value: unknown): string {
   if (typeof value === 'function') return ' (JSON drops functions)'
   if (typeof value === 'symbol') return ' (JSON drops symbols)'
-  return ' (the field is not written to JSON, and the class does not set it)'
+  const discriminator =
+    typeof value === 'string' ? '; a discriminator property needs @Type(..., { keepDiscriminatorProperty: true })' : ''
+  return ` (JSON does not carry it back, and the class does not set it${discriminator})`
 }
 
 /**

@@ -104,6 +104,46 @@ describe('roundTrip', () => {
     )
   })
 
+  it('accepts subclasses under a discriminator that is kept, and names the property otherwise', () => {
+    const discriminator = {
+      property: 'kind',
+      subTypes: [
+        { value: Dog, name: 'dog' },
+        { value: Animal, name: 'animal' },
+      ],
+    }
+    class Kept {
+      @Type(() => Animal, { discriminator, keepDiscriminatorProperty: true })
+      pets: Animal[] = [new Dog(), new Animal()]
+    }
+    const result = roundTrip(new Kept(), Kept)
+    expect(result.ok).toBe(true)
+    expect(result.ok && result.decoded.pets[0]).toBeInstanceOf(Dog)
+
+    // class-transformer writes the property into the live instance, and drops it when reading.
+    class Dropped {
+      @Type(() => Animal, { discriminator })
+      pets: Animal[] = [new Dog()]
+    }
+    expect(problemOf(new Dropped())).toBe(
+      'pets[0].kind: "dog" became missing (JSON does not carry it back, and the class does not set it; ' +
+        'a discriminator property needs @Type(..., { keepDiscriminatorProperty: true }))',
+    )
+  })
+
+  it('names a Buffer without @Type, and accepts it with @Type(() => Buffer)', () => {
+    class Raw {
+      bytes = Buffer.from('hi')
+    }
+    expect(problemOf(new Raw())).toBe('bytes: an instance of Buffer became a plain object (declare @Type(() => Buffer))')
+    class Typed {
+      @Type(() => Buffer)
+      bytes = Buffer.from('hi')
+    }
+    const result = roundTrip(new Typed(), Typed)
+    expect(result.ok && result.decoded.bytes.toString()).toBe('hi')
+  })
+
   it('names a Set, and accepts one rebuilt with @Transform', () => {
     class Raw {
       tags = new Set(['a', 'b'])
@@ -256,7 +296,7 @@ describe('firstDifference', () => {
     cyclic.next = cyclic
     expect(firstDifference(cyclic, deep(2))).toEqual<RoundTripDifference>({
       path: 'next.next.next',
-      problem: 'a plain object became missing (the field is not written to JSON, and the class does not set it)',
+      problem: 'a plain object became missing (JSON does not carry it back, and the class does not set it)',
     })
     const difference = firstDifference(deep(150), deep(150))
     expect(difference?.problem).toContain('nested more than 100 levels deep')
