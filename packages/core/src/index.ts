@@ -46,6 +46,9 @@ export type { CommandResult, FindOptions, Found, SaveOptions, UpdateOptions } fr
 export { AggregateRuntime, messageOf } from './runtime.js'
 export type { EncodedEvent } from './runtime.js'
 
+export { describeDifference, firstDifference, roundTrip } from './roundtrip.js'
+export type { RoundTripDifference, RoundTripResult } from './roundtrip.js'
+
 export { PartitionProcessor } from './processor.js'
 export type { ProcessorContext } from './processor.js'
 

@@ -26,7 +26,7 @@ import type {
   Reply,
   StoredSnapshot,
 } from './records.js'
-import { messageOf, type AggregateRuntime } from './runtime.js'
+import { messageOf, type AggregateRuntime, type EncodedEvent } from './runtime.js'
 import { sleep, unique } from './util.js'
 
 /** What a partition processor needs around it. */
@@ -404,7 +404,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       const live = w.live ?? this.instance(w)
       const { state, encoding: before } = live
       let produced: object[]
-      let encoded: string
+      let encodedEvents: EncodedEvent[]
+      let next: { encoded: string; state: T }
       try {
         produced = await runtime.handle(state, binding, command)
         if (runtime.dehydrate(state) !== before) {
@@ -420,8 +421,12 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
             { aggregate: this.name, commandType: binding.type },
           )
         }
-        runtime.apply(state, produced)
-        encoded = runtime.dehydrate(state)
+        // Live state is built from the events as replay decodes them, and must survive its snapshot.
+        // Without events the state did not change (checked above): nothing to round-trip.
+        const roundTripped = runtime.roundTripEvents(produced, binding)
+        encodedEvents = roundTripped.encoded
+        runtime.apply(state, roundTripped.decoded)
+        next = produced.length > 0 ? runtime.roundTripState(state, binding) : { encoded: before, state }
       } catch (error) {
         // The instance may be half-changed: the next command starts again from the last good state.
         w.live = undefined
@@ -431,7 +436,6 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         w.live = live
         return { status: 'accepted', commandId, aggregateId, version: w.version, events: 0 }
       }
-      const encodedEvents = produced.map((event) => runtime.encodeEvent(event))
       // A record the log cannot take would fail every retry of the batch and block the partition.
       const tooLarge = encodedEvents.find((e) => Buffer.byteLength(e.payload) > this.context.maxEventBytes)
       if (tooLarge) {
@@ -446,9 +450,9 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         w.version += 1
         events.push({ aggregateId, type, version: w.version, commandId, commandPosition: position, payload })
       }
-      w.live = { state, encoding: encoded }
+      w.live = { state: next.state, encoding: next.encoded }
       w.exists = true
-      w.encoded = encoded
+      w.encoded = next.encoded
       w.recent = remember(w.recent, { commandId, version: w.version, events: produced.length }, this.context.dedupWindow)
       w.changed = true
       return { status: 'accepted', commandId, aggregateId, version: w.version, events: produced.length }

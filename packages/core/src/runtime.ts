@@ -1,4 +1,4 @@
-import { instanceToPlain, plainToInstance } from 'class-transformer'
+import { instanceToPlain } from 'class-transformer'
 import {
   CommandRejected,
   HandlerFailedError,
@@ -10,6 +10,7 @@ import {
 } from './errors.js'
 import { aggregateModel, type AggregateModel, type Class, type CommandBinding } from './metadata.js'
 import type { StoredEvent, StoredSnapshot } from './records.js'
+import { decodeInstance, describeDifference, encodeInstance, roundTrip, type RoundTripDifference } from './roundtrip.js'
 
 /** An event with its persisted type name and JSON text. */
 export interface EncodedEvent {
@@ -36,12 +37,12 @@ export class AggregateRuntime<T extends object = object> {
 
   /** Rebuilds state from a snapshot's JSON text. */
   hydrate(state: string): T {
-    return plainToInstance(this.model.cls, parseJson(state, `snapshot of ${this.model.name}`)) as T
+    return decodeInstance(this.model.cls, parseJson(state, `snapshot of ${this.model.name}`))
   }
 
   /** Encodes state for a snapshot. */
   dehydrate(state: T): string {
-    return JSON.stringify(instanceToPlain(state))
+    return encodeInstance(state)
   }
 
   /** The binding of a command instance, or an {@link UnknownCommandError} that says what is handled. */
@@ -78,7 +79,7 @@ export class AggregateRuntime<T extends object = object> {
     if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
       throw new InvalidCommandError(type, ['payload must be a JSON object'])
     }
-    const command = plainToInstance(binding.cls, payload) as object
+    const command = decodeInstance(binding.cls, payload) as object
     this.validate(binding, command)
     return { binding, command }
   }
@@ -151,7 +152,68 @@ export class AggregateRuntime<T extends object = object> {
   encodeEvent(event: object): EncodedEvent {
     const binding = this.model.eventsByClass.get(event.constructor as Class)
     if (!binding) throw new SerializationError(`${event.constructor.name} is not an event of '${this.model.name}'`)
-    return { type: binding.type, payload: JSON.stringify(instanceToPlain(event)) }
+    return { type: binding.type, payload: encodeInstance(event) }
+  }
+
+  /**
+   * Encodes a command's events for the log and decodes them back exactly as replay will. The
+   * live state must be built from the decoded copies, so that it is the state a replay builds.
+   * An event that does not come back equal is refused with a {@link HandlerFailedError} naming
+   * its type and field. `binding` names the command whose handler returned the events.
+   */
+  roundTripEvents(events: readonly object[], binding?: CommandBinding): { encoded: EncodedEvent[]; decoded: object[] } {
+    const encoded: EncodedEvent[] = []
+    const decoded: object[] = []
+    for (const event of events) {
+      const eventBinding = this.model.eventsByClass.get(event.constructor as Class)
+      if (!eventBinding) throw new SerializationError(`${event.constructor.name} is not an event of '${this.model.name}'`)
+      const result = roundTrip(event, eventBinding.cls as Class<object>)
+      if (!result.ok) {
+        const outcome = binding
+          ? `not the one handler ${this.model.name}.${binding.method} returned, so the command is refused and nothing is recorded`
+          : 'not this one'
+        throw this.notSurviving(
+          `event ${eventBinding.type} does not survive serialisation: ${describeDifference(result.difference)}; ` +
+            `replay applies the event decoded from the log, ${outcome}`,
+          result.difference,
+          { eventType: eventBinding.type, ...(binding ? { commandType: binding.type } : {}) },
+        )
+      }
+      encoded.push({ type: eventBinding.type, payload: result.encoded })
+      decoded.push(result.decoded)
+    }
+    return { encoded, decoded }
+  }
+
+  /**
+   * Encodes state for a snapshot and checks that hydrating it gives the same state back, since a
+   * processor that restarts from the snapshot must hold what this one holds. Returns the encoding
+   * and the hydrated copy; throws a {@link HandlerFailedError} naming the field otherwise.
+   * `binding` names the command after which the state is checked.
+   */
+  roundTripState(state: T, binding?: CommandBinding): { encoded: string; state: T } {
+    const result = roundTrip(state, this.model.cls)
+    if (!result.ok) {
+      const after = binding ? ` after ${binding.type}` : ''
+      const outcome = binding ? ', so the command is refused and nothing is recorded' : ''
+      throw this.notSurviving(
+        `the state of ${this.model.name}${after} does not survive its snapshot format: ` +
+          `${describeDifference(result.difference)}; a processor restarting from the snapshot would hold ` +
+          `another state${outcome}`,
+        result.difference,
+        binding ? { commandType: binding.type } : {},
+      )
+    }
+    return { encoded: result.encoded, state: result.decoded }
+  }
+
+  private notSurviving(message: string, difference: RoundTripDifference, details: Record<string, unknown>): HandlerFailedError {
+    return new HandlerFailedError(message, {
+      aggregate: this.model.name,
+      ...details,
+      field: difference.path,
+      problem: difference.problem,
+    })
   }
 
   /** Decodes an event read from the log; an unknown type means this code is older than the log. */
@@ -164,7 +226,7 @@ export class AggregateRuntime<T extends object = object> {
         { aggregate: this.model.name, eventType: event.type, offset: event.offset },
       )
     }
-    return plainToInstance(binding.cls, parseJson(event.payload, `event ${event.type}`)) as object
+    return decodeInstance(binding.cls, parseJson(event.payload, `event ${event.type}`)) as object
   }
 
   /** Folds stored events into a state, as recovery does; used by tests to check snapshots. */

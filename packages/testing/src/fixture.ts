@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util'
-import { AggregateRuntime, HandlerFailedError, type Class, type EskError } from '@esk/core'
+import { AggregateRuntime, ErrorCode, HandlerFailedError, hasCode, type Class, type EskError } from '@esk/core'
 
 /** What a command did in a fixture: its events, or the error it was refused with. */
 export interface FixtureResult<T> {
@@ -85,16 +85,13 @@ export class WhenStep<T extends object> {
 
   private async execute(): Promise<FixtureResult<T>> {
     const runtime = this.runtime
-    let state = runtime.create()
-    const givenEvents = this.given.map((e) => roundTripEvent(runtime, e))
-    runtime.apply(state, givenEvents)
-    state = roundTripState(runtime, state)
+    let state = givenState(runtime, this.given)
     const binding = runtime.bindingOf(this.command)
     let events: object[] = []
     let error: EskError | undefined
     try {
       const { command } = runtime.decodeCommand(binding.type, roundTripJson(runtime.encodeCommand(this.command)))
-      const exists = givenEvents.length > 0
+      const exists = this.given.length > 0
       if (binding.creates === exists) {
         throw new FixtureMismatch(
           binding.creates
@@ -103,17 +100,20 @@ export class WhenStep<T extends object> {
         )
       }
       const before = runtime.dehydrate(state)
-      events = await runtime.handle(state, binding, command)
-      if (binding.creates && events.length === 0) {
+      const produced = await runtime.handle(state, binding, command)
+      if (binding.creates && produced.length === 0) {
         // The processor refuses this too: an aggregate exists only through its first event.
         throw new HandlerFailedError(`creating handler for ${binding.type} returned no events; return at least one event`)
       }
       if (runtime.dehydrate(state) !== before) {
         throw new FixtureMismatch(`${binding.type}'s handler changed the aggregate's fields; only event handlers may`)
       }
-      events = events.map((e) => roundTripEvent(runtime, e))
-      runtime.apply(state, events)
-      state = roundTripState(runtime, state)
+      // As a processor does: apply the events as replay decodes them, and keep the state only if
+      // its snapshot gives it back; otherwise the command is refused with the processor's words.
+      const decoded = runtime.roundTripEvents(produced, binding).decoded
+      runtime.apply(state, decoded)
+      state = runtime.roundTripState(state, binding).state
+      events = decoded
     } catch (caught) {
       if (caught instanceof FixtureMismatch) throw caught
       if (!isEskError(caught)) throw caught
@@ -137,56 +137,38 @@ export class GivenStep<T extends object> {
 
   /** The state the given events build (after a serialisation round trip). */
   state(): T {
-    const state = this.runtime.create()
-    this.runtime.apply(
-      state,
-      this.events.map((e) => roundTripEvent(this.runtime, e)),
-    )
-    return roundTripState(this.runtime, state)
+    return givenState(this.runtime, this.events)
   }
 }
 
 /**
  * Starts a given/when/then test of one aggregate class, without any driver:
  * `await given(Account, [new AccountOpened('ada', 10)]).when(new Deposit(5)).then([new MoneyDeposited(5)])`.
- * Every event, the command and the state go through the same serialisation a driver uses, and a
- * value that does not survive it fails the test.
+ * Every event, the command and the state go through the same serialisation a driver uses. A
+ * command whose events or state do not survive it is refused with the processor's
+ * `ESK_HANDLER_FAILED` and message; given events that do not survive it fail the test.
  */
 export function given<T extends object>(aggregate: Class<T>, events: readonly object[] = []): GivenStep<T> {
   return new GivenStep(new AggregateRuntime(aggregate), events)
 }
 
-function roundTripEvent<T extends object>(runtime: AggregateRuntime<T>, event: object): object {
-  const encoded = runtime.encodeEvent(event)
-  const decoded = runtime.decodeEvent({ ...encoded, offset: 0, aggregateId: 'fixture' })
-  const again = runtime.encodeEvent(decoded)
-  if (again.payload !== encoded.payload || !isDeepStrictEqual(toPlainObject(decoded), toPlainObject(event))) {
-    throw new FixtureMismatch(
-      `event ${encoded.type} does not survive serialisation: ${encoded.payload} came back as ${again.payload}; ` +
-        `declare nested classes and dates with @Type(() => X) from class-transformer`,
-    )
+/**
+ * The state `events` build, through the same round trips a processor makes. An event or a state
+ * that does not survive them is a mistake in the test, reported with the processor's words.
+ */
+function givenState<T extends object>(runtime: AggregateRuntime<T>, events: readonly object[]): T {
+  try {
+    const state = runtime.create()
+    runtime.apply(state, runtime.roundTripEvents(events).decoded)
+    return runtime.roundTripState(state).state
+  } catch (error) {
+    if (hasCode(error, ErrorCode.HandlerFailed)) throw new FixtureMismatch(`the given events cannot be used: ${error.message}`)
+    throw error
   }
-  return decoded
-}
-
-function roundTripState<T extends object>(runtime: AggregateRuntime<T>, state: T): T {
-  const encoded = runtime.dehydrate(state)
-  const restored = runtime.hydrate(encoded)
-  if (!isDeepStrictEqual(toPlainObject(restored), toPlainObject(state))) {
-    throw new FixtureMismatch(
-      `the state of ${runtime.model.name} does not survive its snapshot format: ${encoded}; ` +
-        `declare nested classes, Maps and dates with @Type(() => X) from class-transformer`,
-    )
-  }
-  return restored
 }
 
 function roundTripJson(value: unknown): unknown {
   return JSON.parse(JSON.stringify(value)) as unknown
-}
-
-function toPlainObject(value: object): unknown {
-  return structuredClone({ ...value })
 }
 
 function parse(e: { type: string; payload: string }): unknown {
