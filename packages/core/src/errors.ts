@@ -20,6 +20,7 @@ export const ErrorCode = {
   Closed: 'ESK_CLOSED',
   Unavailable: 'ESK_UNAVAILABLE',
   SchemaAhead: 'ESK_SCHEMA_AHEAD',
+  CommandLogReset: 'ESK_COMMAND_LOG_RESET',
 } as const
 
 /** One of the {@link ErrorCode} values. */
@@ -222,6 +223,24 @@ export class SchemaAheadError extends EskError {
   }
 }
 
+/**
+ * A command log partition ends below the position the event log says was already handled: the
+ * command topic was deleted and recreated, or truncated. Its new commands would be taken for old
+ * ones and skipped, so the partition is not processed until an operator decides.
+ */
+export class CommandLogResetError extends EskError {
+  constructor(aggregate: string, partition: number, end: number, handled: number) {
+    super(
+      ErrorCode.CommandLogReset,
+      `the command log of ${aggregate}/${partition} ends at position ${end}, but its events record commands up to ` +
+        `position ${handled}: the command topic was recreated or truncated. Its commands are not processed (they ` +
+        `would be skipped as already done). Restore the topic, or rebuild the partition's store and reset the ` +
+        `event topic's positions deliberately`,
+      { aggregate, partition, end, handled },
+    )
+  }
+}
+
 /** The JSON form of an error that crosses processes inside an outcome. */
 export interface ErrorPayload {
   code: string
@@ -310,6 +329,9 @@ export function errorFromPayload(payload: ErrorPayload): EskError {
       break
     case ErrorCode.Unavailable:
       error = new UnavailableError(payload.message, details)
+      break
+    case ErrorCode.CommandLogReset:
+      error = new CommandLogResetError(String(details.aggregate), Number(details.partition), Number(details.end), Number(details.handled))
       break
     case ErrorCode.SchemaAhead:
       error = new SchemaAheadError(

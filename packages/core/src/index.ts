@@ -15,6 +15,7 @@ export {
   AggregateExistsError,
   AggregateNotFoundError,
   ClosedError,
+  CommandLogResetError,
   CommandRejected,
   CommandTimeoutError,
   ConfigurationError,

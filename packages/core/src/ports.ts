@@ -40,6 +40,12 @@ export interface PartitionLease {
   readonly writer: PartitionWriter
   /** Aborted when the partition is taken away or the transport stops. */
   readonly signal: AbortSignal
+  /**
+   * The position the partition's command log will give its next command (its end). Core compares
+   * it with the highest position its events record: a log that ends below that was recreated or
+   * truncated, and its commands would otherwise be skipped as done.
+   */
+  commandLogEnd?(): Promise<number>
 }
 
 /** The processing side of one partition, created by core for the transport. */

@@ -4,6 +4,7 @@ import {
   AggregateExistsError,
   AggregateNotFoundError,
   ClosedError,
+  CommandLogResetError,
   EskError,
   ErrorCode,
   HandlerFailedError,
@@ -106,6 +107,12 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   async open(): Promise<void> {
     this.transition('recovering')
     await this.recover(this.context.rebuild)
+    const end = await this.lease.commandLogEnd?.()
+    if (end !== undefined && end <= this.checkpoint.commandPosition) {
+      const error = new CommandLogResetError(this.name, this.lease.partition, end, this.checkpoint.commandPosition)
+      this.transition('failed', error)
+      throw error
+    }
     this.transition('ready')
   }
 

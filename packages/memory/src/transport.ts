@@ -98,6 +98,7 @@ export class MemoryTransport implements Transport {
             partition,
             signal: lease.signal,
             writer: { commit: async (events, position) => this.commit(stream, partition, log, epoch, events, position) },
+            commandLogEnd: async () => log.commands.length,
           })
         loops.push(
           this.run(stream, partition, log, open, opened, host, lease.signal).finally(() => {

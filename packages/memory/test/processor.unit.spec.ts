@@ -81,5 +81,30 @@ describe('partition processor on the embedded driver', () => {
     expect((await accounts.get(id, { atLeastVersion: 1 })).state.balance).toBe(1)
     await app.close()
   })
-})
 
+  // Issue 6, scenario 14. Fails before: the new log's commands had positions the events already
+  // recorded, and were skipped as done with a debug log.
+  it('refuses to process a command log that restarts below the positions already handled', async () => {
+    const backend = new MemoryBackend()
+    const first = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }) })
+    const accounts = first.repository(ContractAccount)
+    const { id } = await accounts.save(new Open('old', 0))
+    await accounts.update(id, new Deposit(1))
+    await first.close()
+    // As a deleted and recreated command topic leaves it: empty, positions from 0 again.
+    const log = backend.log('contract-account', 0)
+    log.commands.length = 0
+    log.committed = 0
+
+    const second = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }) })
+    expect(second.status().partitions).toMatchObject([
+      { partition: 0, state: 'failed', error: { code: 'ESK_COMMAND_LOG_RESET', message: expect.stringContaining('recreated') } },
+    ])
+    await expect(second.repository(ContractAccount).update(id, new Deposit(5), { timeoutMs: 300 })).rejects.toMatchObject({
+      code: 'ESK_COMMAND_TIMEOUT',
+    })
+    // Nothing was applied, nothing was skipped as if done: the event log is as it was.
+    expect(log.events.map((e) => e.version)).toEqual([1, 2])
+    await second.close()
+  })
+})
