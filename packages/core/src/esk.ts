@@ -52,6 +52,12 @@ export interface EskOptions {
    * bytes of Redis per entry with UUID command ids. Default 32.
    */
   dedupWindow?: number
+  /**
+   * Longest a command handler may run. A handler still running then is abandoned and its command
+   * refused with `ESK_HANDLER_FAILED`, so one that never returns cannot hold its partition.
+   * Default 10000 ms.
+   */
+  handlerTimeoutMs?: number
   /** Where logs go. Default: console, level from `ESK_LOG_LEVEL`, else `warn`. */
   logger?: Logger
   /**
@@ -73,6 +79,7 @@ export const ESK_DEFAULTS = {
   commandTimeoutMs: 30_000,
   readTimeoutMs: 10_000,
   dedupWindow: 32,
+  handlerTimeoutMs: 10_000,
 } as const
 
 const MAX_PARTITIONS = 10_000
@@ -119,6 +126,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
   const settings = { ...ESK_DEFAULTS, ...definedOnly(options) }
   checkTimeout('commandTimeoutMs', settings.commandTimeoutMs)
   checkTimeout('readTimeoutMs', settings.readTimeoutMs)
+  checkTimeout('handlerTimeoutMs', settings.handlerTimeoutMs)
   if (!Number.isInteger(settings.dedupWindow) || settings.dedupWindow < 1) {
     throw new ConfigurationError(`dedupWindow must be a positive integer, got ${String(settings.dedupWindow)}`)
   }
@@ -213,6 +221,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
               rebuild: settings.rebuild,
               maxEventBytes: settings.maxEventBytes,
               dedupWindow: settings.dedupWindow,
+              handlerTimeoutMs: settings.handlerTimeoutMs,
             },
             lease,
           )

@@ -27,6 +27,7 @@ import type {
   Reply,
   StoredSnapshot,
 } from './records.js'
+import type { CommandBinding } from './metadata.js'
 import { messageOf, type AggregateRuntime, type EncodedEvent } from './runtime.js'
 import { sleep, unique } from './util.js'
 
@@ -44,6 +45,8 @@ export interface ProcessorContext<T extends object> {
   maxEventBytes: number
   /** Accepted command ids remembered per aggregate for de-duplication. */
   dedupWindow: number
+  /** Longest a command handler may take; a slower one is refused and abandoned. */
+  handlerTimeoutMs: number
 }
 
 /** An aggregate as a batch sees it: the last good encoded state, and the live instance. */
@@ -414,7 +417,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       let encodedEvents: EncodedEvent[]
       let next: { encoded: string; state: T }
       try {
-        produced = await runtime.handle(state, binding, command)
+        produced = await this.handleInTime(state, binding, command)
         if (runtime.dehydrate(state) !== before) {
           throw new HandlerFailedError(
             `handler ${this.name}.${binding.method} changed the aggregate's fields; command handlers must only ` +
@@ -479,6 +482,34 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         })
       }
       return { status: 'rejected', commandId, aggregateId, error: errorToPayload(known) }
+    }
+  }
+
+  /**
+   * Runs a command handler, refusing it when it has not returned within `handlerTimeoutMs`: a
+   * handler that never returns must not hold the partition. It cannot be stopped, so it is
+   * abandoned, and the caller drops the instance it may still change.
+   */
+  private async handleInTime(state: T, binding: CommandBinding, command: object): Promise<object[]> {
+    const ms = this.context.handlerTimeoutMs
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new HandlerFailedError(
+              `handler ${this.name}.${binding.method} for ${binding.type} did not return within ${ms} ms; it was ` +
+                `abandoned and the command refused. Keep slow work (network calls) out of command handlers, or raise handlerTimeoutMs`,
+              { aggregate: this.name, commandType: binding.type, handlerTimeoutMs: ms },
+            ),
+          ),
+        ms,
+      )
+    })
+    try {
+      return await Promise.race([this.context.runtime.handle(state, binding, command), late])
+    } finally {
+      clearTimeout(timer)
     }
   }
 

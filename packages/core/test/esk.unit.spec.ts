@@ -96,6 +96,7 @@ describe('createEsk options', () => {
   it('uses the documented defaults', async () => {
     expect(ESK_DEFAULTS).toEqual({
       dedupWindow: 32,
+      handlerTimeoutMs: 10_000,
       partitions: 4,
       processing: true,
       rebuild: false,

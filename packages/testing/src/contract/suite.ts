@@ -644,5 +644,18 @@ export function describeDriverContract(
       expect(states).toEqual(['repairing', 'ready'])
       expect(app.status().partitions.find((p) => p.partition === partitionFor(id, partitions))?.lastBatchAt).toBeGreaterThan(0)
     })
+
+    it('refuses a command whose handler never returns, and keeps the partition going', async () => {
+      const app = await start(await fixture(), { handlerTimeoutMs: 300 })
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('slow', 1))
+      holdGate(`never-${id}`) // made and never opened: the handler waits for ever
+      await expect(accounts.update(id, new Hold(`never-${id}`, 5))).rejects.toMatchObject({
+        code: 'ESK_HANDLER_FAILED',
+        message: expect.stringContaining('did not return within 300 ms'),
+      })
+      expect((await accounts.update(id, new Deposit(2))).version).toBe(2)
+      expect((await accounts.get(id, { atLeastVersion: 2 })).state).toMatchObject({ balance: 3, history: [1, 2] })
+    })
   })
 }
