@@ -16,7 +16,7 @@ import {
 } from './errors.js'
 import type { Logger } from './logger.js'
 import type { Observers, PartitionState } from './observe.js'
-import { commandKey, type PartitionHandle, type PartitionLease, type SnapshotStore, type OutcomeChannel, type Transport } from './ports.js'
+import { commandKey, type LoadedBatch, type PartitionHandle, type PartitionLease, type SnapshotStore, type OutcomeChannel, type Transport } from './ports.js'
 import type {
   Checkpoint,
   CommandEnvelope,
@@ -168,13 +168,19 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const decoded = fresh.map((record) => ({ record, command: decodeEnvelope(record.value) }))
     const envelopes = decoded.flatMap((d) => (isUndecodable(d.command) ? [] : [d.command]))
 
-    const loaded = await snapshots.load(
-      stream,
-      partition,
-      this.token,
-      unique(envelopes.map((e) => e.aggregateId)),
-      envelopes.map(({ aggregateId, commandId }) => ({ aggregateId, commandId })),
-    )
+    let loaded: LoadedBatch
+    try {
+      loaded = await snapshots.load(
+        stream,
+        partition,
+        this.token,
+        unique(envelopes.map((e) => e.aggregateId)),
+        envelopes.map(({ aggregateId, commandId }) => ({ aggregateId, commandId })),
+      )
+    } catch (error) {
+      if (!hasCode(error, ErrorCode.Serialization) || repaired) throw error
+      return this.rebuildCorrupt(records, error)
+    }
     const ahead = [...loaded.snapshots.values()].find((s) => s.schemaVersion > this.schemaVersion)
     if (ahead) throw this.schemaAhead(ahead.schemaVersion)
     const working = this.workingSet(envelopes, loaded.snapshots)
@@ -234,7 +240,14 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         if (command.replyTo) replies.push({ replyTo: command.replyTo, outcome: previous })
         continue
       }
-      const outcome = await this.execute(command, record.position, w, events)
+      let outcome: Outcome
+      try {
+        outcome = await this.execute(command, record.position, w, events)
+      } catch (error) {
+        // Nothing of this batch is committed yet: rebuild, then take the whole batch again.
+        if (!(error instanceof CorruptSnapshot) || repaired) throw error
+        return this.rebuildCorrupt(records, error)
+      }
       decided.set(key, outcome)
       if (outcome.status === 'rejected' || outcome.events === 0) unlogged.push(outcome)
       if (command.replyTo) replies.push({ replyTo: command.replyTo, outcome })
@@ -340,6 +353,18 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     }
   }
 
+  /** A snapshot that cannot be read is the store's fault, not the command's: rebuild the partition from the log. */
+  private async rebuildCorrupt(records: CommandRecord[], error: unknown): Promise<void> {
+    this.context.logger.warn('a stored snapshot cannot be read; rebuilding the partition from the log', {
+      code: 'ESK_STORE_CORRUPT',
+      aggregate: this.name,
+      partition: this.lease.partition,
+      error,
+    })
+    await this.repair(true)
+    return this.processBatch(records, true)
+  }
+
   private async repair(rebuild: boolean): Promise<void> {
     this.transition('repairing')
     await this.recover(rebuild)
@@ -375,7 +400,12 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   /** A fresh instance from the last good state, encoded by this code. */
   private instance(w: Working<T>): { state: T; encoding: string } {
     const { runtime } = this.context
-    const state = w.encoded !== undefined ? runtime.hydrate(w.encoded) : runtime.create()
+    let state: T
+    try {
+      state = w.encoded !== undefined ? runtime.hydrate(w.encoded) : runtime.create()
+    } catch (error) {
+      throw new CorruptSnapshot(`a stored snapshot of ${this.name}/${this.lease.partition} cannot be read: ${messageOf(error)}`)
+    }
     return { state, encoding: runtime.dehydrate(state) }
   }
 
@@ -467,6 +497,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       w.changed = true
       return { status: 'accepted', commandId, aggregateId, version: w.version, events: produced.length }
     } catch (error) {
+      if (error instanceof CorruptSnapshot) throw error
       const known =
         error instanceof EskError || hasCode(error, ErrorCode.CommandRejected)
           ? (error as EskError)
@@ -558,7 +589,13 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     for await (const batch of transport.readEvents(stream, partition, from, committed)) {
       if (this.stop.signal.aborted) throw new ClosedError(`partition ${this.name}/${partition}`)
       if (batch.length === 0) continue
-      const loaded = await snapshots.load(stream, partition, token, unique(batch.map((e) => e.aggregateId)), [])
+      let loaded: LoadedBatch
+      try {
+        loaded = await snapshots.load(stream, partition, token, unique(batch.map((e) => e.aggregateId)), [])
+      } catch (error) {
+        if (!hasCode(error, ErrorCode.Serialization) || rebuild) throw error
+        return this.recover(true)
+      }
       if (!loaded.owned) throw this.storeLost('while replaying')
       const working = new Map<string, { state: T | undefined; snapshot: StoredSnapshot | undefined; changed: boolean }>()
       let commandPosition: number = checkpoint.commandPosition
@@ -576,7 +613,15 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         }
         commandPosition = Math.max(commandPosition, event.commandPosition)
         if (w.snapshot && w.snapshot.offset >= event.offset) continue
-        w.state ??= w.snapshot ? runtime.hydrate(w.snapshot.state) : runtime.create()
+        if (!w.state && w.snapshot) {
+          try {
+            w.state = runtime.hydrate(w.snapshot.state)
+          } catch (error) {
+            if (rebuild) throw error
+            return this.recover(true)
+          }
+        }
+        w.state ??= runtime.create()
         runtime.apply(w.state, [runtime.decodeEvent(event)])
         const recent = w.snapshot?.recent ?? []
         const last = recent[recent.length - 1]
@@ -618,6 +663,9 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     return new Error(`the snapshot store lost ${this.name}/${this.lease.partition} ${when}, or another processor took it`)
   }
 }
+
+/** A stored snapshot that cannot be decoded: the partition is rebuilt instead of refusing commands. */
+class CorruptSnapshot extends Error {}
 
 /** The accepted outcome of a command remembered in its aggregate's window, if it is there. */
 function recorded(w: Working<unknown>, command: CommandEnvelope): Outcome | undefined {
