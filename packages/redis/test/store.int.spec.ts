@@ -410,6 +410,9 @@ describe('RedisSnapshotStore', () => {
 describe('RedisSnapshotStore fencing', () => {
   const { open, admin, prefix } = isolatedStores()
 
+  // Issue 6, scenario 2: a processor that lost the partition still has a save or reset in flight
+  // (ioredis resends commands after a reconnect) and it lands after the new owner took over. Before
+  // 61b73dd nothing in Redis knew the owner: the save and the reset went through. Fails on that code.
   it('refuses a save or reset with an earlier owner token, changing nothing, and accepts the current owner', async () => {
     const old = open()
     const current = open()
