@@ -128,17 +128,19 @@ export class RedisSnapshotStore implements SnapshotStore {
     ]
     for (const snapshot of snapshots) args.push(snapshot.aggregateId, String(snapshot.offset), encodeSnapshot(snapshot))
     for (const outcome of unlogged) args.push(commandKey(outcome), encodeOutcome(outcome))
-    await this.run(this.saveScript, keys, args, stream, partition, `saving ${snapshots.length} snapshots and ${unlogged.length} outcomes`)
+    const doing = `saving ${snapshots.length} snapshots and ${unlogged.length} outcomes of ${where(stream, partition)}`
+    await this.run(this.saveScript, keys, args, stream, partition, doing)
   }
 
   /** Drops snapshots, checkpoint and unlogged outcomes in one fenced script; the owner stays. */
   async reset(stream: StreamSpec, partition: number, token: string): Promise<void> {
-    await this.run(this.resetScript, this.keys(stream, partition), [token], stream, partition, 'resetting')
+    await this.run(this.resetScript, this.keys(stream, partition), [token], stream, partition, `resetting ${where(stream, partition)}`)
   }
 
   /** Does nothing: the client belongs to whoever passed it in. */
   async close(): Promise<void> {}
 
+  /** Runs a fenced script; `doing` names the write and its partition in errors. */
   private async run(script: ScriptCall, keys: PartitionKeys, args: string[], stream: StreamSpec, partition: number, doing: string): Promise<void> {
     try {
       await script(3, ...keys.all, ...args)
@@ -146,12 +148,12 @@ export class RedisSnapshotStore implements SnapshotStore {
       const message = (error as Error).message
       if (message.startsWith('ESK_FENCED')) {
         throw new FencedError(
-          `${doing} ${where(stream, partition)} was refused: another processor owns the partition in Redis, or its ` +
+          `${doing} was refused: another processor owns the partition in Redis, or its ` +
             `state was flushed; this processor must take the partition back (replaying it) before it writes again`,
           { aggregate: stream.aggregate, partition },
         )
       }
-      throw new Error(`${doing} ${where(stream, partition)} failed: ${message}`, { cause: error })
+      throw new Error(`${doing} failed: ${message}`, { cause: error })
     }
   }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { sleep, type Outcome, type StreamSpec } from '@esk/core'
-import { RedisStore, deleteKeysWithPrefix, replyChannel, type RedisStoreOptions } from '@esk/redis'
+import { sleep, type CommandKey, type Outcome, type StreamSpec } from '@esk/core'
+import { RedisStore, replyChannel, type RedisStoreOptions } from '@esk/redis'
 import { eventually } from '@esk/testing'
 import type { Redis } from 'ioredis'
 import { describe, expect, it, vi } from 'vitest'
@@ -9,17 +9,45 @@ import { REDIS_URL, isolatedStores } from './support.js'
 const stream: StreamSpec = { aggregate: 'Account', partitions: 4 }
 const FOREVER = 600_000
 
-function accepted(commandId: string): Outcome {
-  return { status: 'accepted', commandId, aggregateId: 'a-1', version: 1, events: 1 }
+function accepted(commandId: string, aggregateId = 'a-1'): Outcome {
+  return { status: 'accepted', commandId, aggregateId, version: 1, events: 1 }
+}
+
+/** The identity of a command of aggregate `a-1` (or `aggregateId`). */
+function command(commandId: string, aggregateId = 'a-1'): CommandKey {
+  return { aggregateId, commandId }
+}
+
+/**
+ * Records an outcome as a processor does after its commit, owning the partition for that write: an
+ * accepted command with events in its aggregate's snapshot window, anything else in the unlogged
+ * outcomes.
+ */
+async function record(processor: RedisStore, outcome: Outcome, partition = 0): Promise<void> {
+  const token = randomUUID()
+  await processor.snapshots.acquire(stream, partition, token)
+  const inWindow = outcome.status === 'accepted' && outcome.events > 0
+  await processor.snapshots.save(stream, partition, token, {
+    snapshots: inWindow
+      ? [
+          {
+            aggregateId: outcome.aggregateId,
+            version: outcome.version,
+            schemaVersion: 1,
+            offset: outcome.version - 1,
+            state: '{}',
+            recent: [{ commandId: outcome.commandId, version: outcome.version, events: outcome.events }],
+          },
+        ]
+      : [],
+    checkpoint: { offset: 0, commandPosition: -1, schemaVersion: 1 },
+    unlogged: inWindow ? [] : [outcome],
+  })
 }
 
 /** What a processor does after its commit: record the outcome, then notify the client. */
 async function answer(processor: RedisStore, client: RedisStore, outcome: Outcome, partition = 0): Promise<void> {
-  await processor.snapshots.save(stream, partition, {
-    snapshots: [],
-    checkpoint: { offset: 0, commandPosition: -1, schemaVersion: 1 },
-    outcomes: [outcome],
-  })
+  await record(processor, outcome, partition)
   await processor.outcomes.publish(stream, partition, [{ replyTo: client.outcomes.address, outcome }])
 }
 
@@ -36,7 +64,7 @@ describe('RedisOutcomeChannel', () => {
     const client = open({ outcomePollMs: FOREVER, outcomePollMaxMs: FOREVER, ...options })
     const processor = open()
     const commandId = `warm-${randomUUID()}`
-    const waiting = client.outcomes.wait(stream, 0, commandId, AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 0, command(commandId), AbortSignal.timeout(10_000))
     await answer(processor, client, accepted(commandId))
     expect(await waiting).toEqual(accepted(commandId))
     return client
@@ -47,7 +75,7 @@ describe('RedisOutcomeChannel', () => {
     const processor = open()
     const readOutcome = vi.spyOn(client.snapshots, 'readOutcome')
     const commandId = randomUUID()
-    const waiting = client.outcomes.wait(stream, 1, commandId, AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 1, command(commandId), AbortSignal.timeout(10_000))
     // Published only, never recorded: it can only arrive by pub/sub.
     await processor.outcomes.publish(stream, 1, [{ replyTo: client.outcomes.address, outcome: accepted(commandId) }])
     expect(await waiting).toEqual(accepted(commandId))
@@ -59,7 +87,7 @@ describe('RedisOutcomeChannel', () => {
     await processor.snapshots.checkpoint(stream, 0) // connected and ready: faster than a new subscriber
     const client = open({ outcomePollMs: FOREVER, outcomePollMaxMs: FOREVER })
     const commandId = randomUUID()
-    const waiting = client.outcomes.wait(stream, 0, commandId, AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 0, command(commandId), AbortSignal.timeout(10_000))
     await answer(processor, client, accepted(commandId))
     expect(await within(waiting, 3_000)).toEqual(accepted(commandId))
   })
@@ -84,10 +112,10 @@ describe('RedisOutcomeChannel', () => {
     // Both wait for the same command id; the reply goes to the first client only.
     const commandId = randomUUID()
     const stop = new AbortController()
-    const mine = first.outcomes.wait(stream, 2, commandId, AbortSignal.timeout(10_000))
-    const theirs = second.outcomes.wait(stream, 2, commandId, stop.signal)
+    const mine = first.outcomes.wait(stream, 2, command(commandId), AbortSignal.timeout(10_000))
+    const theirs = second.outcomes.wait(stream, 2, command(commandId), stop.signal)
     const other = randomUUID()
-    const secondOwn = second.outcomes.wait(stream, 2, other, AbortSignal.timeout(10_000))
+    const secondOwn = second.outcomes.wait(stream, 2, command(other), AbortSignal.timeout(10_000))
     await processor.outcomes.publish(stream, 2, [
       { replyTo: first.outcomes.address, outcome: accepted(commandId) },
       { replyTo: second.outcomes.address, outcome: accepted(other) },
@@ -99,23 +127,46 @@ describe('RedisOutcomeChannel', () => {
     expect(await theirs).toBeUndefined()
   })
 
-  it('finds an outcome that was recorded but never published, by polling after a delay', async () => {
+  it('finds outcomes that were recorded but never published, by polling after a delay', async () => {
     const client = await warmClient({ outcomePollMs: 300, outcomePollMaxMs: 400 })
     const processor = open()
     const readOutcome = vi.spyOn(client.snapshots, 'readOutcome')
+    // One command id on two aggregates: one accepted (kept in its snapshot's window), one refused
+    // (kept in the unlogged outcomes). Each waiter gets its own.
     const commandId = randomUUID()
+    const refusal: Outcome = {
+      status: 'rejected',
+      commandId,
+      aggregateId: 'a-2',
+      error: { code: 'ESK_COMMAND_REJECTED', message: 'no' },
+    }
     const started = Date.now()
-    const waiting = client.outcomes.wait(stream, 3, commandId, AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 3, command(commandId), AbortSignal.timeout(10_000))
+    const refused = client.outcomes.wait(stream, 3, command(commandId, 'a-2'), AbortSignal.timeout(10_000))
     await sleep(100)
     expect(readOutcome).not.toHaveBeenCalled()
-    await processor.snapshots.save(stream, 3, {
-      snapshots: [],
-      checkpoint: { offset: 0, commandPosition: -1, schemaVersion: 1 },
-      outcomes: [accepted(commandId)],
-    })
+    await record(processor, accepted(commandId), 3)
+    await record(processor, refusal, 3)
     expect(await waiting).toEqual(accepted(commandId))
+    expect(await refused).toEqual(refusal)
     expect(Date.now() - started).toBeGreaterThanOrEqual(290)
-    expect(readOutcome).toHaveBeenCalledTimes(1)
+    expect(readOutcome).toHaveBeenCalledTimes(2)
+  })
+
+  // Issue 6, scenario 3: before 61b73dd, waiters were keyed by command id alone, so a reply for one
+  // aggregate also answered a caller that used the same command id for another. This test fails
+  // on that code.
+  it('answers a waiter only with the outcome of its own aggregate', async () => {
+    const client = await warmClient()
+    const processor = open()
+    const commandId = randomUUID()
+    const mine = client.outcomes.wait(stream, 1, command(commandId), AbortSignal.timeout(10_000))
+    const other = client.outcomes.wait(stream, 1, command(commandId, 'a-2'), AbortSignal.timeout(10_000))
+    await processor.outcomes.publish(stream, 1, [{ replyTo: client.outcomes.address, outcome: accepted(commandId, 'a-2') }])
+    expect(await other).toEqual(accepted(commandId, 'a-2'))
+    expect(await within(mine, 200)).toBe('pending')
+    await processor.outcomes.publish(stream, 1, [{ replyTo: client.outcomes.address, outcome: accepted(commandId) }])
+    expect(await mine).toEqual(accepted(commandId))
   })
 
   it('polls with the default delays when nothing is published', async () => {
@@ -123,14 +174,10 @@ describe('RedisOutcomeChannel', () => {
     const processor = open()
     const readOutcome = vi.spyOn(client.snapshots, 'readOutcome')
     const commandId = randomUUID()
-    const waiting = client.outcomes.wait(stream, 0, commandId, AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 0, command(commandId), AbortSignal.timeout(10_000))
     await sleep(1_200)
     expect(readOutcome).toHaveBeenCalledTimes(1)
-    await processor.snapshots.save(stream, 0, {
-      snapshots: [],
-      checkpoint: { offset: 0, commandPosition: -1, schemaVersion: 1 },
-      outcomes: [accepted(commandId)],
-    })
+    await record(processor, accepted(commandId))
     // Next read 2 s after the first (1 s, then doubling up to 2 s).
     expect(await within(waiting, 600)).toBe('pending')
     expect(await within(waiting, 2_000)).toEqual(accepted(commandId))
@@ -140,11 +187,11 @@ describe('RedisOutcomeChannel', () => {
   it('resolves undefined when the signal aborts, and at once for an aborted signal', async () => {
     const client = await warmClient()
     const stop = new AbortController()
-    const waiting = client.outcomes.wait(stream, 0, randomUUID(), stop.signal)
+    const waiting = client.outcomes.wait(stream, 0, command(randomUUID()), stop.signal)
     expect(await within(waiting, 100)).toBe('pending')
     stop.abort()
     expect(await waiting).toBeUndefined()
-    expect(await client.outcomes.wait(stream, 0, randomUUID(), AbortSignal.abort())).toBeUndefined()
+    expect(await client.outcomes.wait(stream, 0, command(randomUUID()), AbortSignal.abort())).toBeUndefined()
   })
 
   it('catches up on replies published while its connection was down', async () => {
@@ -152,7 +199,7 @@ describe('RedisOutcomeChannel', () => {
     const client = await warmClient({ redisOptions: { connectionName } })
     const processor = open()
     const commandId = randomUUID()
-    const waiting = client.outcomes.wait(stream, 0, commandId, AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 0, command(commandId), AbortSignal.timeout(10_000))
     const list = (await admin().client('LIST')) as string
     const subscriber = list
       .split('\n')
@@ -168,7 +215,7 @@ describe('RedisOutcomeChannel', () => {
       return Number(count) === 1
     }, 'the re-subscription', 5_000)
     const next = randomUUID()
-    const again = client.outcomes.wait(stream, 0, next, AbortSignal.timeout(10_000))
+    const again = client.outcomes.wait(stream, 0, command(next), AbortSignal.timeout(10_000))
     await processor.outcomes.publish(stream, 0, [{ replyTo: client.outcomes.address, outcome: accepted(next) }])
     expect(await again).toEqual(accepted(next))
   })
@@ -176,7 +223,7 @@ describe('RedisOutcomeChannel', () => {
   it('publishes nothing for an empty list and rejects pending waits on close', async () => {
     const client = await warmClient()
     await client.outcomes.publish(stream, 0, [])
-    const waiting = client.outcomes.wait(stream, 0, randomUUID(), AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 0, command(randomUUID()), AbortSignal.timeout(10_000))
     await client.close()
     // Nobody awaited it while it was rejected: that must not be an unhandled rejection.
     await sleep(10)

@@ -1,22 +1,57 @@
 import { randomUUID } from 'node:crypto'
-import { sleep, type Outcome, type SnapshotWrite, type StoredSnapshot, type StreamSpec } from '@esk/core'
-import { PartitionKeys, RedisStore, deleteKeysWithPrefix, redisStore, type RedisStoreOptions } from '@esk/redis'
+import {
+  commandKey,
+  sleep,
+  type Outcome,
+  type RecentCommand,
+  type SnapshotStore,
+  type SnapshotWrite,
+  type StoredSnapshot,
+  type StreamSpec,
+} from '@esk/core'
+import {
+  PartitionKeys,
+  RedisSnapshotStore,
+  RedisStore,
+  deleteKeysWithPrefix,
+  type RedisStoreOptions,
+} from '@esk/redis'
 import { Redis, type Command } from 'ioredis'
 import { describe, expect, it } from 'vitest'
 import { REDIS_URL, isolatedStores, keySlots, testPrefix } from './support.js'
 
 const stream: StreamSpec = { aggregate: 'Account', partitions: 4 }
 
-function snapshot(aggregateId: string, offset: number, state = `{"at":${offset}}`): StoredSnapshot {
-  return { aggregateId, version: offset + 1, schemaVersion: 1, offset, state }
+function snapshot(aggregateId: string, offset: number, state = `{"at":${offset}}`, recent: RecentCommand[] = []): StoredSnapshot {
+  return { aggregateId, version: offset + 1, schemaVersion: 1, offset, state, recent }
 }
 
-function accepted(commandId: string, aggregateId = 'a-1', version = 1): Outcome {
-  return { status: 'accepted', commandId, aggregateId, version, events: 1 }
+function accepted(commandId: string, aggregateId = 'a-1', version = 1, events = 1): Outcome {
+  return { status: 'accepted', commandId, aggregateId, version, events }
+}
+
+function rejected(commandId: string, aggregateId = 'a-1', reason = 'no'): Outcome {
+  return { status: 'rejected', commandId, aggregateId, error: { code: 'ESK_COMMAND_REJECTED', message: reason } }
 }
 
 function write(parts: Partial<SnapshotWrite> = {}): SnapshotWrite {
-  return { snapshots: [], checkpoint: { offset: 0, commandPosition: -1, schemaVersion: 1 }, outcomes: [], ...parts }
+  return { snapshots: [], checkpoint: { offset: 0, commandPosition: -1, schemaVersion: 1 }, unlogged: [], ...parts }
+}
+
+/** Takes a partition with a fresh owner token, as a processor does after the log's fence. */
+async function take(snapshots: SnapshotStore, partition: number): Promise<string> {
+  const token = randomUUID()
+  await snapshots.acquire(stream, partition, token)
+  return token
+}
+
+/** Everything Redis holds for a partition, to show that a refused write changed nothing. */
+async function contents(admin: Redis, keys: PartitionKeys): Promise<unknown> {
+  return {
+    state: await admin.hgetall(keys.state),
+    unlogged: await admin.hgetall(keys.unlogged),
+    order: await admin.lrange(keys.unloggedOrder, 0, -1),
+  }
 }
 
 /**
@@ -43,40 +78,50 @@ describe('RedisSnapshotStore', () => {
 
   it('ignores an older snapshot, accepts an equal and a newer offset', async () => {
     const { snapshots } = open()
-    await snapshots.save(stream, 1, write({ snapshots: [snapshot('a', 5, '{"v":"five"}')] }))
-    await snapshots.save(stream, 1, write({ snapshots: [snapshot('a', 3, '{"v":"three"}')] }))
+    const token = await take(snapshots, 1)
+    await snapshots.save(stream, 1, token, write({ snapshots: [snapshot('a', 5, '{"v":"five"}')], ready: true }))
+    await snapshots.save(stream, 1, token, write({ snapshots: [snapshot('a', 3, '{"v":"three"}')] }))
     expect((await snapshots.read(stream, 1, 'a'))?.state).toBe('{"v":"five"}')
     // Equal offsets carry identical content in practice; a replayed save must still go through.
-    await snapshots.save(stream, 1, write({ snapshots: [snapshot('a', 5, '{"v":"five again"}')] }))
+    await snapshots.save(stream, 1, token, write({ snapshots: [snapshot('a', 5, '{"v":"five again"}')] }))
     expect((await snapshots.read(stream, 1, 'a'))?.state).toBe('{"v":"five again"}')
-    await snapshots.save(stream, 1, write({ snapshots: [snapshot('a', 9, '{"v":"nine"}'), snapshot('b', 2)] }))
-    expect(await snapshots.read(stream, 1, 'a')).toEqual(snapshot('a', 9, '{"v":"nine"}'))
+    const window = [{ commandId: 'c-9', version: 10, events: 2 }]
+    await snapshots.save(stream, 1, token, write({ snapshots: [snapshot('a', 9, '{"v":"nine"}', window), snapshot('b', 2)] }))
+    expect(await snapshots.read(stream, 1, 'a')).toEqual(snapshot('a', 9, '{"v":"nine"}', window))
     expect(await snapshots.read(stream, 1, 'b')).toEqual(snapshot('b', 2))
     expect(await snapshots.read(stream, 1, 'missing')).toBeUndefined()
+    const other = await take(snapshots, 2)
+    await snapshots.save(stream, 2, other, write({ ready: true }))
     expect(await snapshots.read(stream, 2, 'a')).toBeUndefined()
   })
 
   it('moves the checkpoint forward only, field by field, and takes the new schema version', async () => {
     const { snapshots } = open()
     expect(await snapshots.checkpoint(stream, 0)).toBeUndefined()
-    await snapshots.save(stream, 0, write({ checkpoint: { offset: 10, commandPosition: 4, schemaVersion: 1 } }))
-    await snapshots.save(stream, 0, write({ checkpoint: { offset: 5, commandPosition: 7, schemaVersion: 2 } }))
+    const token = await take(snapshots, 0)
+    // Taking a partition writes no checkpoint: a new owner must still see that there is none.
+    expect(await snapshots.checkpoint(stream, 0)).toBeUndefined()
+    await snapshots.save(stream, 0, token, write({ checkpoint: { offset: 10, commandPosition: 4, schemaVersion: 1 } }))
+    await snapshots.save(stream, 0, token, write({ checkpoint: { offset: 5, commandPosition: 7, schemaVersion: 2 } }))
     expect(await snapshots.checkpoint(stream, 0)).toEqual({ offset: 10, commandPosition: 7, schemaVersion: 2 })
-    await snapshots.save(stream, 0, write({ checkpoint: { offset: 12, commandPosition: 2, schemaVersion: 3 } }))
+    await snapshots.save(stream, 0, token, write({ checkpoint: { offset: 12, commandPosition: 2, schemaVersion: 3 } }))
     expect(await snapshots.checkpoint(stream, 0)).toEqual({ offset: 12, commandPosition: 7, schemaVersion: 3 })
-    await snapshots.save(stream, 0, write({ checkpoint: { offset: 0, commandPosition: -1, schemaVersion: 3 } }))
+    await snapshots.save(stream, 0, token, write({ checkpoint: { offset: 0, commandPosition: -1, schemaVersion: 3 } }))
     expect(await snapshots.checkpoint(stream, 0)).toEqual({ offset: 12, commandPosition: 7, schemaVersion: 3 })
   })
 
   it('keeps offsets up to 2^53 - 1 exact and returns numbers, not strings', async () => {
     const { snapshots } = open()
+    const token = await take(snapshots, 3)
     const big = Number.MAX_SAFE_INTEGER
     await snapshots.save(
       stream,
       3,
+      token,
       write({
         snapshots: [snapshot('a', big - 1)],
         checkpoint: { offset: 1_000_000_000_000_001, commandPosition: big, schemaVersion: 4 },
+        ready: true,
       }),
     )
     const checkpoint = await snapshots.checkpoint(stream, 3)
@@ -85,6 +130,7 @@ describe('RedisSnapshotStore', () => {
     await snapshots.save(
       stream,
       3,
+      token,
       write({
         snapshots: [snapshot('a', big - 2, '{"older":true}')],
         checkpoint: { offset: 1_000_000_000_000_000, commandPosition: big - 1, schemaVersion: 4 },
@@ -93,110 +139,113 @@ describe('RedisSnapshotStore', () => {
     const read = await snapshots.read(stream, 3, 'a')
     expect(read).toEqual(snapshot('a', big - 1))
     expect(await snapshots.checkpoint(stream, 3)).toEqual(checkpoint)
+    const loaded = await snapshots.load(stream, 3, token, ['a'], [])
+    expect(loaded.snapshots.get('a')).toEqual(read)
+    expect(loaded.checkpoint).toEqual(checkpoint)
     for (const value of [read!.offset, read!.version, read!.schemaVersion, ...Object.values(checkpoint!)]) {
       expect(typeof value).toBe('number')
     }
     await expect(
-      snapshots.save(stream, 3, write({ snapshots: [snapshot('a', big + 1)] })),
+      snapshots.save(stream, 3, token, write({ snapshots: [snapshot('a', big + 1)] })),
     ).rejects.toMatchObject({ code: 'ESK_INVALID_ARGUMENT' })
   })
 
-  it('loads the checkpoint, snapshots and outcomes in one round trip', async () => {
+  it('loads ownership, checkpoint, snapshots and unlogged outcomes in one round trip, and saves with one script call', async () => {
     const store = open()
     const { snapshots } = store
+    const token = await take(snapshots, 2)
     await snapshots.save(
       stream,
       2,
-      write({ snapshots: [snapshot('a', 1), snapshot('b', 2)], outcomes: [accepted('c-1'), accepted('c-2', 'b', 2)] }),
+      token,
+      write({
+        snapshots: [snapshot('a', 1), snapshot('b', 2)],
+        unlogged: [rejected('c-1', 'a'), accepted('c-2', 'b', 2, 0)],
+      }),
     )
     const recorder = recordCommands(store.client)
     try {
-      const loaded = await snapshots.load(stream, 2, ['a', 'b', 'none'], ['c-1', 'c-2', 'c-none'])
+      const loaded = await snapshots.load(stream, 2, token, ['a', 'b', 'none'], [
+        { aggregateId: 'a', commandId: 'c-1' },
+        { aggregateId: 'b', commandId: 'c-2' },
+        { aggregateId: 'a', commandId: 'c-none' },
+      ])
+      expect(loaded.owned).toBe(true)
       expect([...loaded.snapshots.keys()]).toEqual(['a', 'b'])
       expect(loaded.snapshots.get('b')).toEqual(snapshot('b', 2))
-      expect([...loaded.outcomes.keys()]).toEqual(['c-1', 'c-2'])
-      expect(loaded.outcomes.get('c-2')).toEqual(accepted('c-2', 'b', 2))
-      expect(loaded.checkpoint).toEqual(write({}).checkpoint)
-      expect(recorder.sent.map((c) => c.name)).toEqual(['multi', 'hmget', 'hmget', 'mget', 'exec'])
+      expect([...loaded.unlogged.keys()]).toEqual([
+        commandKey({ aggregateId: 'a', commandId: 'c-1' }),
+        commandKey({ aggregateId: 'b', commandId: 'c-2' }),
+      ])
+      expect(loaded.unlogged.get(commandKey({ aggregateId: 'b', commandId: 'c-2' }))).toEqual(accepted('c-2', 'b', 2, 0))
+      expect(loaded.checkpoint).toEqual(write().checkpoint)
+      expect(recorder.sent.map((c) => c.name)).toEqual(['multi', 'hmget', 'hmget', 'exec'])
       expect(recorder.sent.every((c) => c.repliesBefore === 0)).toBe(true)
 
-      // Even with nothing to load, the checkpoint comes back: processors compare it with their own.
+      // Even with nothing to load, ownership and the checkpoint come back: processors check both.
       recorder.sent.length = 0
-      const empty = await snapshots.load(stream, 2, [], [])
-      expect(empty.snapshots.size + empty.outcomes.size).toBe(0)
-      expect(empty.checkpoint).toEqual(write({}).checkpoint)
+      const empty = await snapshots.load(stream, 2, token, [], [])
+      expect(empty.snapshots.size + empty.unlogged.size).toBe(0)
+      expect(empty).toMatchObject({ owned: true, checkpoint: write().checkpoint })
       expect(recorder.sent.map((c) => c.name)).toEqual(['multi', 'hmget', 'exec'])
-      expect((await snapshots.load(stream, 7, [], [])).checkpoint).toBeUndefined()
-      expect((await snapshots.load(stream, 2, ['a'], [])).snapshots.get('a')).toEqual(snapshot('a', 1))
-      expect((await snapshots.load(stream, 2, [], ['c-1'])).outcomes.get('c-1')).toEqual(accepted('c-1'))
+      expect(await snapshots.load(stream, 7, token, [], [])).toMatchObject({ owned: false, checkpoint: undefined })
+      expect((await snapshots.load(stream, 2, token, ['a'], [])).snapshots.get('a')).toEqual(snapshot('a', 1))
 
       recorder.sent.length = 0
-      await snapshots.save(stream, 2, write({ snapshots: [snapshot('a', 3)], outcomes: [accepted('c-3')] }))
-      expect(recorder.sent).toHaveLength(1)
-      expect(recorder.sent[0]!.name).toMatch(/^eval(sha)?$/)
+      await snapshots.save(stream, 2, token, write({ snapshots: [snapshot('a', 3)], unlogged: [rejected('c-3', 'a')] }))
+      expect(recorder.sent.map((c) => c.name)).toEqual(['evalsha'])
+      recorder.sent.length = 0
+      await snapshots.reset(stream, 2, token)
+      expect(recorder.sent.map((c) => c.name)).toEqual(['evalsha'])
     } finally {
       recorder.restore()
     }
   })
 
-  it('keeps outcomes for outcomeRetentionMs', async () => {
-    const { snapshots } = open({ outcomeRetentionMs: 300 })
-    const keys = new PartitionKeys(prefix(), stream, 0)
-    await snapshots.save(stream, 0, write({ outcomes: [accepted('short')] }))
-    const ttl = await admin().pttl(keys.outcome('short'))
-    expect(ttl).toBeGreaterThan(0)
-    expect(ttl).toBeLessThanOrEqual(300)
-    expect(await snapshots.readOutcome(stream, 0, 'short')).toEqual(accepted('short'))
-    await sleep(450)
-    expect(await snapshots.readOutcome(stream, 0, 'short')).toBeUndefined()
-
-    const { snapshots: daily } = open()
-    await daily.save(stream, 0, write({ outcomes: [accepted('long')] }))
-    const dayTtl = await admin().pttl(keys.outcome('long'))
-    expect(dayTtl).toBeGreaterThan(24 * 60 * 60 * 1000 - 60_000)
-    expect(dayTtl).toBeLessThanOrEqual(24 * 60 * 60 * 1000)
-  })
-
-  it('resets snapshots and checkpoint of one partition, keeping outcomes and other partitions', async () => {
+  it('resets snapshots, checkpoint and unlogged outcomes of one partition, keeping its owner and other partitions', async () => {
     const { snapshots } = open()
     const full = write({
       snapshots: [snapshot('a', 4)],
       checkpoint: { offset: 5, commandPosition: 9, schemaVersion: 1 },
-      outcomes: [accepted('kept')],
+      unlogged: [rejected('refused', 'a')],
+      ready: true,
     })
-    await snapshots.save(stream, 0, full)
-    await snapshots.save(stream, 1, full)
-    await snapshots.reset(stream, 0)
-    expect(await snapshots.read(stream, 0, 'a')).toBeUndefined()
-    expect(await snapshots.checkpoint(stream, 0)).toBeUndefined()
-    expect(await snapshots.readOutcome(stream, 0, 'kept')).toEqual(accepted('kept'))
+    const token = await take(snapshots, 0)
+    const other = await take(snapshots, 1)
+    await snapshots.save(stream, 0, token, full)
+    await snapshots.save(stream, 1, other, full)
+    await snapshots.reset(stream, 0, token)
     const keys = new PartitionKeys(prefix(), stream, 0)
-    expect(await admin().exists(keys.snapshots, keys.offsets, keys.checkpoint)).toBe(0)
+    expect(await contents(admin(), keys)).toEqual({ state: { '@owner': token }, unlogged: {}, order: [] })
+    expect(await snapshots.checkpoint(stream, 0)).toBeUndefined()
+    expect(await snapshots.readOutcome(stream, 0, { aggregateId: 'a', commandId: 'refused' })).toBeUndefined()
     expect(await snapshots.read(stream, 1, 'a')).toEqual(snapshot('a', 4))
+    expect(await snapshots.readOutcome(stream, 1, { aggregateId: 'a', commandId: 'refused' })).toEqual(rejected('refused', 'a'))
     // After a reset an older offset is accepted again: the rebuild starts from 0.
-    await snapshots.save(stream, 0, write({ snapshots: [snapshot('a', 0)] }))
+    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 0)], ready: true }))
     expect(await snapshots.read(stream, 0, 'a')).toEqual(snapshot('a', 0))
   })
 
   it('lays out every key of a partition under one hash tag, so they share a cluster slot', async () => {
     const { snapshots } = open()
-    const commandId = randomUUID()
+    const token = await take(snapshots, 3)
     await snapshots.save(
       stream,
       3,
+      token,
       write({
         snapshots: [snapshot('a', 1)],
         checkpoint: { offset: 2, commandPosition: 0, schemaVersion: 1 },
-        outcomes: [accepted(commandId)],
+        unlogged: [rejected(randomUUID(), 'a')],
       }),
     )
     const written = (await scanAll(admin(), `${prefix()}*`)).sort()
     const tag = `${prefix()}{Account:3}:`
-    expect(written).toEqual([`${tag}checkpoint`, `${tag}offsets`, `${tag}outcome:${commandId}`, `${tag}snapshots`])
+    expect(written).toEqual([`${tag}state`, `${tag}unlogged`, `${tag}unlogged-order`])
     const slots = await keySlots(admin(), written)
     expect(new Set(slots).size).toBe(1)
     const other = new PartitionKeys(prefix(), stream, 2)
-    expect(await keySlots(admin(), [other.snapshots])).not.toEqual([slots[0]])
+    expect(await keySlots(admin(), [other.state])).not.toEqual([slots[0]])
   })
 
   it('isolates key prefixes', async () => {
@@ -204,13 +253,22 @@ describe('RedisSnapshotStore', () => {
     const otherPrefix = testPrefix()
     const theirs = open({ keyPrefix: otherPrefix })
     try {
-      await mine.snapshots.save(stream, 0, write({ snapshots: [snapshot('a', 1)], outcomes: [accepted('c')] }))
-      expect(await theirs.snapshots.read(stream, 0, 'a')).toBeUndefined()
-      expect(await theirs.snapshots.readOutcome(stream, 0, 'c')).toBeUndefined()
+      const token = await take(mine.snapshots, 0)
+      await mine.snapshots.save(
+        stream,
+        0,
+        token,
+        write({ snapshots: [snapshot('a', 1)], unlogged: [rejected('c', 'a')], ready: true }),
+      )
+      await expect(theirs.snapshots.read(stream, 0, 'a')).rejects.toMatchObject({ code: 'ESK_UNAVAILABLE' })
+      expect(await theirs.snapshots.readOutcome(stream, 0, { aggregateId: 'a', commandId: 'c' })).toBeUndefined()
       expect(await theirs.snapshots.checkpoint(stream, 0)).toBeUndefined()
-      await theirs.snapshots.save(stream, 0, write({ snapshots: [snapshot('a', 7)] }))
-      expect(await deleteKeysWithPrefix(admin(), otherPrefix)).toBe(3)
+      expect((await theirs.snapshots.load(stream, 0, token, ['a'], [])).owned).toBe(false)
+      const theirToken = await take(theirs.snapshots, 0)
+      await theirs.snapshots.save(stream, 0, theirToken, write({ snapshots: [snapshot('a', 7)] }))
+      expect(await deleteKeysWithPrefix(admin(), otherPrefix)).toBe(1)
       expect(await mine.snapshots.read(stream, 0, 'a')).toEqual(snapshot('a', 1))
+      expect((await mine.snapshots.load(stream, 0, token, [], [])).owned).toBe(true)
     } finally {
       await deleteKeysWithPrefix(admin(), otherPrefix)
     }
@@ -219,7 +277,8 @@ describe('RedisSnapshotStore', () => {
   it('flushes keys of a prefix with glob characters only', async () => {
     const special = `esk-test-[${randomUUID()}]*?:`
     const store = open({ keyPrefix: special })
-    await store.snapshots.save(stream, 0, write({ snapshots: [snapshot('a', 1)] }))
+    const token = await take(store.snapshots, 0)
+    await store.snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 1)], unlogged: [rejected('c', 'a')] }))
     const lookalike = `esk-test-x${special.slice('esk-test-['.length)}`
     await admin().set(`${lookalike}keep`, '1')
     try {
@@ -231,28 +290,51 @@ describe('RedisSnapshotStore', () => {
     }
   })
 
-  it('reports a value it did not write with ESK_SERIALIZATION and the key', async () => {
+  it('reports a value it did not write with ESK_SERIALIZATION and where it is', async () => {
     const { snapshots } = open()
     const keys = new PartitionKeys(prefix(), stream, 0)
-    await admin().hset(keys.snapshots, 'bad', '{"aggregateId":"bad","version":"1"}')
-    await expect(snapshots.read(stream, 0, 'bad')).rejects.toMatchObject({
+    const token = await take(snapshots, 0)
+    await snapshots.save(stream, 0, token, write({ ready: true }))
+    await admin().hset(keys.state, 's:bad', '{"aggregateId":"bad","version":"1"}')
+    const bad = { code: 'ESK_SERIALIZATION', details: { key: keys.state, field: 's:bad' } }
+    await expect(snapshots.read(stream, 0, 'bad')).rejects.toMatchObject(bad)
+    await expect(snapshots.load(stream, 0, token, ['bad'], [])).rejects.toMatchObject(bad)
+    await admin().hset(keys.state, 's:window', JSON.stringify({ ...snapshot('window', 1), recent: [['c', -1, 1]] }))
+    await expect(snapshots.read(stream, 0, 'window')).rejects.toMatchObject({
       code: 'ESK_SERIALIZATION',
-      details: { key: keys.snapshots, field: 'bad' },
+      message: expect.stringContaining('recent'),
     })
-    await admin().hset(keys.checkpoint, 'offset', '12')
-    await expect(snapshots.checkpoint(stream, 0)).rejects.toMatchObject({ code: 'ESK_SERIALIZATION' })
-    await admin().set(keys.outcome('x'), 'not json')
-    await expect(snapshots.readOutcome(stream, 0, 'x')).rejects.toMatchObject({ code: 'ESK_SERIALIZATION' })
+    await expect(snapshots.readOutcome(stream, 0, { aggregateId: 'window', commandId: 'c' })).rejects.toMatchObject({
+      code: 'ESK_SERIALIZATION',
+    })
+    await admin().hset(keys.state, '@position', 'twelve')
+    await expect(snapshots.checkpoint(stream, 0)).rejects.toMatchObject({
+      code: 'ESK_SERIALIZATION',
+      details: { key: keys.state, field: '@position' },
+    })
+    // A checkpoint with a field missing is not one esk wrote either.
+    const partial = new PartitionKeys(prefix(), stream, 1)
+    await admin().hset(partial.state, '@offset', '12')
+    await expect(snapshots.checkpoint(stream, 1)).rejects.toMatchObject({ code: 'ESK_SERIALIZATION' })
+    const command = { aggregateId: 'x', commandId: 'c' }
+    await admin().hset(keys.unlogged, commandKey(command), 'not json')
+    await expect(snapshots.readOutcome(stream, 0, command)).rejects.toMatchObject({
+      code: 'ESK_SERIALIZATION',
+      details: { key: keys.unlogged },
+    })
+    await expect(snapshots.load(stream, 0, token, [], [command])).rejects.toMatchObject({ code: 'ESK_SERIALIZATION' })
   })
 
   it('never closes a client it was given, and closes what it created, once', async () => {
     const client = new Redis(REDIS_URL)
     try {
       const store = new RedisStore({ client, keyPrefix: prefix() })
-      const waiting = store.outcomes.wait(stream, 0, 'c', AbortSignal.timeout(60_000))
-      await store.snapshots.save(stream, 0, write({ outcomes: [accepted('c')] }))
-      await store.outcomes.publish(stream, 0, [{ replyTo: store.outcomes.address, outcome: accepted('c') }])
-      expect(await waiting).toEqual(accepted('c'))
+      const command = { aggregateId: 'a-1', commandId: 'c' }
+      const waiting = store.outcomes.wait(stream, 0, command, AbortSignal.timeout(60_000))
+      const token = await take(store.snapshots, 0)
+      await store.snapshots.save(stream, 0, token, write({ unlogged: [accepted('c', 'a-1', 1, 0)], ready: true }))
+      await store.outcomes.publish(stream, 0, [{ replyTo: store.outcomes.address, outcome: accepted('c', 'a-1', 1, 0) }])
+      expect(await waiting).toEqual(accepted('c', 'a-1', 1, 0))
       await store.close()
       await store.close()
       expect(await client.ping()).toBe('PONG')
@@ -261,9 +343,9 @@ describe('RedisSnapshotStore', () => {
       const channel = `${prefix()}replies:${store.outcomes.address}`
       const [, listeners] = (await admin().pubsub('NUMSUB', channel)) as [string, number]
       expect(Number(listeners)).toBe(0)
-      await expect(store.outcomes.wait(stream, 0, 'd', new AbortController().signal)).rejects.toMatchObject({
-        code: 'ESK_CLOSED',
-      })
+      await expect(
+        store.outcomes.wait(stream, 0, { aggregateId: 'a-1', commandId: 'd' }, new AbortController().signal),
+      ).rejects.toMatchObject({ code: 'ESK_CLOSED' })
     } finally {
       await client.quit()
     }
@@ -272,7 +354,7 @@ describe('RedisSnapshotStore', () => {
     await owned.snapshots.checkpoint(stream, 0)
     await Promise.all([owned.close(), owned.close()])
     await eventuallyEnded(owned.client)
-    await expect(owned.snapshots.read(stream, 0, 'a')).rejects.toThrow(/closed/i)
+    await expect(owned.snapshots.checkpoint(stream, 0)).rejects.toThrow(/closed/i)
   })
 
   it('rejects a save at once when Redis cannot be reached, and reports the connection failure', async () => {
@@ -280,9 +362,10 @@ describe('RedisSnapshotStore', () => {
     const logger = { debug() {}, info() {}, error() {}, warn: (message: string) => void warnings.push(message) }
     const store = open({ url: 'redis://127.0.0.1:1', logger })
     const started = Date.now()
-    await expect(store.snapshots.save(stream, 0, write({ snapshots: [snapshot('a', 1)] }))).rejects.toThrow(
+    await expect(store.snapshots.save(stream, 0, 'token', write({ snapshots: [snapshot('a', 1)] }))).rejects.toThrow(
       /saving 1 snapshots and 0 outcomes of Account\/0 failed/,
     )
+    await expect(store.snapshots.reset(stream, 0, 'token')).rejects.toThrow(/resetting Account\/0 failed/)
     await expect(store.snapshots.read(stream, 0, 'a')).rejects.toThrow()
     expect(Date.now() - started).toBeLessThan(3_000)
     expect(warnings).toContain('redis connection failed; retrying')
@@ -295,21 +378,23 @@ describe('RedisSnapshotStore', () => {
       [{ client, redisOptions: { password: 'x' } }, 'redisOptions'],
       [{ keyPrefix: '' }, 'keyPrefix'],
       [{ keyPrefix: 'a{b}:' }, 'keyPrefix'],
-      [{ outcomeRetentionMs: 0 }, 'outcomeRetentionMs'],
-      [{ outcomeRetentionMs: 1.5 }, 'outcomeRetentionMs'],
+      [{ unloggedWindow: 0 }, 'unloggedWindow'],
+      [{ unloggedWindow: 1.5 }, 'unloggedWindow'],
       [{ outcomePollMs: 500, outcomePollMaxMs: 100 }, 'outcomePollMaxMs'],
       [{ url: 'http://localhost:6379' }, 'url'],
       [{ url: REDIS_URL, redisOptions: { host: 'elsewhere' } }, 'url'],
       [{ redisOptions: { keyPrefix: 'x:' } }, 'redisOptions'],
     ]
     for (const [options, option] of cases) {
-      let error: unknown
-      try {
-        new RedisStore(options)
-      } catch (e) {
-        error = e
-      }
-      expect(error, JSON.stringify({ ...options, client: options.client && 'client' })).toMatchObject({
+      expect(configurationError(() => new RedisStore(options)), JSON.stringify({ ...options, client: options.client && 'client' })).toMatchObject({
+        code: 'ESK_CONFIGURATION',
+        details: { option },
+        message: expect.stringContaining(option),
+      })
+    }
+    // The snapshot store used on its own checks its options the same way.
+    for (const [options, option] of cases.filter(([, option]) => option === 'keyPrefix' || option === 'unloggedWindow')) {
+      expect(configurationError(() => new RedisSnapshotStore(client, options)), JSON.stringify(options)).toMatchObject({
         code: 'ESK_CONFIGURATION',
         details: { option },
         message: expect.stringContaining(option),
@@ -321,6 +406,243 @@ describe('RedisSnapshotStore', () => {
     prefixed.disconnect()
   })
 })
+
+describe('RedisSnapshotStore fencing', () => {
+  const { open, admin, prefix } = isolatedStores()
+
+  // Issue 6, scenario 2: a processor that lost the partition still has a save or reset in flight
+  // (ioredis resends commands after a reconnect) and it lands after the new owner took over. Before
+  // 61b73dd nothing in Redis knew the owner: the save and the reset went through. Fails on that code.
+  it('refuses a save or reset with an earlier owner token, changing nothing, and accepts the current owner', async () => {
+    const old = open()
+    const current = open()
+    const keys = new PartitionKeys(prefix(), stream, 0)
+    const t1 = await take(old.snapshots, 0)
+    await old.snapshots.save(
+      stream,
+      0,
+      t1,
+      write({
+        snapshots: [snapshot('a', 4)],
+        checkpoint: { offset: 5, commandPosition: 9, schemaVersion: 1 },
+        unlogged: [rejected('first', 'a')],
+      }),
+    )
+    const t2 = await take(current.snapshots, 0)
+    const before = await contents(admin(), keys)
+    expect(before).toMatchObject({ state: { '@owner': t2, 'o:a': '4' } })
+
+    // Every part of this write would change something if it were applied.
+    const late = write({
+      snapshots: [snapshot('a', 8, '{"late":true}'), snapshot('b', 7)],
+      checkpoint: { offset: 9, commandPosition: 12, schemaVersion: 2 },
+      unlogged: [rejected('late', 'a')],
+      ready: true,
+    })
+    const fenced = { code: 'ESK_FENCED', details: { aggregate: 'Account', partition: 0 } }
+    await expect(old.snapshots.save(stream, 0, t1, late)).rejects.toMatchObject({
+      ...fenced,
+      message: expect.stringContaining('saving 2 snapshots and 1 outcomes of Account/0 was refused'),
+    })
+    await expect(old.snapshots.reset(stream, 0, t1)).rejects.toMatchObject({
+      ...fenced,
+      message: expect.stringContaining('resetting Account/0 was refused'),
+    })
+    // A token nobody took is refused the same way.
+    await expect(old.snapshots.save(stream, 0, 'forged', late)).rejects.toMatchObject(fenced)
+    expect(await contents(admin(), keys)).toEqual(before)
+
+    await current.snapshots.save(stream, 0, t2, late)
+    expect(await current.snapshots.read(stream, 0, 'a')).toEqual(snapshot('a', 8, '{"late":true}'))
+    expect(await current.snapshots.checkpoint(stream, 0)).toEqual(late.checkpoint)
+    await current.snapshots.reset(stream, 0, t2)
+    expect(await contents(admin(), keys)).toEqual({ state: { '@owner': t2 }, unlogged: {}, order: [] })
+  })
+
+  // Issue 6, scenarios 1 and 2: the store is emptied (FLUSHALL, eviction, a restart without
+  // persistence) while a processor still has a write in flight. Before 61b73dd, save was an
+  // unconditional script and reset a plain UNLINK, so this late save re-created the checkpoint and
+  // a snapshot in the empty store, and the next owner's check saw a partition that looked whole.
+  // This test fails on that code. Deleting the test prefix is FLUSHALL for these keys without
+  // touching anything else the server holds.
+  it('refuses a late write after the store was emptied and does not re-create the partition', async () => {
+    const old = open()
+    const keys = new PartitionKeys(prefix(), stream, 0)
+    const t1 = await take(old.snapshots, 0)
+    await old.snapshots.save(
+      stream,
+      0,
+      t1,
+      write({ snapshots: [snapshot('a', 1)], checkpoint: { offset: 2, commandPosition: 1, schemaVersion: 1 }, ready: true }),
+    )
+    expect(await deleteKeysWithPrefix(admin(), prefix())).toBe(1)
+
+    const late = write({
+      snapshots: [snapshot('a', 3)],
+      checkpoint: { offset: 4, commandPosition: 3, schemaVersion: 1 },
+      unlogged: [rejected('late', 'a')],
+      ready: true,
+    })
+    await expect(old.snapshots.save(stream, 0, t1, late)).rejects.toMatchObject({ code: 'ESK_FENCED' })
+    await expect(old.snapshots.reset(stream, 0, t1)).rejects.toMatchObject({ code: 'ESK_FENCED' })
+    expect(await admin().exists(keys.state)).toBe(0)
+    expect(await admin().exists(keys.unlogged, keys.unloggedOrder)).toBe(0)
+    expect(await old.snapshots.checkpoint(stream, 0)).toBeUndefined()
+  })
+
+  it('tells a loader it no longer owns the partition after another acquire or after the store was emptied', async () => {
+    const first = open()
+    const second = open()
+    const t1 = await take(first.snapshots, 1)
+    expect((await first.snapshots.load(stream, 1, t1, [], [])).owned).toBe(true)
+    await first.snapshots.save(stream, 1, t1, write({ snapshots: [snapshot('a', 1)], ready: true }))
+
+    const t2 = await take(second.snapshots, 1)
+    const taken = await first.snapshots.load(stream, 1, t1, ['a'], [])
+    expect(taken.owned).toBe(false)
+    expect((await second.snapshots.load(stream, 1, t2, [], [])).owned).toBe(true)
+
+    await deleteKeysWithPrefix(admin(), prefix())
+    const emptied = await second.snapshots.load(stream, 1, t2, ['a'], [{ aggregateId: 'a', commandId: 'c' }])
+    expect(emptied).toEqual({ owned: false, snapshots: new Map(), unlogged: new Map(), checkpoint: undefined })
+    // Taking the partition again is what makes it owned: the processor then replays it.
+    const t3 = await take(second.snapshots, 1)
+    expect((await second.snapshots.load(stream, 1, t3, [], [])).owned).toBe(true)
+    expect((await second.snapshots.load(stream, 1, t2, [], [])).owned).toBe(false)
+  })
+
+  it('answers reads with ESK_UNAVAILABLE until the partition is saved ready, and again after a reset', async () => {
+    const { snapshots } = open()
+    const unavailable = {
+      code: 'ESK_UNAVAILABLE',
+      retriable: true,
+      details: { aggregate: 'Account', partition: 2 },
+    }
+    // Nothing was ever recovered here: a missing snapshot would prove nothing.
+    await expect(snapshots.read(stream, 2, 'a')).rejects.toMatchObject(unavailable)
+    const t1 = await take(snapshots, 2)
+    await snapshots.save(stream, 2, t1, write({ snapshots: [snapshot('a', 1)] }))
+    await expect(snapshots.read(stream, 2, 'a')).rejects.toMatchObject(unavailable)
+    await expect(snapshots.read(stream, 2, 'b')).rejects.toMatchObject(unavailable)
+    await snapshots.save(stream, 2, t1, write({ checkpoint: { offset: 2, commandPosition: 0, schemaVersion: 1 }, ready: true }))
+    expect(await snapshots.read(stream, 2, 'a')).toEqual(snapshot('a', 1))
+    expect(await snapshots.read(stream, 2, 'b')).toBeUndefined()
+
+    // A takeover that only catches up keeps the partition readable: its snapshots stay valid.
+    const t2 = await take(snapshots, 2)
+    expect(await snapshots.read(stream, 2, 'a')).toEqual(snapshot('a', 1))
+    // A rebuild does not: until it is done, a missing snapshot would be a lie.
+    await snapshots.reset(stream, 2, t2)
+    await expect(snapshots.read(stream, 2, 'a')).rejects.toMatchObject(unavailable)
+    await snapshots.save(stream, 2, t2, write({ snapshots: [snapshot('b', 0)] }))
+    await expect(snapshots.read(stream, 2, 'b')).rejects.toMatchObject(unavailable)
+    await snapshots.save(stream, 2, t2, write({ ready: true }))
+    expect(await snapshots.read(stream, 2, 'b')).toEqual(snapshot('b', 0))
+    expect(await snapshots.read(stream, 2, 'a')).toBeUndefined()
+
+    // An emptied store is not ready either, whatever a reader saw before.
+    await deleteKeysWithPrefix(admin(), prefix())
+    await expect(snapshots.read(stream, 2, 'b')).rejects.toMatchObject(unavailable)
+  })
+})
+
+describe('RedisSnapshotStore de-duplication records', () => {
+  const { open, admin, prefix } = isolatedStores()
+
+  it('keeps at most unloggedWindow unlogged outcomes, oldest dropped first, none with a time to live', async () => {
+    const { snapshots } = open({ unloggedWindow: 3 })
+    const keys = new PartitionKeys(prefix(), stream, 0)
+    const token = await take(snapshots, 0)
+    const outcomes = Array.from({ length: 5 }, (_, i) => rejected(`c-${i}`, `a-${i % 2}`))
+    const keyOf = (o: Outcome): string => commandKey(o)
+    await snapshots.save(stream, 0, token, write({ unlogged: outcomes.slice(0, 2) }))
+    expect(await admin().lrange(keys.unloggedOrder, 0, -1)).toEqual(outcomes.slice(0, 2).map(keyOf))
+    await snapshots.save(stream, 0, token, write({ unlogged: outcomes.slice(2) }))
+    expect(await admin().lrange(keys.unloggedOrder, 0, -1)).toEqual(outcomes.slice(2).map(keyOf))
+    expect(Object.keys(await admin().hgetall(keys.unlogged)).sort()).toEqual(outcomes.slice(2).map(keyOf).sort())
+    for (const outcome of outcomes.slice(0, 2)) expect(await snapshots.readOutcome(stream, 0, outcome)).toBeUndefined()
+    for (const outcome of outcomes.slice(2)) expect(await snapshots.readOutcome(stream, 0, outcome)).toEqual(outcome)
+    const loaded = await snapshots.load(stream, 0, token, [], outcomes)
+    expect([...loaded.unlogged.keys()]).toEqual(outcomes.slice(2).map(keyOf))
+
+    // One write larger than the window keeps only its newest outcomes.
+    const burst = Array.from({ length: 10 }, (_, i) => rejected(`burst-${i}`))
+    await snapshots.save(stream, 0, token, write({ unlogged: burst }))
+    expect(await admin().lrange(keys.unloggedOrder, 0, -1)).toEqual(burst.slice(7).map(keyOf))
+    expect(await admin().hlen(keys.unlogged)).toBe(3)
+
+    // Bounded by count, not by time: no key of the partition expires, so no volatile-* eviction
+    // policy picks them, and nothing reopens a window behind the processor's back.
+    for (const key of keys.all) expect(await admin().pttl(key)).toBe(-1)
+  })
+
+  it('keeps the first outcome of a command while it is in the window', async () => {
+    const { snapshots } = open({ unloggedWindow: 2 })
+    const keys = new PartitionKeys(prefix(), stream, 0)
+    const token = await take(snapshots, 0)
+    const first = rejected('c', 'a', 'first')
+    await snapshots.save(stream, 0, token, write({ unlogged: [first] }))
+    await snapshots.save(stream, 0, token, write({ unlogged: [accepted('c', 'a', 3, 0), rejected('c', 'a', 'third')] }))
+    expect(await snapshots.readOutcome(stream, 0, { aggregateId: 'a', commandId: 'c' })).toEqual(first)
+    // The repeats took no place in the window.
+    expect(await admin().lrange(keys.unloggedOrder, 0, -1)).toEqual([commandKey(first)])
+    // Within one write too, the first of two outcomes for a command is kept.
+    await snapshots.save(stream, 0, token, write({ unlogged: [rejected('d', 'a', 'one'), rejected('d', 'a', 'two')] }))
+    expect(await snapshots.readOutcome(stream, 0, { aggregateId: 'a', commandId: 'd' })).toEqual(rejected('d', 'a', 'one'))
+    expect(await admin().llen(keys.unloggedOrder)).toBe(2)
+
+    // The limit: once an outcome has left the window, a later one for the same command is recorded.
+    await snapshots.save(stream, 0, token, write({ unlogged: [rejected('e', 'a')] }))
+    expect(await snapshots.readOutcome(stream, 0, first)).toBeUndefined()
+    await snapshots.save(stream, 0, token, write({ unlogged: [accepted('c', 'a', 3, 0)] }))
+    expect(await snapshots.readOutcome(stream, 0, first)).toEqual(accepted('c', 'a', 3, 0))
+  })
+
+  // Issue 6, scenario 3: before 61b73dd, outcomes were keyed by (partition, commandId), so the
+  // second aggregate's command read the first one's outcome. This test fails on that code.
+  it('finds outcomes by aggregate and command id: accepted ones in the snapshot window, refusals in the unlogged hash', async () => {
+    const { snapshots } = open()
+    const token = await take(snapshots, 1)
+    const shared = 'idempotency-key-1'
+    const window = [
+      { commandId: 'older', version: 1, events: 1 },
+      { commandId: shared, version: 3, events: 2 },
+    ]
+    await snapshots.save(
+      stream,
+      1,
+      token,
+      write({ snapshots: [snapshot('a', 2, '{}', window), snapshot('b', 0)], unlogged: [rejected(shared, 'b')] }),
+    )
+    expect(await snapshots.readOutcome(stream, 1, { aggregateId: 'a', commandId: shared })).toEqual(accepted(shared, 'a', 3, 2))
+    expect(await snapshots.readOutcome(stream, 1, { aggregateId: 'b', commandId: shared })).toEqual(rejected(shared, 'b'))
+    expect(await snapshots.readOutcome(stream, 1, { aggregateId: 'c', commandId: shared })).toBeUndefined()
+    expect(await snapshots.readOutcome(stream, 1, { aggregateId: 'b', commandId: 'older' })).toBeUndefined()
+    const loaded = await snapshots.load(stream, 1, token, ['a', 'b'], [
+      { aggregateId: 'a', commandId: shared },
+      { aggregateId: 'b', commandId: shared },
+    ])
+    expect([...loaded.unlogged.entries()]).toEqual([[commandKey({ aggregateId: 'b', commandId: shared }), rejected(shared, 'b')]])
+    expect(loaded.snapshots.get('a')?.recent).toEqual(window)
+
+    // The window is what the aggregate's latest snapshot carries: a command that left it is gone.
+    const moved = [...window.slice(1), { commandId: 'newest', version: 4, events: 1 }]
+    await snapshots.save(stream, 1, token, write({ snapshots: [snapshot('a', 3, '{}', moved)] }))
+    expect(await snapshots.readOutcome(stream, 1, { aggregateId: 'a', commandId: 'older' })).toBeUndefined()
+    expect(await snapshots.readOutcome(stream, 1, { aggregateId: 'a', commandId: 'newest' })).toEqual(
+      accepted('newest', 'a', 4, 1),
+    )
+  })
+})
+
+function configurationError(create: () => unknown): unknown {
+  try {
+    create()
+  } catch (error) {
+    return error
+  }
+  return undefined
+}
 
 async function scanAll(client: Redis, pattern: string): Promise<string[]> {
   const keys: string[] = []
