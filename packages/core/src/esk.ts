@@ -48,7 +48,7 @@ export interface EskOptions {
   maxEventBytes?: number
   /**
    * Accepted command ids remembered per aggregate, inside its snapshot: a retry of one of the
-   * aggregate's last `dedupWindow` accepted commands is answered, never applied again. About 60
+   * aggregate's last `dedupWindow` accepted commands is answered, never applied again. About 50
    * bytes of Redis per entry with UUID command ids. Default 32.
    */
   dedupWindow?: number

@@ -168,9 +168,12 @@ export interface SnapshotStore {
   close(): Promise<void>
 }
 
-/** The key of a command in maps of outcomes: its aggregate id and command id. */
+/**
+ * The key of a command in maps of outcomes: its aggregate id and command id, as a JSON pair, so no
+ * two different pairs share a key whatever characters the ids hold.
+ */
 export function commandKey(command: CommandKey): string {
-  return `${command.aggregateId}\u0000${command.commandId}`
+  return JSON.stringify([command.aggregateId, command.commandId])
 }
 
 /** Carries outcomes from processors to the clients waiting for them. */

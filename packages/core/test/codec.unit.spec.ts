@@ -1,4 +1,4 @@
-import { decodeEnvelope, encodeEnvelope, isUndecodable, type CommandEnvelope, type UndecodableCommand } from '@esk/core'
+import { commandKey, decodeEnvelope, encodeEnvelope, isUndecodable, type CommandEnvelope, type UndecodableCommand } from '@esk/core'
 import { describe, expect, it } from 'vitest'
 
 const valid: CommandEnvelope = {
@@ -94,5 +94,19 @@ describe('decodeEnvelope', () => {
     expect('aggregateId' in refused).toBe(false)
     expect('replyTo' in refused).toBe(false)
     expect(refused.error.details).toMatchObject({ commandType: 'unknown' })
+  })
+})
+
+describe('commandKey', () => {
+  // Fails before the JSON pair: `a\0b` + `c` and `a` + `b\0c` shared a key, so one aggregate's
+  // outcome answered another's command.
+  it('gives different commands different keys, whatever characters the ids hold', () => {
+    const pairs = [
+      { aggregateId: 'a\u0000b', commandId: 'c' },
+      { aggregateId: 'a', commandId: 'b\u0000c' },
+      { aggregateId: 'a"', commandId: 'b' },
+      { aggregateId: 'a', commandId: '"b' },
+    ]
+    expect(new Set(pairs.map(commandKey)).size).toBe(pairs.length)
   })
 })

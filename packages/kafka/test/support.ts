@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Driver } from '@esk/core'
 import { kafkaTransport, type KafkaTransportOptions } from '@esk/kafka'
-import { redisStore, deleteKeysWithPrefix } from '@esk/redis'
+import { PartitionKeys, StateFields, deleteKeysWithPrefix, redisStore } from '@esk/redis'
 import { localStack, type ContractFixture } from '@esk/testing'
 import { Redis } from 'ioredis'
 import { logLevel } from 'kafkajs'
@@ -41,6 +41,9 @@ export function isolatedStack(): IsolatedStack {
     }),
     flushSnapshots: async () => {
       await deleteKeysWithPrefix(redis, keyPrefix)
+    },
+    corruptSnapshot: async (stream, partition, id) => {
+      await redis.hset(new PartitionKeys(keyPrefix, stream, partition).state, StateFields.snapshot(id), 'not a snapshot')
     },
     dispose: async () => {
       await deleteKeysWithPrefix(redis, keyPrefix)

@@ -6,5 +6,8 @@ describeDriverContract('embedded memory driver', async () => {
   return {
     driver: () => memoryDriver({ backend, maxBatchSize: 16 }),
     flushSnapshots: async () => backend.flushSnapshots(),
+    corruptSnapshot: async (stream, partition, id) => {
+      backend.partitionState(stream.aggregate, partition).snapshots.get(id)!.state = '{"balance": not json'
+    },
   }
 })

@@ -1,7 +1,7 @@
 export { RedisStore, redisStore } from './store.js'
 export { RedisSnapshotStore } from './snapshot-store.js'
 export { RedisOutcomeChannel } from './outcome-channel.js'
-export { PartitionKeys, replyChannel } from './keys.js'
+export { PartitionKeys, StateFields, replyChannel } from './keys.js'
 export { REDIS_CONNECTION_DEFAULTS, REDIS_STORE_DEFAULTS } from './options.js'
 export type { RedisOutcomeChannelOptions, RedisSnapshotStoreOptions, RedisStoreOptions } from './options.js'
 export { deleteKeysWithPrefix } from './prefix.js'

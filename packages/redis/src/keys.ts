@@ -11,7 +11,7 @@ import { InvalidArgumentError, type StreamSpec } from '@esk/core'
  *   - `@owner`: the owner token of the processor that may write; `@ready`: `1` once recovered;
  *   - `@offset`, `@position`, `@schema`: the checkpoint (next event offset, highest command position
  *     included, schema version).
- * - `<prefix>{<aggregate>:<partition>}:unlogged` HASH `<aggregateId>\0<commandId>` -> JSON of an
+ * - `<prefix>{<aggregate>:<partition>}:unlogged` HASH `["<aggregateId>","<commandId>"]` (JSON) -> JSON of an
  *   outcome that left nothing in the log (a refusal, or an acceptance without events);
  * - `<prefix>{<aggregate>:<partition>}:unlogged-order` LIST of those fields, oldest first, trimmed to
  *   `unloggedWindow`.

@@ -28,7 +28,7 @@ export interface RedisStoreOptions {
   keyPrefix?: string
   /**
    * Outcomes that left nothing in the event log (refusals, and acceptances without events) kept
-   * per partition so that a retry gets the same answer; the oldest go first. About 300 bytes each.
+   * per partition so that a retry gets the same answer; the oldest go first. About 400 bytes each.
    * Accepted commands with events are remembered in their aggregate's snapshot instead (see
    * `dedupWindow` of `createEsk`). Default 10000.
    */

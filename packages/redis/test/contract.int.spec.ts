@@ -1,5 +1,5 @@
 import { MemoryBackend, MemoryTransport } from '@esk/memory'
-import { deleteKeysWithPrefix, redisStore } from '@esk/redis'
+import { PartitionKeys, StateFields, deleteKeysWithPrefix, redisStore } from '@esk/redis'
 import { describeDriverContract } from '@esk/testing'
 import { REDIS_URL, adminClient, testPrefix } from './support.js'
 
@@ -17,6 +17,9 @@ describeDriverContract('memory transport + Redis store', async () => {
     }),
     flushSnapshots: async () => {
       await deleteKeysWithPrefix(admin, keyPrefix)
+    },
+    corruptSnapshot: async (stream, partition, id) => {
+      await admin.hset(new PartitionKeys(keyPrefix, stream, partition).state, StateFields.snapshot(id), 'not a snapshot')
     },
     dispose: async () => {
       await deleteKeysWithPrefix(admin, keyPrefix)

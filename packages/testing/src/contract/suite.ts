@@ -38,6 +38,8 @@ export interface ContractFixture {
   driver(): Driver | Promise<Driver>
   /** Drops every snapshot, checkpoint and outcome, as `FLUSHALL` does to Redis. */
   flushSnapshots(): Promise<void>
+  /** Overwrites a stored snapshot with text that is not a snapshot, as a bad edit or a bug would. */
+  corruptSnapshot(stream: StreamSpec, partition: number, aggregateId: string): Promise<void>
   /** Releases anything the fixture holds once a test is done. */
   dispose?(): Promise<void>
 }
@@ -656,6 +658,20 @@ export function describeDriverContract(
       })
       expect((await accounts.update(id, new Deposit(2))).version).toBe(2)
       expect((await accounts.get(id, { atLeastVersion: 2 })).state).toMatchObject({ balance: 3, history: [1, 2] })
+    })
+
+    it('rebuilds a partition whose stored snapshot cannot be read, instead of refusing its commands', async () => {
+      const f = await fixture()
+      const app = await start(f)
+      const accounts = app.repository(ContractAccount)
+      const [broken, neighbour] = idsInOnePartition(2) as [string, string]
+      await accounts.save(new Open('broken', 2), { id: broken })
+      await accounts.save(new Open('neighbour', 3), { id: neighbour })
+      await accounts.update(broken, new Deposit(5))
+      await f.corruptSnapshot(app.streams[0]!, partitionFor(broken, partitions), broken)
+      expect((await accounts.update(broken, new Deposit(1))).version).toBe(3)
+      expect((await accounts.get(broken, { atLeastVersion: 3 })).state).toMatchObject({ balance: 8, history: [2, 5, 1] })
+      expect((await accounts.get(neighbour)).state).toMatchObject({ balance: 3 })
     })
   })
 }
