@@ -75,6 +75,7 @@ export type {
   Checkpoint,
   CommandEnvelope,
   CommandRecord,
+  DeadLetter,
   EventToAppend,
   Outcome,
   RecentCommand,

@@ -1,6 +1,7 @@
 import type {
   Checkpoint,
   CommandRecord,
+  DeadLetter,
   EventToAppend,
   Outcome,
   Reply,
@@ -25,12 +26,12 @@ export interface StreamSpec {
  */
 export interface PartitionWriter {
   /**
-   * Appends `events` to the event log partition and marks every command up to and including
-   * `commandPosition` as consumed, atomically. Returns the offsets given to the events, in order.
+   * Appends `events` to the event log partition, `deadLetters` to the dead-letter log, and marks
+   * every command up to and including `commandPosition` as consumed, atomically. Returns the offsets given to the events, in order.
    * Throws a `FencedError` (code `ESK_FENCED`) when another owner has taken the partition; the
    * writer must then be dropped.
    */
-  commit(events: EventToAppend[], commandPosition: number): Promise<number[]>
+  commit(events: EventToAppend[], commandPosition: number, deadLetters?: DeadLetter[]): Promise<number[]>
 }
 
 /** A partition the transport has handed to this process, exclusively, until `signal` aborts. */

@@ -21,6 +21,7 @@ import type {
   Checkpoint,
   CommandEnvelope,
   CommandRecord,
+  DeadLetter,
   EventToAppend,
   Outcome,
   RecentCommand,
@@ -209,6 +210,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const loadedAt = performance.now()
     const events: EventToAppend[] = []
     const unlogged: Outcome[] = []
+    const deadLetters: DeadLetter[] = []
     const replies: Reply[] = []
     // Outcomes decided in this batch, so a duplicate inside the batch gets the same answer.
     const decided = new Map<string, Outcome>()
@@ -220,6 +222,13 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
           partition,
           position: record.position,
           error: command.error.message,
+        })
+        deadLetters.push({
+          position: record.position,
+          value: record.value,
+          reason: errorToPayload(command.error),
+          ...(command.aggregateId !== undefined && { aggregateId: command.aggregateId }),
+          ...(command.commandId !== undefined && { commandId: command.commandId }),
         })
         if (command.commandId && command.aggregateId) {
           const key = commandKey({ aggregateId: command.aggregateId, commandId: command.commandId })
@@ -250,6 +259,9 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       }
       decided.set(key, outcome)
       if (outcome.status === 'rejected' || outcome.events === 0) unlogged.push(outcome)
+      if (outcome.status === 'rejected' && POISON.has(outcome.error.code)) {
+        deadLetters.push({ position: record.position, value: record.value, reason: outcome.error, aggregateId: command.aggregateId, commandId: command.commandId })
+      }
       if (command.replyTo) replies.push({ replyTo: command.replyTo, outcome })
     }
 
@@ -257,7 +269,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const lastPosition = fresh[fresh.length - 1]!.position
     let offsets: number[]
     try {
-      offsets = await this.lease.writer.commit(events, lastPosition)
+      offsets = await this.lease.writer.commit(events, lastPosition, deadLetters)
     } catch (error) {
       if (hasCode(error, ErrorCode.Fenced)) {
         this.transition('fenced', error)
@@ -663,6 +675,12 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     return new Error(`the snapshot store lost ${this.name}/${this.lease.partition} ${when}, or another processor took it`)
   }
 }
+
+/**
+ * Refusals that say the command itself can never succeed as sent, whatever the aggregate's state:
+ * the record goes to the dead-letter log. Business refusals (rejections, conflicts, validation) do not.
+ */
+const POISON = new Set<string>([ErrorCode.HandlerFailed, ErrorCode.UnknownCommand, ErrorCode.Serialization])
 
 /** A stored snapshot that cannot be decoded: the partition is rebuilt instead of refusing commands. */
 class CorruptSnapshot extends Error {}

@@ -41,6 +41,23 @@ export interface EventToAppend {
   payload: string
 }
 
+/**
+ * A command record that can never succeed (it cannot be decoded, names an unknown command type,
+ * or its handler failed), kept with the reason in a dead-letter log in the same atomic step as
+ * its position, so an operator can inspect it and send it again once fixed.
+ */
+export interface DeadLetter {
+  /** Position of the record in the command log partition. */
+  position: number
+  /** The record exactly as it was read. */
+  value: string
+  /** Why it was refused. */
+  reason: ErrorPayload
+  /** What could be read of it. */
+  aggregateId?: string
+  commandId?: string
+}
+
 /** An event read back from the event log, with its offset. */
 export interface StoredEvent extends EventToAppend {
   offset: number

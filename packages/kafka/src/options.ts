@@ -129,14 +129,20 @@ export function resolveOptions(options: KafkaTransportOptions): ResolvedKafkaOpt
 export interface StreamNames {
   commands: string
   events: string
+  /** Poison command records with their reasons, partition by partition like the commands. */
+  deadLetters: string
   group: string
 }
 
-/** Topic and group names of an aggregate type: `<prefix><aggregate>.commands|events`, group `<prefix><aggregate>.processor`. */
+/**
+ * Topic and group names of an aggregate type: `<prefix><aggregate>.commands|events|dead-letters`,
+ * group `<prefix><aggregate>.processor`.
+ */
 export function streamNames(prefix: string, aggregate: string): StreamNames {
   return {
     commands: `${prefix}${aggregate}.commands`,
     events: `${prefix}${aggregate}.events`,
+    deadLetters: `${prefix}${aggregate}.dead-letters`,
     group: `${prefix}${aggregate}.processor`,
   }
 }

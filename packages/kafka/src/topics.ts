@@ -5,14 +5,16 @@ import { kafkaErrorType } from './errors.js'
 import { streamNames, type ResolvedKafkaOptions } from './options.js'
 
 /**
- * Creates the command and event topics of each stream, or checks existing ones: both must have
- * the stream's partition count (an aggregate's commands and events share a partition number),
- * and the event topic must keep everything forever and never compact (it is the truth).
+ * Creates the command, event and dead-letter topics of each stream, or checks existing ones: all
+ * must have the stream's partition count (an aggregate's commands and events share a partition
+ * number), and the event topic must keep everything forever and never compact (it is the truth).
+ * Dead letters are kept forever too: they are few, and each is a command someone must look at.
  */
 export async function provisionTopics(admin: Admin, options: ResolvedKafkaOptions, streams: readonly StreamSpec[]): Promise<void> {
   for (const stream of streams) {
     const names = streamNames(options.topicPrefix, stream.aggregate)
-    const existing = await partitionCounts(admin, [names.commands, names.events])
+    const topics = [names.commands, names.events, names.deadLetters]
+    const existing = await partitionCounts(admin, topics)
     const missing = [
       !existing.has(names.commands) && {
         topic: names.commands,
@@ -33,6 +35,15 @@ export async function provisionTopics(admin: Admin, options: ResolvedKafkaOption
           { name: 'retention.bytes', value: '-1' },
         ],
       },
+      !existing.has(names.deadLetters) && {
+        topic: names.deadLetters,
+        numPartitions: stream.partitions,
+        replicationFactor: options.replicationFactor,
+        configEntries: [
+          { name: 'cleanup.policy', value: 'delete' },
+          { name: 'retention.ms', value: '-1' },
+        ],
+      },
     ].filter((t) => t !== false)
     if (missing.length > 0) {
       try {
@@ -42,13 +53,13 @@ export async function provisionTopics(admin: Admin, options: ResolvedKafkaOption
         if (kafkaErrorType(error) !== 'TOPIC_ALREADY_EXISTS') throw error
       }
     }
-    const counts = await partitionCounts(admin, [names.commands, names.events])
-    for (const topic of [names.commands, names.events]) {
+    const counts = await partitionCounts(admin, topics)
+    for (const topic of topics) {
       const count = counts.get(topic)
       if (count !== stream.partitions) {
         throw new ConfigurationError(
           `topic ${topic} has ${count ?? 'no'} partitions but aggregate '${stream.aggregate}' is configured with ` +
-            `${stream.partitions}; the command and event topics must both have exactly that many (ids are ` +
+            `${stream.partitions}; the command, event and dead-letter topics must all have exactly that many (ids are ` +
             `hashed to partitions): configure partitions: ${count ?? stream.partitions}, or use a new topicPrefix`,
           { topic, partitions: count, expected: stream.partitions },
         )

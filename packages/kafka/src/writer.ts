@@ -1,4 +1,4 @@
-import { FencedError, sleep, type EventToAppend, type PartitionWriter } from '@esk/core'
+import { FencedError, sleep, type DeadLetter, type EventToAppend, type PartitionWriter } from '@esk/core'
 import type { Kafka, Producer } from 'kafkajs'
 import { Partitioners } from './kafkajs.js'
 import { MAX_REQUEST_BYTES, chunksByBytes } from './requests.js'
@@ -12,6 +12,15 @@ export const EventHeaders = {
   version: 'esk-version',
   commandId: 'esk-command-id',
   commandOffset: 'esk-command-offset',
+} as const
+
+/** Header names of every dead-letter record (its value is the command record as it was read). */
+export const DeadLetterHeaders = {
+  code: 'esk-reason-code',
+  reason: 'esk-reason',
+  commandOffset: 'esk-command-offset',
+  aggregateId: 'esk-aggregate-id',
+  commandId: 'esk-command-id',
 } as const
 
 /** How many times a transaction is restarted after CONCURRENT_TRANSACTIONS before giving up. */
@@ -65,7 +74,7 @@ export class TransactionalWriter implements PartitionWriter {
     return new TransactionalWriter(producer, names, partition, options.transactionRetryMs)
   }
 
-  async commit(events: EventToAppend[], commandPosition: number): Promise<number[]> {
+  async commit(events: EventToAppend[], commandPosition: number, deadLetters: DeadLetter[] = []): Promise<number[]> {
     for (let attempt = 0; ; attempt++) {
       const transaction = await this.producer.transaction()
       try {
@@ -93,6 +102,26 @@ export class TransactionalWriter implements PartitionWriter {
           const base = Number(metadata?.baseOffset)
           if (!Number.isSafeInteger(base)) throw new Error(`no base offset in produce response: ${JSON.stringify(metadata)}`)
           chunk.forEach((_, i) => offsets.push(base + i))
+        }
+        if (deadLetters.length > 0) {
+          for (const chunk of chunksByBytes(deadLetters, (d) => Buffer.byteLength(d.value), MAX_REQUEST_BYTES)) {
+            await transaction.send({
+              topic: this.names.deadLetters,
+              acks: -1,
+              messages: chunk.map((d) => ({
+                partition: this.partition,
+                key: d.aggregateId ?? null,
+                value: d.value,
+                headers: {
+                  [DeadLetterHeaders.code]: d.reason.code,
+                  [DeadLetterHeaders.reason]: d.reason.message,
+                  [DeadLetterHeaders.commandOffset]: String(d.position),
+                  ...(d.aggregateId !== undefined && { [DeadLetterHeaders.aggregateId]: d.aggregateId }),
+                  ...(d.commandId !== undefined && { [DeadLetterHeaders.commandId]: d.commandId }),
+                },
+              })),
+            })
+          }
         }
         await transaction.sendOffsets({
           consumerGroupId: this.names.group,

@@ -1,4 +1,4 @@
-import type { Checkpoint, Outcome, StoredEvent, StoredSnapshot } from '@esk/core'
+import type { Checkpoint, DeadLetter, Outcome, StoredEvent, StoredSnapshot } from '@esk/core'
 
 /** The logs of one partition. */
 export interface MemoryPartitionLog {
@@ -8,6 +8,8 @@ export interface MemoryPartitionLog {
   committed: number
   /** Ownership generation; a writer of an older epoch is fenced. */
   epoch: number
+  /** Records refused as poison, with their reasons, committed with their positions. */
+  deadLetters: DeadLetter[]
   /** Resolvers of processors waiting for new commands. */
   waiting: Array<() => void>
 }

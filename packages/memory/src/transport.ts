@@ -3,6 +3,7 @@ import {
   FencedError,
   sleep,
   type CommandRecord,
+  type DeadLetter,
   type EventToAppend,
   type PartitionHandle,
   type PartitionHost,
@@ -55,6 +56,7 @@ export class MemoryTransport implements Transport {
             commands: [],
             events: [],
             committed: 0,
+            deadLetters: [],
             epoch: 0,
             waiting: [],
           })),
@@ -97,7 +99,10 @@ export class MemoryTransport implements Transport {
             stream,
             partition,
             signal: lease.signal,
-            writer: { commit: async (events, position) => this.commit(stream, partition, log, epoch, events, position) },
+            writer: {
+              commit: async (events, position, deadLetters = []) =>
+                this.commit(stream, partition, log, epoch, events, position, deadLetters),
+            },
             commandLogEnd: async () => log.commands.length,
           })
         loops.push(
@@ -132,6 +137,7 @@ export class MemoryTransport implements Transport {
     epoch: number,
     events: EventToAppend[],
     position: number,
+    deadLetters: DeadLetter[],
   ): number[] {
     if (log.epoch !== epoch) {
       throw new FencedError(`partition ${stream.aggregate}/${partition} was taken over by a newer processor`, {
@@ -144,6 +150,7 @@ export class MemoryTransport implements Transport {
       log.events.push({ ...event, offset })
       return offset
     })
+    log.deadLetters.push(...deadLetters.map((d) => ({ ...d })))
     log.committed = Math.max(log.committed, position + 1)
     return offsets
   }

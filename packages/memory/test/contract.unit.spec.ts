@@ -6,6 +6,7 @@ describeDriverContract('embedded memory driver', async () => {
   return {
     driver: () => memoryDriver({ backend, maxBatchSize: 16 }),
     flushSnapshots: async () => backend.flushSnapshots(),
+    deadLetters: async (stream, partition) => backend.log(stream.aggregate, partition).deadLetters,
     corruptSnapshot: async (stream, partition, id) => {
       backend.partitionState(stream.aggregate, partition).snapshots.get(id)!.state = '{"balance": not json'
     },

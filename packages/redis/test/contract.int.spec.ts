@@ -18,6 +18,7 @@ describeDriverContract('memory transport + Redis store', async () => {
     flushSnapshots: async () => {
       await deleteKeysWithPrefix(admin, keyPrefix)
     },
+    deadLetters: async (stream, partition) => backend.log(stream.aggregate, partition).deadLetters,
     corruptSnapshot: async (stream, partition, id) => {
       await admin.hset(new PartitionKeys(keyPrefix, stream, partition).state, StateFields.snapshot(id), 'not a snapshot')
     },

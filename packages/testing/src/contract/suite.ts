@@ -5,6 +5,7 @@ import {
   partitionFor,
   sleep,
   type Class,
+  type DeadLetter,
   type Driver,
   type Esk,
   type EskOptions,
@@ -40,6 +41,8 @@ export interface ContractFixture {
   flushSnapshots(): Promise<void>
   /** Overwrites a stored snapshot with text that is not a snapshot, as a bad edit or a bug would. */
   corruptSnapshot(stream: StreamSpec, partition: number, aggregateId: string): Promise<void>
+  /** The dead letters committed in a partition so far, in order. */
+  deadLetters(stream: StreamSpec, partition: number): Promise<DeadLetter[]>
   /** Releases anything the fixture holds once a test is done. */
   dispose?(): Promise<void>
 }
@@ -256,6 +259,7 @@ export function describeDriverContract(
         sentAt: Date.now(),
       })
       expect(unknownType).toMatchObject({ status: 'rejected', error: { code: 'ESK_UNKNOWN_COMMAND' } })
+      if (!unknownType) throw new Error('no outcome')
       const invalid = await ask({
         commandId: randomUUID(),
         type: 'contract.Deposit',
@@ -271,6 +275,24 @@ export function describeDriverContract(
       const ok = await accounts.update(id, new Deposit(7))
       expect(ok.version).toBe(2)
       expect((await accounts.get(id, { atLeastVersion: 2 })).state.balance).toBe(7)
+
+      // Records that can never succeed are kept with their reason; a business refusal is not.
+      await expect(accounts.update(id, new Explode())).rejects.toMatchObject({ code: 'ESK_HANDLER_FAILED' })
+      let letters: DeadLetter[] = []
+      for (const deadline = Date.now() + 10_000; letters.length < 5 && Date.now() < deadline; await sleep(50)) {
+        letters = await f.deadLetters(stream, partition)
+      }
+      expect(letters.map((d) => d.reason.code)).toEqual([
+        'ESK_INVALID_COMMAND',
+        'ESK_INVALID_COMMAND',
+        'ESK_UNKNOWN_COMMAND',
+        'ESK_INVALID_COMMAND',
+        'ESK_HANDLER_FAILED',
+      ])
+      expect(letters[0]).toMatchObject({ value: 'not json at all', reason: { message: expect.stringContaining('not JSON') } })
+      expect(letters[2]).toMatchObject({ aggregateId: id, commandId: unknownType.commandId })
+      expect(JSON.parse(letters[4]!.value)).toMatchObject({ type: 'contract.Explode', aggregateId: id })
+      expect(letters.map((d) => d.position)).toEqual([...letters.map((d) => d.position)].sort((a, b) => a - b))
     })
 
     it('enforces expectedVersion (optimistic concurrency)', async () => {
