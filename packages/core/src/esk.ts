@@ -161,6 +161,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
   const { transport, store } = driver
   const observers = new Observers((name, error) => logger.error(`a '${name}' listener threw`, { error }))
   const partitions = new Map<string, PartitionStatus>()
+  const watched = new WeakSet<AbortSignal>()
   observers.on('state', (change) => {
     const key = `${change.aggregate}/${change.partition}`
     if (change.state === 'closed') {
@@ -229,6 +230,19 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
             await processor.open()
           } catch (error) {
             if (processor.state !== 'failed') observers.emit('state', { ...where, state: 'failed', error })
+            // Reported as failed until the transport opens it again, or gives it up. A transport
+            // may retry with the same lease: one listener per lease.
+            if (!watched.has(lease.signal)) watched.add(lease.signal)
+            else throw error
+            lease.signal.addEventListener(
+              'abort',
+              () => {
+                if (partitions.get(`${where.aggregate}/${where.partition}`)?.state === 'failed') {
+                  observers.emit('state', { ...where, state: 'closed' })
+                }
+              },
+              { once: true },
+            )
             throw error
           }
           // Taken away while recovering: the transport closes it; it never was assigned.

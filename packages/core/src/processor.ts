@@ -134,7 +134,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   async close(): Promise<void> {
     this.stop.abort()
     await this.tail
-    if (this.current !== 'fenced') this.transition('closed')
+    this.transition('closed')
   }
 
   private get schemaVersion(): number {
