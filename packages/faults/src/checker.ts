@@ -298,7 +298,10 @@ export function check(input: CheckInput): CheckReport {
 
   // 6 and 7 against the store once quiet.
   if (input.store) checkStore(input, input.store, folds, applicationsById, report)
-  for (const sample of input.samples ?? []) checkSample(sample, folds, report)
+  // A sampled checkpoint that claimed a missing snapshot is reported once per aggregate (the
+  // first sample that shows it), not once per sample.
+  const sampled = new Set<string>()
+  for (const sample of input.samples ?? []) checkSample(sample, folds, sampled, report)
 
   return {
     counts,
@@ -400,7 +403,7 @@ function checkStore(
 }
 
 /** A checkpoint sampled while running must not claim events whose snapshots were missing or older. */
-function checkSample(sample: CheckpointSample, folds: Map<string, Fold>, report: (v: Violation) => void): void {
+function checkSample(sample: CheckpointSample, folds: Map<string, Fold>, seen: Set<string>, report: (v: Violation) => void): void {
   const checkpoint = sample.checkpoint
   if (!checkpoint) return
   for (const [id, fold] of folds) {
@@ -409,7 +412,8 @@ function checkSample(sample: CheckpointSample, folds: Map<string, Fold>, report:
     for (const step of fold.steps) if (step.offset < checkpoint.offset) claimed = step
     if (!claimed) continue
     const stored = sample.offsets[id]
-    if (stored === undefined || stored < claimed.offset) {
+    if ((stored === undefined || stored < claimed.offset) && !seen.has(id)) {
+      seen.add(id)
       report({
         check: 'snapshots',
         aggregateId: id,

@@ -30,6 +30,8 @@ export type ArmedFault =
   | 'kill-after-load'
   /** SIGKILL itself right before the next snapshot save, after the commit. */
   | 'kill-before-save'
+  /** Disarms whatever was armed. */
+  | 'none'
 
 /** Where the controller writes the fault a processor should arm when it gets SIGUSR2. */
 export function controlFile(dir: string, pid: number): string {

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { createEsk, type Esk } from '@esk/core'
+import { consoleLogger, createEsk, type Esk } from '@esk/core'
 import { kafkaTransport } from '@esk/kafka'
 import { redisStore } from '@esk/redis'
 import { Redis } from 'ioredis'
 import { Kafka, logLevel } from 'kafkajs'
 import { check, CHECKS, type CheckName, type CheckReport, type Violation } from './checker.js'
-import type { ClientPlan } from './client-main.js'
+import type { ClientPlan } from './client.js'
 import { AGGREGATE, between, controlFile, rng, topics, type ArmedFault, type RunConfig } from './config.js'
 import { Account, OpenAccount } from './domain.js'
 import { HistoryWriter, readHistory, type AttemptResult } from './history.js'
@@ -15,6 +15,9 @@ import { readLog } from './log.js'
 import { partitionOf } from './model.js'
 import { Child, OwnRedis, pause, spawnNode, StackBroker } from './processes.js'
 import { readStore, sampleCheckpoints, type CheckpointSample, type StoreLocation } from './store-view.js'
+
+/** The probes run inside the harness, whose output is the run's log: only errors from esk there. */
+const quiet = consoleLogger('error')
 
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url))
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url))
@@ -39,7 +42,7 @@ export interface Profile {
 
 /** The built-in profiles. */
 export const PROFILES: Record<string, Profile> = {
-  short: { name: 'short', partitions: 6, processors: 3, clients: 2, aggregatesPerClient: 100, commandsPerClient: 500, concurrency: 4, loadMs: 22_000, commandTimeoutMs: 5_000, sessionTimeoutMs: 6_000, faults: 2 },
+  short: { name: 'short', partitions: 6, processors: 3, clients: 2, aggregatesPerClient: 100, commandsPerClient: 5_000, concurrency: 4, loadMs: 18_000, commandTimeoutMs: 5_000, sessionTimeoutMs: 6_000, faults: 2 },
   long: { name: 'long', partitions: 12, processors: 3, clients: 3, aggregatesPerClient: 100, commandsPerClient: 5_000, concurrency: 6, loadMs: 180_000, commandTimeoutMs: 5_000, sessionTimeoutMs: 6_000, faults: 20 },
 }
 
@@ -174,6 +177,25 @@ export class Run {
     child.signal('SIGUSR2')
   }
 
+  /**
+   * Arms `fault` in every running processor and waits until one of them hits it (dies, or prints
+   * that it stopped), then disarms the others. Returns the processors that hit it (more than one
+   * when two hit it at the same moment); empty when none did within `timeoutMs`.
+   */
+  async armAny(fault: Exclude<ArmedFault, 'none'>, timeoutMs: number): Promise<Child[]> {
+    const armed = this.live().filter((p) => !p.stopped)
+    const before = new Map(armed.map((p) => [p, p.lines.filter((l) => l === 'stopped-in-handler').length]))
+    const hit = (p: Child) => !p.alive || p.lines.filter((l) => l === 'stopped-in-handler').length > before.get(p)!
+    for (const p of armed) this.arm(p, fault)
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline && !armed.some(hit)) await pause(20)
+    for (const p of armed) if (p.alive) this.arm(p, 'none')
+    await pause(200)
+    const hits = armed.filter(hit)
+    for (const p of hits) if (p.alive) p.stopped = true
+    return hits
+  }
+
   /** Tops the processors up to the profile's count. */
   async replenish(wait = true): Promise<void> {
     const missing = this.profile.processors - this.live().length
@@ -236,11 +258,12 @@ export class Run {
     this.probeClient ??= await createEsk({
       aggregates: [{ aggregate: Account, partitions: this.profile.partitions }],
       driver: {
-        transport: kafkaTransport({ brokers: this.config.brokers, topicPrefix: this.config.topicPrefix }),
-        store: redisStore({ url: this.config.redisPath, keyPrefix: this.config.keyPrefix }),
+        transport: kafkaTransport({ brokers: this.config.brokers, topicPrefix: this.config.topicPrefix, logger: quiet }),
+        store: redisStore({ url: this.config.redisPath, keyPrefix: this.config.keyPrefix, logger: quiet }),
       },
       processing: false,
       commandTimeoutMs: 5_000,
+      logger: quiet,
     })
     return this.probeClient
   }
@@ -433,26 +456,28 @@ export async function runScenario(name: string, profile: Profile, seed: number, 
 
 /** kill -9 of a processor: at random, right after a snapshot load, right before a save, and during recovery. */
 async function killScenario(run: Run, count: number): Promise<void> {
-  const modes = ['random', 'kill-after-load', 'kill-before-save', 'during-recovery'] as const
-  for (let i = 0; i < Math.max(count, 4) && run.loading; i++) {
-    await pause(run.spacing(Math.max(count, 4)) * (0.5 + run.random()))
+  const modes = ['kill-before-save', 'random', 'during-recovery', 'kill-after-load'] as const
+  const n = Math.max(count, 4)
+  for (let i = 0; i < n && (run.loading || i === 0); i++) {
+    await pause(run.spacing(n) * (0.3 + 0.5 * run.random()))
     const mode = modes[i % modes.length]!
     const at = Date.now()
     if (mode === 'during-recovery') {
       const fresh = await run.startProcessor(false)
       await pause(between(run.random, 300, 2_000))
       fresh.signal('SIGKILL')
-    } else {
+    } else if (mode === 'random') {
       const victim = run.pickProcessor()
       if (!victim) continue
-      if (mode === 'random') victim.signal('SIGKILL')
-      else {
-        run.arm(victim, mode)
-        // Dies at its next load or save; one with nothing to do is killed anyway.
-        const died = await Promise.race([victim.exited.then(() => true), pause(5_000).then(() => false)])
-        if (!died) victim.signal('SIGKILL')
-      }
+      victim.signal('SIGKILL')
       await victim.exited
+    } else {
+      // The first processor to reach that point kills itself.
+      const hits = await run.armAny(mode, 10_000)
+      if (hits.length === 0) {
+        run.log(`no processor reached ${mode} within 10 s; skipped`)
+        continue
+      }
     }
     run.log(`kill -9 (${mode})`)
     await run.replenish(false)
@@ -463,24 +488,22 @@ async function killScenario(run: Run, count: number): Promise<void> {
 /** A processor frozen past its session timeout, inside a handler or at random, then resumed. */
 async function zombieScenario(run: Run, count: number): Promise<void> {
   const n = Math.max(2, Math.min(count, 5))
-  for (let i = 0; i < n && run.loading; i++) {
-    await pause(run.spacing(n) * 0.5)
-    const victim = run.pickProcessor()
-    if (!victim) continue
+  for (let i = 0; i < n && (run.loading || i === 0); i++) {
+    await pause(run.spacing(n) * 0.3)
     const at = Date.now()
-    let mode = 'random'
-    if (i % 2 === 0) {
-      run.arm(victim, 'stop-in-handler')
-      if (await victim.waitLine(/^stopped-in-handler$/, 5_000)) {
-        mode = 'in-handler'
-        victim.stopped = true
-      }
+    let mode = 'in-handler'
+    let victims = i % 2 === 0 ? await run.armAny('stop-in-handler', 5_000) : []
+    if (victims.length === 0) {
+      mode = 'random'
+      const victim = run.pickProcessor()
+      if (!victim) continue
+      victim.signal('SIGSTOP')
+      victims = [victim]
     }
-    if (!victim.stopped) victim.signal('SIGSTOP')
-    run.log(`SIGSTOP ${victim.name} (${mode})`)
+    run.log(`SIGSTOP ${victims.map((v) => v.name).join(', ')} (${mode})`)
     await pause(run.profile.sessionTimeoutMs + 4_000)
-    victim.signal('SIGCONT')
-    run.log(`SIGCONT ${victim.name}`)
+    for (const v of victims) v.signal('SIGCONT')
+    run.log('SIGCONT')
     await run.healed(`zombie:${mode}`, at)
   }
 }
@@ -491,17 +514,15 @@ async function redisFlushScenario(run: Run, count: number): Promise<void> {
   const admin = new Redis({ path: run.config.redisPath, maxRetriesPerRequest: 2 })
   admin.on('error', () => undefined)
   try {
-    for (let i = 0; i < n && run.loading; i++) {
-      await pause(run.spacing(n) * (0.5 + run.random() * 0.5))
+    for (let i = 0; i < n && (run.loading || i === 0); i++) {
+      await pause(run.spacing(n) * (0.3 + run.random() * 0.4))
       const at = Date.now()
-      let mode = 'random'
-      const victim = i % 2 === 1 ? run.pickProcessor() : undefined
-      if (victim) {
-        run.arm(victim, 'stop-in-handler')
-        if (await victim.waitLine(/^stopped-in-handler$/, 5_000)) mode = 'in-batch'
-      }
+      // Every other flush happens while a processor is inside a handler, between its snapshot
+      // load and its commit; it resumes at once, well within its session.
+      const victims = i % 2 === 0 ? await run.armAny('stop-in-handler', 5_000) : []
+      const mode = victims.length > 0 ? 'in-batch' : 'random'
       await admin.flushall()
-      if (victim) victim.signal('SIGCONT')
+      for (const v of victims) v.signal('SIGCONT')
       run.log(`FLUSHALL (${mode})`)
       await run.healed(`redis-flush:${mode}`, at)
     }
@@ -513,19 +534,15 @@ async function redisFlushScenario(run: Run, count: number): Promise<void> {
 /** redis-server killed with -9 and started again empty, at random and while a processor is inside a batch. */
 async function redisRestartScenario(run: Run, count: number): Promise<void> {
   const n = Math.max(2, Math.min(count, 6))
-  for (let i = 0; i < n && run.loading; i++) {
-    await pause(run.spacing(n) * (0.5 + run.random() * 0.5))
+  for (let i = 0; i < n && (run.loading || i === 0); i++) {
+    await pause(run.spacing(n) * (0.3 + run.random() * 0.4))
     const at = Date.now()
-    let mode = 'random'
-    const victim = i % 2 === 1 ? run.pickProcessor() : undefined
-    if (victim) {
-      run.arm(victim, 'stop-in-handler')
-      if (await victim.waitLine(/^stopped-in-handler$/, 5_000)) mode = 'in-batch'
-    }
+    const victims = i % 2 === 1 ? await run.armAny('stop-in-handler', 5_000) : []
+    const mode = victims.length > 0 ? 'in-batch' : 'random'
     await run.redis.kill()
-    await pause(between(run.random, 500, 2_000))
+    await pause(between(run.random, 300, 1_000))
     await run.redis.start()
-    if (victim) victim.signal('SIGCONT')
+    for (const v of victims) v.signal('SIGCONT')
     run.log(`redis-server kill -9 and restart (${mode})`)
     await run.healed(`redis-restart:${mode}`, at)
   }
@@ -534,8 +551,8 @@ async function redisRestartScenario(run: Run, count: number): Promise<void> {
 /** The broker killed with -9 and restarted, then stopped cleanly and restarted. */
 async function brokerScenario(run: Run, count: number): Promise<void> {
   const n = Math.max(2, Math.min(count, 6))
-  for (let i = 0; i < n && run.loading; i++) {
-    await pause(run.spacing(n) * 0.5)
+  for (let i = 0; i < n && (run.loading || i === 0); i++) {
+    await pause(run.spacing(n) * 0.3)
     const mode = i % 2 === 0 ? 'kill-9' : 'clean'
     const at = Date.now()
     await run.broker.kill(mode === 'kill-9' ? 'SIGKILL' : 'SIGTERM')
@@ -549,8 +566,8 @@ async function brokerScenario(run: Run, count: number): Promise<void> {
 /** The whole stack (broker and redis-server) killed with -9 and restarted under load. */
 async function stackScenario(run: Run, count: number): Promise<void> {
   const n = Math.max(1, Math.min(count, 4))
-  for (let i = 0; i < n && run.loading; i++) {
-    await pause(run.spacing(n) * 0.5)
+  for (let i = 0; i < n && (run.loading || i === 0); i++) {
+    await pause(run.spacing(n) * 0.3)
     const at = Date.now()
     await Promise.all([run.broker.kill('SIGKILL'), run.redis.kill()])
     await pause(between(run.random, 500, 2_000))
@@ -563,8 +580,8 @@ async function stackScenario(run: Run, count: number): Promise<void> {
 /** Rebalances: a processor added, then one removed cleanly. */
 async function rebalanceScenario(run: Run, count: number): Promise<void> {
   const n = Math.max(2, Math.min(count, 10))
-  for (let i = 0; i < n && run.loading; i++) {
-    await pause(run.spacing(n) * 0.5)
+  for (let i = 0; i < n && (run.loading || i === 0); i++) {
+    await pause(run.spacing(n) * 0.3)
     const at = Date.now()
     if (i % 2 === 0) {
       await run.startProcessor(false)
@@ -583,11 +600,10 @@ async function rebalanceScenario(run: Run, count: number): Promise<void> {
 /** A rolling restart with a schema-version bump: each processor replaced by one of the next version. */
 async function rollingScenario(run: Run, count: number): Promise<void> {
   const rounds = Math.max(1, Math.min(count, 3))
-  for (let r = 0; r < rounds && run.loading; r++) {
+  for (let r = 0; r < rounds && (run.loading || r === 0); r++) {
     await pause(run.spacing(rounds) * 0.3)
     run.schemaVersion += 1
     for (const old of run.live()) {
-      if (!run.loading) break
       const at = Date.now()
       await run.startProcessor(true)
       await old.stop()

@@ -16,7 +16,8 @@ let armed: ArmedFault | undefined
 process.on('SIGUSR2', () => {
   const file = controlFile(config.dir, process.pid)
   if (!existsSync(file)) return
-  armed = (JSON.parse(readFileSync(file, 'utf8')) as { fault: ArmedFault }).fault
+  const fault = (JSON.parse(readFileSync(file, 'utf8')) as { fault: ArmedFault }).fault
+  armed = fault === 'none' ? undefined : fault
   rmSync(file, { force: true })
   process.stderr.write(`armed ${armed}\n`)
 })
