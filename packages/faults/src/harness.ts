@@ -43,7 +43,7 @@ export interface Profile {
 /** The built-in profiles. */
 export const PROFILES: Record<string, Profile> = {
   short: { name: 'short', partitions: 6, processors: 3, clients: 2, aggregatesPerClient: 100, commandsPerClient: 5_000, concurrency: 4, loadMs: 18_000, commandTimeoutMs: 5_000, sessionTimeoutMs: 6_000, faults: 2 },
-  long: { name: 'long', partitions: 12, processors: 3, clients: 3, aggregatesPerClient: 100, commandsPerClient: 5_000, concurrency: 6, loadMs: 180_000, commandTimeoutMs: 5_000, sessionTimeoutMs: 6_000, faults: 20 },
+  long: { name: 'long', partitions: 12, processors: 3, clients: 3, aggregatesPerClient: 100, commandsPerClient: 50_000, concurrency: 6, loadMs: 180_000, commandTimeoutMs: 5_000, sessionTimeoutMs: 6_000, faults: 20 },
 }
 
 /** One injected fault and how long the partitions took to answer again after it healed. */
@@ -194,6 +194,26 @@ export class Run {
     const hits = armed.filter(hit)
     for (const p of hits) if (p.alive) p.stopped = true
     return hits
+  }
+
+  /**
+   * Arms `fault` in one running processor at a time, in random order, each for its share of
+   * `timeoutMs`, until one hits it; so a stop freezes one member and the others can take over.
+   */
+  async armOne(fault: 'stop-in-handler', timeoutMs: number): Promise<Child[]> {
+    const candidates = this.live().filter((p) => !p.stopped).sort(() => this.random() - 0.5)
+    for (const p of candidates) {
+      const before = p.lines.filter((l) => l === 'stopped-in-handler').length
+      this.arm(p, fault)
+      const deadline = Date.now() + timeoutMs / candidates.length
+      while (Date.now() < deadline && p.alive && p.lines.filter((l) => l === 'stopped-in-handler').length === before) await pause(20)
+      if (p.lines.filter((l) => l === 'stopped-in-handler').length > before) {
+        p.stopped = true
+        return [p]
+      }
+      this.arm(p, 'none')
+    }
+    return []
   }
 
   /** Tops the processors up to the profile's count. */
@@ -492,7 +512,7 @@ async function zombieScenario(run: Run, count: number): Promise<void> {
     await pause(run.spacing(n) * 0.3)
     const at = Date.now()
     let mode = 'in-handler'
-    let victims = i % 2 === 0 ? await run.armAny('stop-in-handler', 5_000) : []
+    let victims = i % 2 === 0 ? await run.armOne('stop-in-handler', 5_000) : []
     if (victims.length === 0) {
       mode = 'random'
       const victim = run.pickProcessor()
@@ -519,7 +539,7 @@ async function redisFlushScenario(run: Run, count: number): Promise<void> {
       const at = Date.now()
       // Every other flush happens while a processor is inside a handler, between its snapshot
       // load and its commit; it resumes at once, well within its session.
-      const victims = i % 2 === 0 ? await run.armAny('stop-in-handler', 5_000) : []
+      const victims = i % 2 === 0 ? await run.armOne('stop-in-handler', 5_000) : []
       const mode = victims.length > 0 ? 'in-batch' : 'random'
       await admin.flushall()
       for (const v of victims) v.signal('SIGCONT')
@@ -537,7 +557,7 @@ async function redisRestartScenario(run: Run, count: number): Promise<void> {
   for (let i = 0; i < n && (run.loading || i === 0); i++) {
     await pause(run.spacing(n) * (0.3 + run.random() * 0.4))
     const at = Date.now()
-    const victims = i % 2 === 1 ? await run.armAny('stop-in-handler', 5_000) : []
+    const victims = i % 2 === 1 ? await run.armOne('stop-in-handler', 5_000) : []
     const mode = victims.length > 0 ? 'in-batch' : 'random'
     await run.redis.kill()
     await pause(between(run.random, 300, 1_000))
