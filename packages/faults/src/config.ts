@@ -1,0 +1,56 @@
+/** What every process of one scenario run shares: where the stack is and which topics and keys. */
+export interface RunConfig {
+  brokers: string[]
+  /** The scenario's own redis-server: a unix socket path. */
+  redisPath: string
+  /** Topic prefix of this run (fresh per scenario, so runs never see each other's events). */
+  topicPrefix: string
+  /** Redis key prefix (esk's default). */
+  keyPrefix: string
+  partitions: number
+  /** Consumer group session timeout of the processors, ms. */
+  sessionTimeoutMs: number
+  /** The run's directory: histories, control files, logs. */
+  dir: string
+}
+
+/** The aggregate type name of the domain (`@Aggregate({ name })`). */
+export const AGGREGATE = 'account'
+
+/** Topic names of the run's stream, as esk names them. */
+export function topics(config: Pick<RunConfig, 'topicPrefix'>): { commands: string; events: string } {
+  return { commands: `${config.topicPrefix}${AGGREGATE}.commands`, events: `${config.topicPrefix}${AGGREGATE}.events` }
+}
+
+/** A fault a processor performs on itself at a point of its work, armed by the controller. */
+export type ArmedFault =
+  /** SIGSTOP itself at the start of the next command handler (the controller sends SIGCONT). */
+  | 'stop-in-handler'
+  /** SIGKILL itself right after the next snapshot load, before the handlers run and the commit. */
+  | 'kill-after-load'
+  /** SIGKILL itself right before the next snapshot save, after the commit. */
+  | 'kill-before-save'
+  /** Disarms whatever was armed. */
+  | 'none'
+
+/** Where the controller writes the fault a processor should arm when it gets SIGUSR2. */
+export function controlFile(dir: string, pid: number): string {
+  return `${dir}/control/${pid}.json`
+}
+
+/** A small seeded generator (mulberry32), so a run is repeatable from its seed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** A whole number in [min, max]. */
+export function between(random: () => number, min: number, max: number): number {
+  return min + Math.floor(random() * (max - min + 1))
+}

@@ -1,0 +1,634 @@
+import { randomUUID } from 'node:crypto'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { consoleLogger, createEsk, type Esk } from '@esk/core'
+import { kafkaTransport } from '@esk/kafka'
+import { redisStore } from '@esk/redis'
+import { Redis } from 'ioredis'
+import { Kafka, logLevel } from 'kafkajs'
+import { check, CHECKS, type CheckName, type CheckReport, type Violation } from './checker.js'
+import type { ClientPlan } from './client.js'
+import { AGGREGATE, between, controlFile, rng, topics, type ArmedFault, type RunConfig } from './config.js'
+import { Account, OpenAccount } from './domain.js'
+import { HistoryWriter, readHistory, type AttemptResult } from './history.js'
+import { readLog } from './log.js'
+import { partitionOf } from './model.js'
+import { Child, OwnRedis, pause, spawnNode, StackBroker } from './processes.js'
+import { readStore, sampleCheckpoints, type CheckpointSample, type StoreLocation } from './store-view.js'
+
+/** The probes run inside the harness, whose output is the run's log: only errors from esk there. */
+const quiet = consoleLogger('error')
+
+const DIST = fileURLToPath(new URL('../dist/', import.meta.url))
+const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url))
+
+/** Sizes of a run. */
+export interface Profile {
+  name: string
+  partitions: number
+  processors: number
+  clients: number
+  /** Aggregates per client. */
+  aggregatesPerClient: number
+  commandsPerClient: number
+  concurrency: number
+  /** How long clients send, ms. */
+  loadMs: number
+  commandTimeoutMs: number
+  sessionTimeoutMs: number
+  /** Faults per scenario (each scenario takes what it can fit). */
+  faults: number
+}
+
+/** The built-in profiles. */
+export const PROFILES: Record<string, Profile> = {
+  short: { name: 'short', partitions: 6, processors: 3, clients: 2, aggregatesPerClient: 100, commandsPerClient: 5_000, concurrency: 4, loadMs: 18_000, commandTimeoutMs: 5_000, sessionTimeoutMs: 6_000, faults: 2 },
+  long: { name: 'long', partitions: 12, processors: 3, clients: 3, aggregatesPerClient: 100, commandsPerClient: 50_000, concurrency: 6, loadMs: 180_000, commandTimeoutMs: 5_000, sessionTimeoutMs: 6_000, faults: 20 },
+}
+
+/** One injected fault and how long the partitions took to answer again after it healed. */
+export interface FaultRecord {
+  kind: string
+  at: number
+  healedAt: number
+  /** From healing until every partition answered a new command; null when some never did in time. */
+  recoveryMs: number | null
+}
+
+/** The result of one scenario. */
+export interface ScenarioReport {
+  scenario: string
+  seed: number
+  durationMs: number
+  commands: number
+  attempts: number
+  accepted: number
+  refused: number
+  timeouts: number
+  errors: number
+  faults: FaultRecord[]
+  violations: Record<CheckName, number>
+  details: Violation[]
+  recovery: { medianMs: number | null; maxMs: number | null }
+  stats: CheckReport['stats']
+  dir: string
+  /** Set when the run itself failed (not a finding of the checker). */
+  failure?: string
+}
+
+/** Where the run finds the stack. */
+export interface Environment {
+  brokers: string[]
+  stackDir: string
+  /** Directory for run files. */
+  workDir: string
+  log?: (line: string) => void
+}
+
+/** A scenario: injects its faults while the load runs, and leaves everything healable. */
+type Scenario = (run: Run, count: number) => Promise<void>
+
+/** Every scenario by name. */
+export const SCENARIOS: Record<string, Scenario> = {
+  kill: killScenario,
+  zombie: zombieScenario,
+  'redis-flush': redisFlushScenario,
+  'redis-restart': redisRestartScenario,
+  broker: brokerScenario,
+  stack: stackScenario,
+  rebalance: rebalanceScenario,
+  rolling: rollingScenario,
+}
+
+/** One scenario's processes, store, probes and fault log. */
+export class Run {
+  readonly config: RunConfig
+  readonly processors: Child[] = []
+  readonly faults: FaultRecord[] = []
+  readonly redis: OwnRedis
+  readonly broker: StackBroker
+  readonly random: () => number
+  private readonly samples: CheckpointSample[] = []
+  private probeClient: Esk | undefined
+  private probeHistory: HistoryWriter
+  private probeSeq = 0
+  private processorSeq = 0
+  private loadDone = false
+  schemaVersion = 1
+
+  constructor(
+    readonly scenario: string,
+    readonly profile: Profile,
+    readonly seed: number,
+    readonly env: Environment,
+  ) {
+    const id = `${scenario}-${seed}-${Date.now().toString(36)}`
+    const dir = `${env.workDir}/${id}`
+    for (const sub of ['history', 'logs', 'control', 'redis']) mkdirSync(`${dir}/${sub}`, { recursive: true })
+    this.redis = new OwnRedis(`${dir}/redis`)
+    this.broker = new StackBroker(REPO_ROOT, env.stackDir)
+    this.random = rng(seed)
+    this.config = {
+      brokers: env.brokers,
+      redisPath: this.redis.socket,
+      topicPrefix: `faults.${id}.`,
+      keyPrefix: 'esk:',
+      partitions: profile.partitions,
+      sessionTimeoutMs: profile.sessionTimeoutMs,
+      dir,
+    }
+    this.probeHistory = new HistoryWriter(`${dir}/history/liveness.jsonl`)
+  }
+
+  log(line: string): void {
+    this.env.log?.(`[${this.scenario}] ${line}`)
+  }
+
+  /** True while the clients are still sending. */
+  get loading(): boolean {
+    return !this.loadDone
+  }
+
+  /** Starts a processor process; waits for it to be ready when `wait`. */
+  async startProcessor(wait = true): Promise<Child> {
+    const name = `processor-${++this.processorSeq}`
+    const child = spawnNode(name, `${DIST}processor-main.js`, [JSON.stringify(this.config)], `${this.config.dir}/logs/${name}.log`, {
+      FAULTS_SCHEMA_VERSION: String(this.schemaVersion),
+    })
+    this.processors.push(child)
+    if (wait && !(await child.waitLine(/^ready$/, 90_000))) this.log(`${name} (pid ${child.pid}) did not report ready within 90 s`)
+    return child
+  }
+
+  /** Processors still running. */
+  live(): Child[] {
+    return this.processors.filter((p) => p.alive)
+  }
+
+  /** A running processor chosen at random. */
+  pickProcessor(): Child | undefined {
+    const live = this.live().filter((p) => !p.stopped)
+    return live.length === 0 ? undefined : live[Math.floor(this.random() * live.length)]
+  }
+
+  /** Arms a self-inflicted fault in a processor (see {@link ArmedFault}). */
+  arm(child: Child, fault: ArmedFault): void {
+    writeFileSync(controlFile(this.config.dir, child.pid), JSON.stringify({ fault }))
+    child.signal('SIGUSR2')
+  }
+
+  /**
+   * Arms `fault` in every running processor and waits until one of them hits it (dies, or prints
+   * that it stopped), then disarms the others. Returns the processors that hit it (more than one
+   * when two hit it at the same moment); empty when none did within `timeoutMs`.
+   */
+  async armAny(fault: Exclude<ArmedFault, 'none'>, timeoutMs: number): Promise<Child[]> {
+    const armed = this.live().filter((p) => !p.stopped)
+    const before = new Map(armed.map((p) => [p, p.lines.filter((l) => l === 'stopped-in-handler').length]))
+    const hit = (p: Child) => !p.alive || p.lines.filter((l) => l === 'stopped-in-handler').length > before.get(p)!
+    for (const p of armed) this.arm(p, fault)
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline && !armed.some(hit)) await pause(20)
+    for (const p of armed) if (p.alive) this.arm(p, 'none')
+    await pause(200)
+    const hits = armed.filter(hit)
+    for (const p of hits) if (p.alive) p.stopped = true
+    return hits
+  }
+
+  /**
+   * Arms `fault` in one running processor at a time, in random order, each for its share of
+   * `timeoutMs`, until one hits it; so a stop freezes one member and the others can take over.
+   */
+  async armOne(fault: 'stop-in-handler', timeoutMs: number): Promise<Child[]> {
+    const candidates = this.live().filter((p) => !p.stopped).sort(() => this.random() - 0.5)
+    for (const p of candidates) {
+      const before = p.lines.filter((l) => l === 'stopped-in-handler').length
+      this.arm(p, fault)
+      const deadline = Date.now() + timeoutMs / candidates.length
+      while (Date.now() < deadline && p.alive && p.lines.filter((l) => l === 'stopped-in-handler').length === before) await pause(20)
+      if (p.lines.filter((l) => l === 'stopped-in-handler').length > before) {
+        p.stopped = true
+        return [p]
+      }
+      this.arm(p, 'none')
+    }
+    return []
+  }
+
+  /** Tops the processors up to the profile's count. */
+  async replenish(wait = true): Promise<void> {
+    const missing = this.profile.processors - this.live().length
+    await Promise.all(Array.from({ length: Math.max(0, missing) }, () => this.startProcessor(wait)))
+  }
+
+  /** Records a fault once it has healed, then measures how long until every partition answers. */
+  async healed(kind: string, at: number): Promise<void> {
+    const healedAt = Date.now()
+    const answered = await this.probe(60_000)
+    const recoveryMs = answered.every((t) => t !== undefined) ? Math.max(...(answered as number[])) - healedAt : null
+    this.faults.push({ kind, at, healedAt, recoveryMs })
+    this.log(`${kind}: recovered in ${recoveryMs === null ? 'never (60 s)' : `${recoveryMs} ms`}`)
+  }
+
+  /**
+   * Sends one new command to every partition (an account opened under a fresh id that hashes
+   * there), retrying with the same command id, until each is answered or `timeoutMs` passes.
+   * Returns, per partition, when it answered. Every attempt goes into the history.
+   */
+  async probe(timeoutMs: number): Promise<Array<number | undefined>> {
+    const app = await this.probeApp()
+    const accounts = app.repository(Account)
+    const deadline = Date.now() + timeoutMs
+    const round = ++this.probeSeq
+    return Promise.all(
+      Array.from({ length: this.profile.partitions }, async (_, p) => {
+        let id = ''
+        for (let n = 0; ; n++) {
+          id = `probe-${round}-${p}-${n}`
+          if (partitionOf(id, this.profile.partitions) === p) break
+        }
+        const commandId = randomUUID()
+        const payload = { type: 'faults.OpenAccount', owner: id, initialDeposit: 0, overdraftLimit: 0 }
+        while (Date.now() < deadline) {
+          const start = Date.now()
+          let result: AttemptResult
+          try {
+            const r = await accounts.save(Object.assign(new OpenAccount(), { owner: id, initialDeposit: 0, overdraftLimit: 0 }), {
+              id,
+              commandId,
+              timeoutMs: Math.max(1_000, Math.min(5_000, deadline - Date.now())),
+            })
+            result = { kind: 'accepted', version: r.version }
+          } catch (error) {
+            const e = error as { code?: string; message?: string }
+            result = e.code === 'ESK_COMMAND_TIMEOUT' ? { kind: 'timeout' } : { kind: 'error', code: e.code ?? 'UNKNOWN', message: String(e.message).slice(0, 200) }
+            if (e.code && /^ESK_(AGGREGATE|VERSION|COMMAND_REJECTED|INVALID)/.test(e.code)) result = { kind: 'refused', code: e.code }
+          }
+          this.probeHistory.write({ client: 'liveness', op: 'save', aggregateId: id, commandId, payload, start, end: Date.now(), result })
+          if (result.kind === 'accepted' || result.kind === 'refused') return Date.now()
+          await pause(250)
+        }
+        return undefined
+      }),
+    )
+  }
+
+  private async probeApp(): Promise<Esk> {
+    this.probeClient ??= await createEsk({
+      aggregates: [{ aggregate: Account, partitions: this.profile.partitions }],
+      driver: {
+        transport: kafkaTransport({ brokers: this.config.brokers, topicPrefix: this.config.topicPrefix, logger: quiet }),
+        store: redisStore({ url: this.config.redisPath, keyPrefix: this.config.keyPrefix, logger: quiet }),
+      },
+      processing: false,
+      commandTimeoutMs: 5_000,
+      logger: quiet,
+    })
+    return this.probeClient
+  }
+
+  /** Samples checkpoints and snapshot offsets every `everyMs` until `stop` resolves. */
+  async sample(stop: Promise<void>, everyMs = 500): Promise<void> {
+    const client = new Redis({ path: this.config.redisPath, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 200 })
+    client.on('error', () => undefined)
+    let stopped = false
+    void stop.then(() => (stopped = true))
+    const location = this.location()
+    for (let i = 0; i < 100_000 && !stopped; i++) {
+      try {
+        this.samples.push(...(await sampleCheckpoints(client, location)))
+      } catch {
+        // Redis is down right now: nothing to sample.
+      }
+      await Promise.race([pause(everyMs), stop])
+    }
+    client.disconnect()
+  }
+
+  location(): StoreLocation {
+    return { prefix: this.config.keyPrefix, aggregate: AGGREGATE, partitions: this.profile.partitions }
+  }
+
+  /** Runs the clients to completion (bounded), with `faults` injected meanwhile. */
+  async load(faults: () => Promise<void>): Promise<void> {
+    const plans = this.plans()
+    const clients = plans.map((plan) =>
+      spawnNode(plan.name, `${DIST}client-main.js`, [JSON.stringify(this.config), JSON.stringify(plan)], `${this.config.dir}/logs/${plan.name}.log`),
+    )
+    const limit = this.profile.loadMs + this.profile.commandTimeoutMs * 3 + 60_000
+    const clientsDone = Promise.all(
+      clients.map(async (c) => {
+        const timer = setTimeout(() => {
+          this.log(`${c.name} still running after ${limit} ms: killing it`)
+          c.signal('SIGKILL')
+        }, limit)
+        await c.exited
+        clearTimeout(timer)
+      }),
+    ).then(() => {
+      this.loadDone = true
+    })
+    let stopSampling!: () => void
+    const sampling = this.sample(new Promise<void>((resolve) => (stopSampling = resolve)))
+    const faulting = faults().catch((error: unknown) => this.log(`fault injection failed: ${String(error)}`))
+    await clientsDone
+    await faulting
+    stopSampling()
+    await sampling
+    for (const c of clients) {
+      const summary = c.lines.find((l) => l.startsWith('{'))
+      this.log(`${c.name}: ${summary ?? 'no summary (killed?)'}`)
+    }
+  }
+
+  private plans(): ClientPlan[] {
+    const ids = (c: number) => Array.from({ length: this.profile.aggregatesPerClient }, (_, i) => `acct-${c}-${i}`)
+    return Array.from({ length: this.profile.clients }, (_, c) => ({
+      name: `client-${c}`,
+      seed: this.seed * 1000 + c,
+      aggregates: ids(c),
+      shared: Array.from({ length: this.profile.clients }, (_, o) => o).filter((o) => o !== c).flatMap(ids),
+      commands: this.profile.commandsPerClient,
+      concurrency: this.profile.concurrency,
+      commandTimeoutMs: this.profile.commandTimeoutMs,
+      durationMs: this.profile.loadMs,
+      maxAttempts: 3,
+      historyPath: `${this.config.dir}/history/client-${c}.jsonl`,
+    }))
+  }
+
+  /** Heals whatever is still broken: resumes stopped processors, restarts Redis and the broker, tops processors up. */
+  async healAll(): Promise<void> {
+    for (const p of this.live()) if (p.stopped) p.signal('SIGCONT')
+    await this.redis.start()
+    if (this.broker.pid() === undefined) await this.broker.start()
+    await this.replenish()
+  }
+
+  /** Pauses between faults so that `count` of them spread over the load. */
+  spacing(count: number): number {
+    return Math.max(1_000, Math.floor(this.profile.loadMs / (count + 1)))
+  }
+
+  /** The final liveness round, the quiet read of the store and the log, and the check. */
+  async verify(): Promise<{ report: CheckReport; liveness: Violation[] }> {
+    await this.healAll()
+    const answered = await this.probe(90_000)
+    const liveness: Violation[] = []
+    answered.forEach((t, p) => {
+      if (t === undefined) liveness.push({ check: 'liveness', partition: p, message: `partition ${p} did not answer a new command within 90 s after healing` })
+    })
+    await pause(2_000)
+    const redis = new Redis({ path: this.config.redisPath, maxRetriesPerRequest: 2 })
+    redis.on('error', () => undefined)
+    try {
+      const store = await readStore(redis, this.location())
+      const t = topics(this.config)
+      const log = await readLog({ brokers: this.config.brokers, eventsTopic: t.events, commandsTopic: t.commands })
+      const history = readHistory(`${this.config.dir}/history`)
+      const report = check({ history, log, partitions: this.profile.partitions, store, samples: this.samples, healed: liveness.length === 0 })
+      for (const v of liveness) {
+        report.counts.liveness += 1
+        report.details.push(v)
+      }
+      return { report, liveness }
+    } finally {
+      redis.disconnect()
+    }
+  }
+
+  /** Stops every process this run started and deletes its topics. */
+  async teardown(deleteTopics: boolean): Promise<void> {
+    this.probeHistory.close()
+    await this.probeClient?.close().catch(() => undefined)
+    await Promise.all(this.processors.map((p) => p.stop()))
+    await this.redis.stop()
+    if (deleteTopics) {
+      const admin = new Kafka({ brokers: this.config.brokers, logLevel: logLevel.NOTHING }).admin()
+      try {
+        await admin.connect()
+        const t = topics(this.config)
+        await admin.deleteTopics({ topics: [t.commands, t.events], timeout: 30_000 })
+      } catch (error) {
+        this.log(`could not delete the run's topics: ${String(error)}`)
+      } finally {
+        await admin.disconnect().catch(() => undefined)
+      }
+    }
+  }
+}
+
+/** Runs one scenario end to end and reports it. */
+export async function runScenario(name: string, profile: Profile, seed: number, env: Environment, options: { deleteTopics?: boolean } = {}): Promise<ScenarioReport> {
+  const scenario = SCENARIOS[name]
+  if (!scenario) throw new Error(`unknown scenario '${name}'; known: ${Object.keys(SCENARIOS).join(', ')}`)
+  const started = Date.now()
+  const run = new Run(name, profile, seed, env)
+  const empty = Object.fromEntries(CHECKS.map((c) => [c, 0])) as Record<CheckName, number>
+  const base = { scenario: name, seed, dir: run.config.dir }
+  try {
+    await run.redis.start()
+    if (run.broker.pid() === undefined) await run.broker.start()
+    run.log(`starting ${profile.processors} processors`)
+    await run.replenish()
+    await run.load(() => scenario(run, profile.faults))
+    run.log('load done; healing and checking')
+    const { report } = await run.verify()
+    const recoveries = run.faults.map((f) => f.recoveryMs).filter((m): m is number => m !== null).sort((a, b) => a - b)
+    return {
+      ...base,
+      durationMs: Date.now() - started,
+      commands: report.stats.commandIds,
+      attempts: report.stats.attempts,
+      accepted: report.stats.accepted,
+      refused: report.stats.refused,
+      timeouts: report.stats.timeouts,
+      errors: report.stats.errors,
+      faults: run.faults,
+      violations: report.counts,
+      details: report.details,
+      recovery: {
+        medianMs: recoveries.length === 0 ? null : recoveries[Math.floor((recoveries.length - 1) / 2)]!,
+        maxMs: recoveries.length === 0 ? null : recoveries.at(-1)!,
+      },
+      stats: report.stats,
+    }
+  } catch (error) {
+    run.log(`run failed: ${(error as Error).stack ?? String(error)}`)
+    return {
+      ...base,
+      durationMs: Date.now() - started,
+      commands: 0, attempts: 0, accepted: 0, refused: 0, timeouts: 0, errors: 0,
+      faults: run.faults,
+      violations: empty,
+      details: [],
+      recovery: { medianMs: null, maxMs: null },
+      stats: { attempts: 0, commandIds: 0, accepted: 0, refused: 0, timeouts: 0, errors: 0, events: 0, aggregates: 0, applications: 0, samples: 0 },
+      failure: (error as Error).message,
+    }
+  } finally {
+    await run.teardown(options.deleteTopics ?? true).catch((error: unknown) => run.log(`teardown failed: ${String(error)}`))
+  }
+}
+
+// ------------------------------------------------------------------------------- scenarios
+
+/** kill -9 of a processor: at random, right after a snapshot load, right before a save, and during recovery. */
+async function killScenario(run: Run, count: number): Promise<void> {
+  const modes = ['kill-before-save', 'random', 'during-recovery', 'kill-after-load'] as const
+  const n = Math.max(count, 4)
+  for (let i = 0; i < n && (run.loading || i === 0); i++) {
+    await pause(run.spacing(n) * (0.3 + 0.5 * run.random()))
+    const mode = modes[i % modes.length]!
+    const at = Date.now()
+    if (mode === 'during-recovery') {
+      const fresh = await run.startProcessor(false)
+      await pause(between(run.random, 300, 2_000))
+      fresh.signal('SIGKILL')
+    } else if (mode === 'random') {
+      const victim = run.pickProcessor()
+      if (!victim) continue
+      victim.signal('SIGKILL')
+      await victim.exited
+    } else {
+      // The first processor to reach that point kills itself.
+      const hits = await run.armAny(mode, 10_000)
+      if (hits.length === 0) {
+        run.log(`no processor reached ${mode} within 10 s; skipped`)
+        continue
+      }
+    }
+    run.log(`kill -9 (${mode})`)
+    await run.replenish(false)
+    await run.healed(`kill:${mode}`, at)
+  }
+}
+
+/** A processor frozen past its session timeout, inside a handler or at random, then resumed. */
+async function zombieScenario(run: Run, count: number): Promise<void> {
+  const n = Math.max(2, Math.min(count, 5))
+  for (let i = 0; i < n && (run.loading || i === 0); i++) {
+    await pause(run.spacing(n) * 0.3)
+    const at = Date.now()
+    let mode = 'in-handler'
+    let victims = i % 2 === 0 ? await run.armOne('stop-in-handler', 5_000) : []
+    if (victims.length === 0) {
+      mode = 'random'
+      const victim = run.pickProcessor()
+      if (!victim) continue
+      victim.signal('SIGSTOP')
+      victims = [victim]
+    }
+    run.log(`SIGSTOP ${victims.map((v) => v.name).join(', ')} (${mode})`)
+    await pause(run.profile.sessionTimeoutMs + 4_000)
+    for (const v of victims) v.signal('SIGCONT')
+    run.log('SIGCONT')
+    await run.healed(`zombie:${mode}`, at)
+  }
+}
+
+/** FLUSHALL under load, at random and while a processor is inside a batch. */
+async function redisFlushScenario(run: Run, count: number): Promise<void> {
+  const n = Math.max(2, count)
+  const admin = new Redis({ path: run.config.redisPath, maxRetriesPerRequest: 2 })
+  admin.on('error', () => undefined)
+  try {
+    for (let i = 0; i < n && (run.loading || i === 0); i++) {
+      await pause(run.spacing(n) * (0.3 + run.random() * 0.4))
+      const at = Date.now()
+      // Every other flush happens while a processor is inside a handler, between its snapshot
+      // load and its commit; it resumes at once, well within its session.
+      const victims = i % 2 === 0 ? await run.armOne('stop-in-handler', 5_000) : []
+      const mode = victims.length > 0 ? 'in-batch' : 'random'
+      await admin.flushall()
+      for (const v of victims) v.signal('SIGCONT')
+      run.log(`FLUSHALL (${mode})`)
+      await run.healed(`redis-flush:${mode}`, at)
+    }
+  } finally {
+    admin.disconnect()
+  }
+}
+
+/** redis-server killed with -9 and started again empty, at random and while a processor is inside a batch. */
+async function redisRestartScenario(run: Run, count: number): Promise<void> {
+  const n = Math.max(2, Math.min(count, 6))
+  for (let i = 0; i < n && (run.loading || i === 0); i++) {
+    await pause(run.spacing(n) * (0.3 + run.random() * 0.4))
+    const at = Date.now()
+    const victims = i % 2 === 1 ? await run.armOne('stop-in-handler', 5_000) : []
+    const mode = victims.length > 0 ? 'in-batch' : 'random'
+    await run.redis.kill()
+    await pause(between(run.random, 300, 1_000))
+    await run.redis.start()
+    for (const v of victims) v.signal('SIGCONT')
+    run.log(`redis-server kill -9 and restart (${mode})`)
+    await run.healed(`redis-restart:${mode}`, at)
+  }
+}
+
+/** The broker killed with -9 and restarted, then stopped cleanly and restarted. */
+async function brokerScenario(run: Run, count: number): Promise<void> {
+  const n = Math.max(2, Math.min(count, 6))
+  for (let i = 0; i < n && (run.loading || i === 0); i++) {
+    await pause(run.spacing(n) * 0.3)
+    const mode = i % 2 === 0 ? 'kill-9' : 'clean'
+    const at = Date.now()
+    await run.broker.kill(mode === 'kill-9' ? 'SIGKILL' : 'SIGTERM')
+    await pause(between(run.random, 500, 2_000))
+    await run.broker.start()
+    run.log(`broker ${mode} and restart`)
+    await run.healed(`broker:${mode}`, at)
+  }
+}
+
+/** The whole stack (broker and redis-server) killed with -9 and restarted under load. */
+async function stackScenario(run: Run, count: number): Promise<void> {
+  const n = Math.max(1, Math.min(count, 4))
+  for (let i = 0; i < n && (run.loading || i === 0); i++) {
+    await pause(run.spacing(n) * 0.3)
+    const at = Date.now()
+    await Promise.all([run.broker.kill('SIGKILL'), run.redis.kill()])
+    await pause(between(run.random, 500, 2_000))
+    await Promise.all([run.redis.start(), run.broker.start()])
+    run.log('stack kill -9 and restart')
+    await run.healed('stack:kill-9', at)
+  }
+}
+
+/** Rebalances: a processor added, then one removed cleanly. */
+async function rebalanceScenario(run: Run, count: number): Promise<void> {
+  const n = Math.max(2, Math.min(count, 10))
+  for (let i = 0; i < n && (run.loading || i === 0); i++) {
+    await pause(run.spacing(n) * 0.3)
+    const at = Date.now()
+    if (i % 2 === 0) {
+      await run.startProcessor(false)
+      run.log('processor added')
+      await run.healed('rebalance:add', at)
+    } else {
+      const victim = run.pickProcessor()
+      if (!victim) continue
+      await victim.stop()
+      run.log(`${victim.name} removed`)
+      await run.healed('rebalance:remove', at)
+    }
+  }
+}
+
+/** A rolling restart with a schema-version bump: each processor replaced by one of the next version. */
+async function rollingScenario(run: Run, count: number): Promise<void> {
+  const rounds = Math.max(1, Math.min(count, 3))
+  for (let r = 0; r < rounds && (run.loading || r === 0); r++) {
+    await pause(run.spacing(rounds) * 0.3)
+    run.schemaVersion += 1
+    for (const old of run.live()) {
+      const at = Date.now()
+      await run.startProcessor(true)
+      await old.stop()
+      run.log(`${old.name} replaced by schema version ${run.schemaVersion}`)
+      await run.healed(`rolling:v${run.schemaVersion}`, at)
+    }
+  }
+}

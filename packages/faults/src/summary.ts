@@ -1,0 +1,32 @@
+import { CHECKS } from './checker.js'
+import type { ScenarioReport } from './harness.js'
+
+/** Short column names of the checks, in {@link CHECKS} order. */
+const SHORT = ['1', '2', '3', '4', '5', '6', '7', '8']
+
+/** A plain-text table: one row per scenario, with counts, violations per check and recovery times. */
+export function summaryTable(reports: ScenarioReport[]): string {
+  const header = ['scenario', 'sent', 'accepted', 'refused', 'timeout', 'error', 'faults', ...SHORT.map((s) => `v${s}`), 'recovery med/max ms', 'time s']
+  const rows = reports.map((r) => [
+    r.scenario,
+    String(r.commands),
+    String(r.accepted),
+    String(r.refused),
+    String(r.timeouts),
+    String(r.errors),
+    String(r.faults.length),
+    ...CHECKS.map((c) => String(r.violations[c])),
+    `${r.recovery.medianMs ?? '-'}/${r.recovery.maxMs ?? '-'}${r.faults.some((f) => f.recoveryMs === null) ? ' (some never)' : ''}`,
+    String(Math.round(r.durationMs / 1000)),
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
+  const fmt = (row: string[]) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')
+  const lines = [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)]
+  lines.push(`checks: ${CHECKS.map((c, i) => `v${SHORT[i]} ${c}`).join(', ')}`)
+  for (const r of reports) {
+    if (r.failure) lines.push(`${r.scenario}: RUN FAILED: ${r.failure}`)
+    for (const v of r.details.slice(0, 5)) lines.push(`${r.scenario}: [${v.check}] ${v.message}`)
+    if (r.details.length > 5) lines.push(`${r.scenario}: ... ${r.details.length - 5} more in the report`)
+  }
+  return lines.join('\n')
+}
