@@ -2,15 +2,14 @@ import type { Redis } from 'ioredis'
 
 /*
  * Everything the checker reads from Redis, in one module, so that a change of esk's key layout is
- * adapted here only. Two layouts are understood:
+ * adapted here only. The layout (see docs/operations.md), per partition with the hash tag
+ * `{<aggregate>:<p>}`:
  *
- * - "outcome keys" (until issue 6): per partition `<prefix>{<aggregate>:<p>}:snapshots` HASH id ->
- *   JSON {aggregateId, version, schemaVersion, offset, state}, `:offsets` HASH id -> offset,
- *   `:checkpoint` HASH offset/commandPosition/schemaVersion, and one STRING key per command,
- *   `:outcome:<commandId>`, holding the outcome JSON;
- * - "windowed" (after issue 6): the same snapshot, offsets and checkpoint keys, the checkpoint with
- *   an `owner` field, each snapshot with a `recent` window of accepted command ids, and refusals in
- *   `:refusals` HASH (+ `:refusal-order` LIST).
+ * - `<prefix>{<aggregate>:<p>}:state` HASH: `s:<id>` snapshot JSON {aggregateId, version,
+ *   schemaVersion, offset, state, recent: [[commandId, version, events], ...]}, `o:<id>` its offset,
+ *   `@offset`, `@position`, `@schema` the checkpoint, `@owner` the owner token, `@ready`;
+ * - `<prefix>{<aggregate>:<p>}:unlogged` HASH JSON [aggregateId, commandId] -> outcome JSON of a
+ *   refusal (or an acceptance without events).
  *
  * Values are read leniently: what cannot be parsed is reported, never thrown, because a corrupt
  * value is itself a finding.
@@ -23,7 +22,7 @@ export interface SnapshotEntry {
   offset: number
   schemaVersion: number
   state: Record<string, unknown> | undefined
-  /** Command ids of the dedup window kept with the snapshot (windowed layout), empty otherwise. */
+  /** Command ids of the dedup window kept with the snapshot. */
   recent: string[]
 }
 
@@ -49,7 +48,7 @@ export interface StoredOutcome {
 /** One partition's keys, decoded. */
 export interface PartitionStore {
   snapshots: Map<string, SnapshotEntry>
-  /** Snapshot offsets from the offsets hash. */
+  /** Snapshot offsets from the `o:` fields. */
   offsets: Map<string, number>
   checkpoint?: CheckpointEntry
   outcomes: StoredOutcome[]
@@ -59,7 +58,6 @@ export interface PartitionStore {
 
 /** The store as the checker saw it. */
 export interface StoreView {
-  layout: 'outcome-keys' | 'windowed' | 'empty'
   partitions: PartitionStore[]
 }
 
@@ -73,70 +71,27 @@ export interface StoreLocation {
 /** The keys of one partition. */
 export function partitionKeys(location: StoreLocation, partition: number) {
   const base = `${location.prefix}{${location.aggregate}:${partition}}:`
-  return {
-    base,
-    snapshots: `${base}snapshots`,
-    offsets: `${base}offsets`,
-    checkpoint: `${base}checkpoint`,
-    refusals: `${base}refusals`,
-    outcomePattern: `${base.replace(/[*?[\]\\]/g, '\\$&')}outcome:*`,
-  }
+  return { base, state: `${base}state`, unlogged: `${base}unlogged` }
 }
 
 /** Reads every partition's snapshots, offsets, checkpoint and stored outcomes. */
 export async function readStore(redis: Redis, location: StoreLocation): Promise<StoreView> {
   const partitions: PartitionStore[] = []
-  let outcomeKeys = 0
-  let windowed = false
   for (let p = 0; p < location.partitions; p++) {
     const keys = partitionKeys(location, p)
-    const [snapshots, offsets, checkpoint, refusals] = await Promise.all([
-      redis.hgetall(keys.snapshots),
-      redis.hgetall(keys.offsets),
-      redis.hgetall(keys.checkpoint),
-      redis.hgetall(keys.refusals),
-    ])
-    const store: PartitionStore = { snapshots: new Map(), offsets: new Map(), outcomes: [], corrupt: [] }
-    for (const [id, text] of Object.entries(snapshots)) {
-      const decoded = decodeSnapshot(text)
-      if (typeof decoded === 'string') store.corrupt.push(`${keys.snapshots} field ${id}: ${decoded}`)
-      else {
-        store.snapshots.set(id, decoded)
-        if (decoded.recent.length > 0) windowed = true
-      }
-    }
-    for (const [id, text] of Object.entries(offsets)) {
-      const n = Number(text)
-      if (Number.isSafeInteger(n)) store.offsets.set(id, n)
-      else store.corrupt.push(`${keys.offsets} field ${id}: '${text}' is not an integer`)
-    }
-    const decodedCheckpoint = decodeCheckpoint(checkpoint)
-    if (typeof decodedCheckpoint === 'string') store.corrupt.push(`${keys.checkpoint}: ${decodedCheckpoint}`)
-    else if (decodedCheckpoint) {
-      store.checkpoint = decodedCheckpoint
-      if (decodedCheckpoint.owner !== undefined) windowed = true
-    }
-    for (const [field, text] of Object.entries(refusals)) {
-      windowed = true
-      const outcome = decodeOutcome(text, field, `${keys.refusals} field ${field}`)
-      if (typeof outcome === 'string') store.corrupt.push(outcome)
-      else store.outcomes.push(outcome)
-    }
-    for (const key of await scanKeys(redis, keys.outcomePattern)) {
-      outcomeKeys += 1
-      const text = await redis.get(key)
-      if (text === null) continue // expired meanwhile
-      const outcome = decodeOutcome(text, key.slice(`${keys.base}outcome:`.length), key)
+    const [state, unlogged] = await Promise.all([redis.hgetall(keys.state), redis.hgetall(keys.unlogged)])
+    const store = decodeState(state, keys.state)
+    for (const [field, text] of Object.entries(unlogged)) {
+      const outcome = decodeOutcome(text, commandIdOf(field), `${keys.unlogged} field ${field}`)
       if (typeof outcome === 'string') store.corrupt.push(outcome)
       else store.outcomes.push(outcome)
     }
     partitions.push(store)
   }
-  const layout = windowed ? 'windowed' : outcomeKeys > 0 ? 'outcome-keys' : partitions.some((s) => s.snapshots.size > 0) ? 'outcome-keys' : 'empty'
-  return { layout, partitions }
+  return { partitions }
 }
 
-/** A checkpoint and the snapshot offsets of one partition, read in one MULTI while the load runs. */
+/** A checkpoint and the snapshot offsets of one partition, read in one command while the load runs. */
 export interface CheckpointSample {
   at: number
   partition: number
@@ -146,39 +101,52 @@ export interface CheckpointSample {
 }
 
 /**
- * Reads each partition's checkpoint and snapshot offsets atomically (one MULTI per partition), so
- * the checker can tell whether a checkpoint ever claimed events whose snapshots were missing.
+ * Reads each partition's checkpoint and snapshot offsets atomically (one HGETALL of its state
+ * hash), so the checker can tell whether a checkpoint ever claimed events whose snapshots were
+ * missing.
  */
 export async function sampleCheckpoints(redis: Redis, location: StoreLocation): Promise<CheckpointSample[]> {
   const samples: CheckpointSample[] = []
   for (let p = 0; p < location.partitions; p++) {
     const keys = partitionKeys(location, p)
-    const replies = await redis.multi().hgetall(keys.checkpoint).hgetall(keys.offsets).exec()
-    if (!replies) continue
-    const [[e1, checkpoint], [e2, offsets]] = replies as [[Error | null, Record<string, string>], [Error | null, Record<string, string>]]
-    if (e1 || e2) continue
-    const decoded = decodeCheckpoint(checkpoint)
-    const sample: CheckpointSample = { at: Date.now(), partition: p, offsets: {} }
-    if (decoded && typeof decoded !== 'string') sample.checkpoint = decoded
-    for (const [id, text] of Object.entries(offsets)) {
-      const n = Number(text)
-      if (Number.isSafeInteger(n)) sample.offsets[id] = n
-    }
+    const store = decodeState(await redis.hgetall(keys.state), keys.state)
+    const sample: CheckpointSample = { at: Date.now(), partition: p, offsets: Object.fromEntries(store.offsets) }
+    if (store.checkpoint) sample.checkpoint = store.checkpoint
     samples.push(sample)
   }
   return samples
 }
 
-async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
-  const keys: string[] = []
-  let cursor = '0'
-  for (let i = 0; i < 100_000; i++) {
-    const [nextCursor, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
-    keys.push(...batch)
-    cursor = nextCursor
-    if (cursor === '0') break
+/** Splits a partition's state hash into snapshots, offsets and checkpoint. */
+function decodeState(fields: Record<string, string>, key: string): PartitionStore {
+  const store: PartitionStore = { snapshots: new Map(), offsets: new Map(), outcomes: [], corrupt: [] }
+  const checkpoint: Record<string, string> = {}
+  for (const [field, text] of Object.entries(fields)) {
+    if (field.startsWith('s:')) {
+      const decoded = decodeSnapshot(text)
+      if (typeof decoded === 'string') store.corrupt.push(`${key} field ${field}: ${decoded}`)
+      else store.snapshots.set(field.slice(2), decoded)
+    } else if (field.startsWith('o:')) {
+      const n = Number(text)
+      if (Number.isSafeInteger(n)) store.offsets.set(field.slice(2), n)
+      else store.corrupt.push(`${key} field ${field}: '${text}' is not an integer`)
+    } else if (field.startsWith('@')) {
+      checkpoint[field.slice(1)] = text
+    }
   }
-  return keys
+  const decoded = decodeCheckpoint(checkpoint)
+  if (typeof decoded === 'string') store.corrupt.push(`${key}: ${decoded}`)
+  else if (decoded) store.checkpoint = decoded
+  return store
+}
+
+function commandIdOf(field: string): string {
+  try {
+    const pair = JSON.parse(field) as unknown
+    return Array.isArray(pair) && typeof pair[1] === 'string' ? pair[1] : field
+  } catch {
+    return field
+  }
 }
 
 function decodeSnapshot(text: string): SnapshotEntry | string {
@@ -206,7 +174,7 @@ function decodeSnapshot(text: string): SnapshotEntry | string {
   if (!state) return 'state is not JSON text of an object'
   const recent = Array.isArray(raw.recent)
     ? raw.recent
-        .map((r) => (typeof r === 'string' ? r : typeof r === 'object' && r !== null ? (r as { commandId?: unknown }).commandId : undefined))
+        .map((r) => (Array.isArray(r) ? (r[0] as unknown) : undefined))
         .filter((r): r is string => typeof r === 'string')
     : []
   return {
@@ -220,14 +188,15 @@ function decodeSnapshot(text: string): SnapshotEntry | string {
 }
 
 function decodeCheckpoint(fields: Record<string, string>): CheckpointEntry | undefined | string {
-  if (Object.keys(fields).length === 0) return undefined
+  // An owner or ready mark alone (a partition taken, nothing saved yet) is no checkpoint.
+  if (fields.offset === undefined && fields.position === undefined && fields.schema === undefined) return undefined
   const num = (name: string): number | undefined => {
     const n = fields[name] === undefined ? NaN : Number(fields[name])
     return Number.isSafeInteger(n) ? n : undefined
   }
   const offset = num('offset')
-  const commandPosition = num('commandPosition')
-  const schemaVersion = num('schemaVersion')
+  const commandPosition = num('position')
+  const schemaVersion = num('schema')
   if (offset === undefined || commandPosition === undefined || schemaVersion === undefined) {
     return `fields are not integers: ${JSON.stringify(fields)}`
   }

@@ -128,9 +128,9 @@ describe('the checker against a real broker and redis-server', () => {
     // A snapshot edited so that it no longer equals the fold.
     const p2 = partitionOf('acct-2', PARTITIONS)
     const keys = partitionKeys(location, p2)
-    const snapshot = JSON.parse((await redis.hget(keys.snapshots, 'acct-2'))!) as { state: string }
+    const snapshot = JSON.parse((await redis.hget(keys.state, 's:acct-2'))!) as { state: string }
     snapshot.state = JSON.stringify({ ...(JSON.parse(snapshot.state) as object), balance: 999_999 })
-    await redis.hset(keys.snapshots, 'acct-2', JSON.stringify(snapshot))
+    await redis.hset(keys.state, 's:acct-2', JSON.stringify(snapshot))
     report = await runCheck()
     expect(report.details.some((d) => d.check === 'snapshots' && d.aggregateId === 'acct-2' && /999999/.test(d.message))).toBe(true)
 
@@ -151,7 +151,7 @@ describe('the checker against a real broker and redis-server', () => {
 
     // A checkpoint moved past the end of the log.
     const p5 = partitionOf('acct-5', PARTITIONS)
-    await redis.hset(partitionKeys(location, p5).checkpoint, 'offset', '1000000')
+    await redis.hset(partitionKeys(location, p5).state, '@offset', '1000000')
     report = await runCheck()
     expect(report.details.some((d) => d.check === 'snapshots' && d.partition === p5 && /beyond the event log/.test(d.message))).toBe(true)
 

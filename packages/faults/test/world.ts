@@ -100,7 +100,7 @@ export class World {
     partitions.forEach((part, p) => {
       if (ends[p]! > 0) part.checkpoint = { offset: ends[p]!, commandPosition: this.commands[p]!.length - 1, schemaVersion: 1 }
     })
-    return { layout: 'outcome-keys', partitions }
+    return { partitions }
   }
 }
 
