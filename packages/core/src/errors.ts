@@ -18,6 +18,7 @@ export const ErrorCode = {
   Serialization: 'ESK_SERIALIZATION',
   Fenced: 'ESK_FENCED',
   Closed: 'ESK_CLOSED',
+  CommandLogTruncated: 'ESK_COMMAND_LOG_TRUNCATED',
 } as const
 
 /** One of the {@link ErrorCode} values. */

@@ -1,3 +1,5 @@
+import { EskError, ErrorCode, type ErrorDetails } from '@esk/core'
+
 /** Protocol errors that mean another producer with our transactional id has taken over. */
 const FENCED_TYPES = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED'])
 
@@ -21,4 +23,24 @@ export function isFenced(error: unknown): boolean {
 /** True for the transient error the coordinator returns while the previous transaction completes. */
 export function isConcurrentTransactions(error: unknown): boolean {
   return kafkaErrorType(error) === 'CONCURRENT_TRANSACTIONS'
+}
+
+/** Group errors that mean a rebalance is under way or this member must join again. */
+const GROUP_CHANGE_TYPES = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'FENCED_INSTANCE_ID'])
+
+/** True when a heartbeat error means the group is rebalancing or no longer counts this member. */
+export function isGroupChange(error: unknown): boolean {
+  const type = kafkaErrorType(error)
+  return type !== undefined && GROUP_CHANGE_TYPES.has(type)
+}
+
+/**
+ * A command topic partition whose offsets no longer match the command positions recorded in the
+ * event log: the topic was deleted and recreated, or lost records. Its partition is not processed,
+ * because new commands would be taken for ones already handled and skipped.
+ */
+export class CommandLogTruncatedError extends EskError {
+  constructor(message: string, details?: ErrorDetails) {
+    super(ErrorCode.CommandLogTruncated, message, details)
+  }
 }
