@@ -58,6 +58,17 @@ describe('sticky partition assignment', () => {
     expect(assignment.get('b')).toEqual([2, 3])
   })
 
+  it('gives a partition claimed twice to the claim of the newer generation', () => {
+    // 'a' was out of the group (paused past its session timeout) while 'b' took its partitions.
+    const assignment = stickyAssignment(range(4), [
+      { id: 'a', previous: [0, 1, 2, 3], generation: 3 },
+      { id: 'b', previous: [0, 1, 2, 3], generation: 4 },
+    ])
+    expect(assignment.get('b')).toEqual([0, 1])
+    expect(assignment.get('a')).toEqual([2, 3])
+    expect(moved(new Map([['b', range(4)]]), assignment)).toBe(2)
+  })
+
   it('lets members that hold more keep the extra partition when the count does not divide evenly', () => {
     const assignment = stickyAssignment(range(5), [
       { id: 'a', previous: [0] },

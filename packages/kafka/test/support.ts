@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import type { Driver } from '@esk/core'
+import { partitionFor, type Driver, type SnapshotStore, type Store, type StoredEvent, type StreamSpec } from '@esk/core'
 import { kafkaTransport, type KafkaTransportOptions } from '@esk/kafka'
 import { redisStore, deleteKeysWithPrefix } from '@esk/redis'
-import { localStack, type ContractFixture } from '@esk/testing'
+import { eventually, localStack, type ContractFixture } from '@esk/testing'
 import { Redis } from 'ioredis'
 import { logLevel } from 'kafkajs'
 
@@ -45,6 +45,83 @@ export function isolatedStack(): IsolatedStack {
     dispose: async () => {
       await deleteKeysWithPrefix(redis, keyPrefix)
       redis.disconnect()
+    },
+  }
+}
+
+/** Ids whose partitions cover every partition, one per partition, in partition order. */
+export function idsPerPartition(partitions: number): string[] {
+  const ids: string[] = []
+  for (let i = 0; ids.length < partitions; i++) {
+    const id = `acc-${i}`
+    if (partitionFor(id, partitions) === ids.length) ids.push(id)
+  }
+  return ids
+}
+
+/**
+ * Every event of a partition, read through a transport of its own. A commit returns before the
+ * last stable offset passes it, so the read is repeated until it shows at least `atLeast` events.
+ */
+export async function readAll(stack: IsolatedStack, stream: StreamSpec, partition: number, atLeast = 0): Promise<StoredEvent[]> {
+  const transport = kafkaTransport(stack.transportOptions())
+  try {
+    return await eventually(async () => {
+      const events: StoredEvent[] = []
+      for await (const batch of transport.readEvents(stream, partition, 0)) events.push(...batch)
+      return events.length >= atLeast && events
+    }, `${atLeast} events in ${stream.aggregate}[${partition}]`, 10_000)
+  } finally {
+    await transport.close()
+  }
+}
+
+/** A store that holds chosen calls of one partition until released; see {@link holdingStore}. */
+export interface HoldingStore extends Store {
+  /** From now on, calls of `method` for `partition` wait until {@link release}. */
+  hold(method: 'load' | 'checkpoint', partition: number): void
+  /** Resolves once a call is being held. */
+  held(): Promise<void>
+  /** Lets every held call (and every later one) through. */
+  release(): void
+}
+
+/**
+ * Wraps a real store so that some of its calls hang, as a Redis that stops answering would, until
+ * the test releases them. Everything else goes to the real store.
+ */
+export function holdingStore(store: Store): HoldingStore {
+  let rule: { method: string; partition: number } | undefined
+  let released: () => void = () => undefined
+  let gate = new Promise<void>((resolve) => (released = resolve))
+  let reportHeld: () => void = () => undefined
+  const heldOnce = new Promise<void>((resolve) => (reportHeld = resolve))
+  const snapshots: SnapshotStore = Object.create(store.snapshots) as SnapshotStore
+  const wait = async (method: string, partition: number): Promise<void> => {
+    if (rule?.method !== method || rule.partition !== partition) return
+    reportHeld()
+    await gate
+  }
+  snapshots.load = async (stream, partition, ids, commandIds) => {
+    await wait('load', partition)
+    return store.snapshots.load(stream, partition, ids, commandIds)
+  }
+  snapshots.checkpoint = async (stream, partition) => {
+    await wait('checkpoint', partition)
+    return store.snapshots.checkpoint(stream, partition)
+  }
+  return {
+    snapshots,
+    outcomes: store.outcomes,
+    close: () => store.close(),
+    hold(method, partition) {
+      rule = { method, partition }
+      gate = new Promise<void>((resolve) => (released = resolve))
+    },
+    held: () => heldOnce,
+    release() {
+      rule = undefined
+      released()
     },
   }
 }
