@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto'
 import {
-  createEsk,
   FencedError,
   sleep,
   type BackgroundError,
@@ -11,10 +10,10 @@ import {
   type PartitionLease,
   type StreamSpec,
 } from '@esk/core'
-import { TransactionalWriter, kafkaTransport, resolveKafkaOptions, streamNames } from '@esk/kafka'
+import { TransactionalWriter, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { contractModel, eventually, failingSaves } from '@esk/testing'
-import { afterEach, describe, expect, it } from 'vitest'
-import { holdingStore, idsPerPartition, isolatedStack, readAll, type IsolatedStack } from './support.js'
+import { describe, expect, it } from 'vitest'
+import { holdingStore, idsPerPartition, readAll, testScope } from './support.js'
 
 const { ContractAccount, Open, Deposit } = contractModel
 
@@ -24,27 +23,7 @@ function codeOf(e: BackgroundError): unknown {
 }
 
 describe('kafka partition lifecycle', () => {
-  const cleanups: Array<() => Promise<void>> = []
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
-  })
-
-  function env(): IsolatedStack {
-    const stack = isolatedStack()
-    cleanups.push(() => stack.dispose!())
-    return stack
-  }
-
-  async function app(stack: IsolatedStack, options: Partial<EskOptions> = {}, partitions = 2): Promise<Esk> {
-    const esk = await createEsk({
-      aggregates: [{ aggregate: ContractAccount, partitions }],
-      driver: stack.driver(),
-      commandTimeoutMs: 30_000,
-      ...options,
-    })
-    cleanups.push(() => esk.close())
-    return esk
-  }
+  const { defer, env, app, connect } = testScope({ partitions: 2, commandTimeoutMs: 30_000 })
 
   /** Listeners that track the partitions an application owns and collect its background errors. */
   function watch(): { owned: Set<number>; errors: BackgroundError[]; listeners: NonNullable<EskOptions['listeners']> } {
@@ -72,11 +51,10 @@ describe('kafka partition lifecycle', () => {
 
     // Another writer initialises the partition's transactional id: the processor's writer is fenced
     // (the same thing happens when the broker times a transaction out, KIP-588).
-    const outside = kafkaTransport(stack.transportOptions())
-    cleanups.push(() => outside.close())
+    const outside = connect(stack)
     const options = resolveKafkaOptions(stack.transportOptions())
     const intruder = await TransactionalWriter.open(outside.client, options, streamNames(stack.topicPrefix, stream.aggregate), 0)
-    cleanups.push(() => intruder.close())
+    defer(() => intruder.close())
 
     // The first commit fails fenced; the partition reopens and takes the same command again.
     expect((await accounts.update(id, new Deposit(5))).version).toBe(2)
@@ -93,8 +71,7 @@ describe('kafka partition lifecycle', () => {
     // Fails before the fix: only a rebalance could bring a fenced partition back. (The processor
     // raises ESK_FENCED when the snapshot store refuses its owner token.)
     const stack = env()
-    const transport = kafkaTransport(stack.transportOptions())
-    cleanups.push(() => transport.close())
+    const transport = connect(stack)
     const stream: StreamSpec = { aggregate: 'fenced-handle', partitions: 1 }
     await transport.provision([stream])
     await transport.send(stream, 0, 'k', 'first')
@@ -130,13 +107,8 @@ describe('kafka partition lifecycle', () => {
     const stack = env()
     const base = stack.driver()
     const store = holdingStore(base.store)
-    const a = await createEsk({
-      aggregates: [{ aggregate: ContractAccount, partitions: 2 }],
-      driver: { transport: base.transport, store },
-      commandTimeoutMs: 60_000,
-    })
-    cleanups.push(() => a.close())
-    cleanups.push(async () => store.release())
+    const a = await app(stack, { driver: { transport: base.transport, store }, commandTimeoutMs: 60_000 }, 2)
+    defer(async () => store.release())
     const accounts = a.repository(ContractAccount)
     const ids = idsPerPartition(2)
     await Promise.all(ids.map((id) => accounts.save(new Open(id, 1), { id })))
@@ -155,8 +127,7 @@ describe('kafka partition lifecycle', () => {
     // Fails before the fix: createEsk waited for every partition, and this one never recovers.
     const stack = env()
     const stream: StreamSpec = { aggregate: 'contract-account', partitions: 2 }
-    const transport = kafkaTransport(stack.transportOptions())
-    cleanups.push(() => transport.close())
+    const transport = connect(stack)
     await transport.provision([stream])
     // A command, and its event of a type this code does not know, in partition 0 (written by a
     // newer version, say).
@@ -188,7 +159,7 @@ describe('kafka partition lifecycle', () => {
     const seen = watch()
     const starting = app(stack, { listeners: seen.listeners }, 2)
     const result = await Promise.race([starting, sleep(45_000).then(() => 'still starting')])
-    if (result === 'still starting') cleanups.push(async () => (await starting).close())
+    if (result === 'still starting') defer(async () => (await starting).close())
     expect(result).not.toBe('still starting')
     const esk = result as Esk
     expect(seen.errors.some((e) => e.partition === 0)).toBe(true)
@@ -213,11 +184,10 @@ describe('kafka partition lifecycle', () => {
     await first.close()
 
     // An operator deletes the command topic; the next start creates it again, empty.
-    const outside = kafkaTransport(stack.transportOptions())
-    cleanups.push(() => outside.close())
+    const outside = connect(stack)
     const admin = outside.client.admin()
     await admin.connect()
-    cleanups.push(() => admin.disconnect())
+    defer(() => admin.disconnect())
     await admin.deleteTopics({ topics: [names.commands] })
     await eventually(async () => !(await admin.listTopics()).includes(names.commands), 'the command topic to be gone')
 
@@ -251,13 +221,8 @@ describe('kafka partition lifecycle', () => {
     // The first snapshot save fails, so the partition repairs itself from the log in the
     // background; that repair then stalls on the store.
     const store = holdingStore(failingSaves(base.store, 1))
-    const a = await createEsk({
-      aggregates: [{ aggregate: ContractAccount, partitions: 1 }],
-      driver: { transport: base.transport, store },
-      commandTimeoutMs: 30_000,
-    })
-    cleanups.push(() => a.close())
-    cleanups.push(async () => store.release())
+    const a = await app(stack, { driver: { transport: base.transport, store } }, 1)
+    defer(async () => store.release())
     let takenOverAt = 0
     await app(stack, {
       listeners: { partition: (e) => (e.change === 'assigned' ? (takenOverAt = Date.now()) : undefined) },

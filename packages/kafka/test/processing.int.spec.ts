@@ -1,34 +1,14 @@
 import { randomUUID } from 'node:crypto'
-import { createEsk, partitionFor, type Esk, type EskOptions, type StoredEvent, type StreamSpec } from '@esk/core'
-import { TransactionalWriter, kafkaTransport, resolveKafkaOptions, streamNames } from '@esk/kafka'
+import { createEsk, partitionFor, type EskOptions, type StoredEvent, type StreamSpec } from '@esk/core'
+import { TransactionalWriter, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { contractModel, eventually, failingSaves } from '@esk/testing'
-import { afterEach, describe, expect, it } from 'vitest'
-import { idsPerPartition, isolatedStack, readAll, type IsolatedStack } from './support.js'
+import { describe, expect, it } from 'vitest'
+import { idsPerPartition, readAll, testScope } from './support.js'
 
 const { ContractAccount, Open, Deposit, Note } = contractModel
 
 describe('kafka processing', () => {
-  const cleanups: Array<() => Promise<void>> = []
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
-  })
-
-  function env(): IsolatedStack {
-    const stack = isolatedStack()
-    cleanups.push(() => stack.dispose!())
-    return stack
-  }
-
-  async function app(stack: IsolatedStack, options: Partial<EskOptions> = {}, partitions = 4): Promise<Esk> {
-    const esk = await createEsk({
-      aggregates: [{ aggregate: ContractAccount, partitions }],
-      driver: stack.driver(),
-      commandTimeoutMs: 20_000,
-      ...options,
-    })
-    cleanups.push(() => esk.close())
-    return esk
-  }
+  const { defer, env, app, connect } = testScope({ partitions: 4, commandTimeoutMs: 20_000 })
 
   /** Partitions an application currently owns, tracked from its partition events. */
   function owned(listeners: Set<number>): NonNullable<EskOptions['listeners']> {
@@ -70,7 +50,7 @@ describe('kafka processing', () => {
       driver: { transport: first.transport, store: crashing },
       commandTimeoutMs: 20_000,
     })
-    cleanups.push(() => a.close())
+    defer(() => a.close())
     // The outcome is final once Kafka committed, even though no snapshot reached Redis.
     const { id, version } = await a.repository(ContractAccount).save(new Open('kit', 5))
     expect(version).toBe(1)
@@ -92,11 +72,10 @@ describe('kafka processing', () => {
     const stream = first.streams[0]!
     await first.close()
 
-    const transport = kafkaTransport(stack.transportOptions())
-    cleanups.push(() => transport.close())
+    const transport = connect(stack)
     const admin = transport.client.admin()
     await admin.connect()
-    cleanups.push(() => admin.disconnect())
+    defer(() => admin.disconnect())
     const names = streamNames(stack.topicPrefix, stream.aggregate)
     const forgetOutcomes = async (): Promise<void> => {
       // As if their retention had passed: de-duplication by command id no longer protects.
@@ -151,13 +130,12 @@ describe('kafka processing', () => {
 
   it('replays up to offsets its caller knows are committed, waiting for the log to show them', async () => {
     const stack = env()
-    const transport = kafkaTransport(stack.transportOptions())
-    cleanups.push(() => transport.close())
+    const transport = connect(stack)
     const stream: StreamSpec = { aggregate: 'replay-wait', partitions: 1 }
     await transport.provision([stream])
     const names = streamNames(stack.topicPrefix, stream.aggregate)
     const writer = await TransactionalWriter.open(transport.client, resolveKafkaOptions(stack.transportOptions()), names, 0)
-    cleanups.push(() => writer.close())
+    defer(() => writer.close())
     const event = { aggregateId: 'a', type: 't', version: 1, commandId: 'c', commandPosition: 0, payload: '{}' }
     // The log is empty; the reader is told offset 0 exists, and it is committed 300 ms later.
     const reading = (async () => {
@@ -201,11 +179,10 @@ describe('kafka processing', () => {
 
   it('refuses an event topic that could delete or compact events', async () => {
     const stack = env()
-    const transport = kafkaTransport(stack.transportOptions())
-    cleanups.push(() => transport.close())
+    const transport = connect(stack)
     const admin = transport.client.admin()
     await admin.connect()
-    cleanups.push(() => admin.disconnect())
+    defer(() => admin.disconnect())
     const names = streamNames(stack.topicPrefix, 'contract-account')
     await admin.createTopics({
       topics: [

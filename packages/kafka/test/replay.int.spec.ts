@@ -1,25 +1,20 @@
 import { randomUUID } from 'node:crypto'
 import type { StoredEvent, StreamSpec } from '@esk/core'
-import { EventHeaders, TransactionalWriter, kafkaTransport, resolveKafkaOptions, streamNames, type KafkaTransport } from '@esk/kafka'
+import { EventHeaders, TransactionalWriter, resolveKafkaOptions, streamNames, type KafkaTransport } from '@esk/kafka'
 import { eventually } from '@esk/testing'
-import { afterEach, describe, expect, it } from 'vitest'
-import { isolatedStack, type IsolatedStack } from './support.js'
+import { describe, expect, it } from 'vitest'
+import { testScope, type IsolatedStack } from './support.js'
 
 function event(i: number): Omit<StoredEvent, 'offset'> {
   return { aggregateId: `a${i}`, type: 't', version: 1, commandId: `c${i}`, commandPosition: i, payload: JSON.stringify({ i }) }
 }
 
 describe('kafka replay', () => {
-  const cleanups: Array<() => Promise<void>> = []
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
-  })
+  const { defer, env, connect } = testScope({ partitions: 1, commandTimeoutMs: 20_000 })
 
   async function setup(partitions: number): Promise<{ stack: IsolatedStack; transport: KafkaTransport; stream: StreamSpec }> {
-    const stack = isolatedStack()
-    cleanups.push(() => stack.dispose!())
-    const transport = kafkaTransport(stack.transportOptions())
-    cleanups.push(() => transport.close())
+    const stack = env()
+    const transport = connect(stack)
     const stream: StreamSpec = { aggregate: `replay-${randomUUID().slice(0, 6)}`, partitions }
     await transport.provision([stream])
     return { stack, transport, stream }
@@ -48,7 +43,7 @@ describe('kafka replay', () => {
     for (let p = 0; p < 3; p++) await commit(stack, transport, stream, p, [event(0), event(1), event(2)])
     const admin = transport.client.admin()
     await admin.connect()
-    cleanups.push(() => admin.disconnect())
+    defer(() => admin.disconnect())
     const replayGroups = async (): Promise<string[]> =>
       (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`${stack.topicPrefix}replay.`))
 
@@ -82,7 +77,7 @@ describe('kafka replay', () => {
     // An aborted transaction in the middle: its records and markers occupy offsets, nobody sees them.
     const producer = transport.client.producer({ transactionalId: `aborting-${randomUUID()}`, idempotent: true, maxInFlightRequests: 1 })
     await producer.connect()
-    cleanups.push(() => producer.disconnect())
+    defer(() => producer.disconnect())
     const aborted = await producer.transaction()
     await aborted.send({
       topic: names.events,

@@ -1,10 +1,21 @@
 import { randomUUID } from 'node:crypto'
-import { partitionFor, type Driver, type SnapshotStore, type Store, type StoredEvent, type StreamSpec } from '@esk/core'
-import { kafkaTransport, type KafkaTransportOptions } from '@esk/kafka'
+import {
+  createEsk,
+  partitionFor,
+  type Driver,
+  type Esk,
+  type EskOptions,
+  type SnapshotStore,
+  type Store,
+  type StoredEvent,
+  type StreamSpec,
+} from '@esk/core'
+import { kafkaTransport, type KafkaTransport, type KafkaTransportOptions } from '@esk/kafka'
 import { redisStore, deleteKeysWithPrefix } from '@esk/redis'
-import { eventually, localStack, type ContractFixture } from '@esk/testing'
+import { contractModel, eventually, localStack, type ContractFixture } from '@esk/testing'
 import { Redis } from 'ioredis'
 import { logLevel } from 'kafkajs'
+import { afterEach } from 'vitest'
 
 /** A Kafka+Redis environment of its own: unique topic prefix and key prefix on the local stack. */
 export interface IsolatedStack extends ContractFixture {
@@ -122,6 +133,52 @@ export function holdingStore(store: Store): HoldingStore {
     release() {
       rule = undefined
       released()
+    },
+  }
+}
+
+/** What a spec's tests share: isolated environments and applications, released after each test. */
+export interface TestScope {
+  /** Runs `cleanup` after the current test; the last one registered runs first. */
+  defer(cleanup: () => Promise<void>): void
+  /** A new isolated environment (see {@link isolatedStack}). */
+  env(): IsolatedStack
+  /** An application of the contract aggregate on `stack`, closed after the test. */
+  app(stack: IsolatedStack, options?: Partial<EskOptions>, partitions?: number): Promise<Esk>
+  /** A transport of its own on `stack` (a tool, or another process), closed after the test. */
+  connect(stack: IsolatedStack): KafkaTransport
+}
+
+/** Registers the `afterEach` that releases what the tests of the calling `describe` create. */
+export function testScope(defaults: { partitions: number; commandTimeoutMs: number }): TestScope {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
+  })
+  const defer = (cleanup: () => Promise<void>): void => {
+    cleanups.push(cleanup)
+  }
+  return {
+    defer,
+    env() {
+      const stack = isolatedStack()
+      defer(() => stack.dispose!())
+      return stack
+    },
+    async app(stack, options = {}, partitions = defaults.partitions) {
+      const esk = await createEsk({
+        aggregates: [{ aggregate: contractModel.ContractAccount, partitions }],
+        driver: stack.driver(),
+        commandTimeoutMs: defaults.commandTimeoutMs,
+        ...options,
+      })
+      defer(() => esk.close())
+      return esk
+    },
+    connect(stack) {
+      const transport = kafkaTransport(stack.transportOptions())
+      defer(() => transport.close())
+      return transport
     },
   }
 }
