@@ -184,6 +184,17 @@ export class FencedError extends EskError {
   }
 }
 
+/**
+ * A command log partition no longer matches the command positions recorded in the event log (its
+ * topic was deleted and recreated, or lost records). Its partition is not processed: new commands
+ * would be taken for ones already handled and skipped.
+ */
+export class CommandLogTruncatedError extends EskError {
+  constructor(message: string, details?: ErrorDetails) {
+    super(ErrorCode.CommandLogTruncated, message, details)
+  }
+}
+
 /** The application, repository or driver was closed. */
 export class ClosedError extends EskError {
   constructor(what: string, message = `${what} is closed; create a new application with createEsk()`, details?: ErrorDetails) {
@@ -276,6 +287,9 @@ export function errorFromPayload(payload: ErrorPayload): EskError {
       break
     case ErrorCode.Closed:
       error = new ClosedError('', payload.message, details)
+      break
+    case ErrorCode.CommandLogTruncated:
+      error = new CommandLogTruncatedError(payload.message, details)
       break
     default:
       // A code this version does not know (a newer processor): keep its words, report a failure.

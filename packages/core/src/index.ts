@@ -15,6 +15,7 @@ export {
   AggregateExistsError,
   AggregateNotFoundError,
   ClosedError,
+  CommandLogTruncatedError,
   CommandRejected,
   CommandTimeoutError,
   ConfigurationError,

@@ -2,6 +2,7 @@ import {
   AggregateExistsError,
   AggregateNotFoundError,
   ClosedError,
+  CommandLogTruncatedError,
   CommandRejected,
   CommandTimeoutError,
   ConfigurationError,
@@ -40,6 +41,7 @@ const examples: Array<[string, EskError]> = [
   ['SerializationError', new SerializationError('event type unknown', { eventType: 'bank.Gone', offset: 12 })],
   ['FencedError', new FencedError('partition taken over', { aggregate: 'account', partition: 3 })],
   ['ClosedError', new ClosedError('this esk application')],
+  ['CommandLogTruncatedError', new CommandLogTruncatedError('command topic recreated', { topic: 't', partition: 0, end: 0 })],
   [
     'ClosedError with the command to retry',
     new ClosedError('this esk application', 'closed before the outcome arrived', { commandId: 'cmd-9', id: 'acc-9' }),

@@ -1,6 +1,5 @@
-import { decodeEnvelope } from '@esk/core'
+import { CommandLogTruncatedError, decodeEnvelope } from '@esk/core'
 import type { Admin } from 'kafkajs'
-import { CommandLogTruncatedError } from './errors.js'
 import type { StreamNames } from './options.js'
 import type { LogReader } from './replay.js'
 
@@ -21,7 +20,7 @@ export async function commandLogEnd(admin: Admin, names: StreamNames, partition:
  * - the command named by the last event must be inside the log, and, unless retention has
  *   deleted it since, be that very command (same command id).
  *
- * Throws a {@link CommandLogTruncatedError} otherwise. Runs after the partition's writer was
+ * Throws a `CommandLogTruncatedError` (`ESK_COMMAND_LOG_TRUNCATED`) otherwise. Runs after the partition's writer was
  * initialised, so no transaction of a previous owner can still change the event log's end.
  */
 export async function checkCommandLog(admin: Admin, reader: LogReader, names: StreamNames, partitions: number, partition: number): Promise<void> {

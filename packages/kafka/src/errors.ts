@@ -1,5 +1,3 @@
-import { EskError, ErrorCode, type ErrorDetails } from '@esk/core'
-
 /** Protocol errors that mean another producer with our transactional id has taken over. */
 const FENCED_TYPES = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED'])
 
@@ -32,15 +30,4 @@ const GROUP_CHANGE_TYPES = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION
 export function isGroupChange(error: unknown): boolean {
   const type = kafkaErrorType(error)
   return type !== undefined && GROUP_CHANGE_TYPES.has(type)
-}
-
-/**
- * A command topic partition whose offsets no longer match the command positions recorded in the
- * event log: the topic was deleted and recreated, or lost records. Its partition is not processed,
- * because new commands would be taken for ones already handled and skipped.
- */
-export class CommandLogTruncatedError extends EskError {
-  constructor(message: string, details?: ErrorDetails) {
-    super(ErrorCode.CommandLogTruncated, message, details)
-  }
 }
