@@ -20,7 +20,7 @@ export const ErrorCode = {
   Closed: 'ESK_CLOSED',
   Unavailable: 'ESK_UNAVAILABLE',
   SchemaAhead: 'ESK_SCHEMA_AHEAD',
-  CommandLogReset: 'ESK_COMMAND_LOG_RESET',
+  CommandLogTruncated: 'ESK_COMMAND_LOG_TRUNCATED',
 } as const
 
 /** One of the {@link ErrorCode} values. */
@@ -186,6 +186,17 @@ export class FencedError extends EskError {
   }
 }
 
+/**
+ * A command log partition no longer matches the command positions recorded in the event log (its
+ * topic was deleted and recreated, or lost records). Its partition is not processed: new commands
+ * would be taken for ones already handled and skipped.
+ */
+export class CommandLogTruncatedError extends EskError {
+  constructor(message: string, details?: ErrorDetails) {
+    super(ErrorCode.CommandLogTruncated, message, details)
+  }
+}
+
 /** The application, repository or driver was closed. */
 export class ClosedError extends EskError {
   constructor(what: string, message = `${what} is closed; create a new application with createEsk()`, details?: ErrorDetails) {
@@ -219,24 +230,6 @@ export class SchemaAheadError extends EskError {
         `it is not processed here (rebuilding it would undo the newer code's work): finish the deploy ` +
         `of the newer version, or roll every process back and rebuild`,
       { aggregate, partition, stored, current },
-    )
-  }
-}
-
-/**
- * A command log partition ends below the position the event log says was already handled: the
- * command topic was deleted and recreated, or truncated. Its new commands would be taken for old
- * ones and skipped, so the partition is not processed until an operator decides.
- */
-export class CommandLogResetError extends EskError {
-  constructor(aggregate: string, partition: number, end: number, handled: number) {
-    super(
-      ErrorCode.CommandLogReset,
-      `the command log of ${aggregate}/${partition} ends at position ${end}, but its events record commands up to ` +
-        `position ${handled}: the command topic was recreated or truncated. Its commands are not processed (they ` +
-        `would be skipped as already done). Restore the topic, or rebuild the partition's store and reset the ` +
-        `event topic's positions deliberately`,
-      { aggregate, partition, end, handled },
     )
   }
 }
@@ -330,9 +323,6 @@ export function errorFromPayload(payload: ErrorPayload): EskError {
     case ErrorCode.Unavailable:
       error = new UnavailableError(payload.message, details)
       break
-    case ErrorCode.CommandLogReset:
-      error = new CommandLogResetError(String(details.aggregate), Number(details.partition), Number(details.end), Number(details.handled))
-      break
     case ErrorCode.SchemaAhead:
       error = new SchemaAheadError(
         String(details.aggregate),
@@ -340,6 +330,9 @@ export function errorFromPayload(payload: ErrorPayload): EskError {
         Number(details.stored),
         Number(details.current),
       )
+      break
+    case ErrorCode.CommandLogTruncated:
+      error = new CommandLogTruncatedError(payload.message, details)
       break
     default:
       // A code this version does not know (a newer processor): keep its words, report a failure.

@@ -245,8 +245,11 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
             )
             throw error
           }
-          // Taken away while recovering: the transport closes it; it never was assigned.
-          if (lease.signal.aborted) return processor
+          // Taken away while recovering: it never was assigned.
+          if (lease.signal.aborted) {
+            await processor.close()
+            throw new ClosedError(`partition ${where.aggregate}/${where.partition}`, `${where.aggregate}/${where.partition} was revoked while it recovered`)
+          }
           observers.emit('partition', { ...where, change: 'assigned' })
           lease.signal.addEventListener('abort', () => observers.emit('partition', { ...where, change: 'revoked' }), {
             once: true,

@@ -15,7 +15,7 @@ export {
   AggregateExistsError,
   AggregateNotFoundError,
   ClosedError,
-  CommandLogResetError,
+  CommandLogTruncatedError,
   CommandRejected,
   CommandTimeoutError,
   ConfigurationError,

@@ -4,7 +4,7 @@ import {
   AggregateExistsError,
   AggregateNotFoundError,
   ClosedError,
-  CommandLogResetError,
+  CommandLogTruncatedError,
   EskError,
   ErrorCode,
   HandlerFailedError,
@@ -113,7 +113,15 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     await this.recover(this.context.rebuild)
     const end = await this.lease.commandLogEnd?.()
     if (end !== undefined && end <= this.checkpoint.commandPosition) {
-      const error = new CommandLogResetError(this.name, this.lease.partition, end, this.checkpoint.commandPosition)
+      const { partition } = this.lease
+      const handled = this.checkpoint.commandPosition
+      const error = new CommandLogTruncatedError(
+        `the command log of ${this.name}/${partition} ends at position ${end}, but its events record commands up to ` +
+          `position ${handled}: the command topic was recreated or truncated. Its commands are not processed (they ` +
+          `would be skipped as already done): restore the topic, or see "A command topic was deleted or truncated" ` +
+          `in docs/operations.md`,
+        { aggregate: this.name, partition, end, handled },
+      )
       this.transition('failed', error)
       throw error
     }

@@ -2,6 +2,7 @@ import {
   AggregateExistsError,
   AggregateNotFoundError,
   ClosedError,
+  CommandLogTruncatedError,
   CommandRejected,
   CommandTimeoutError,
   ConfigurationError,
@@ -21,7 +22,6 @@ import {
   hasCode,
   SchemaAheadError,
   UnavailableError,
-  CommandLogResetError,
 } from '@esk/core'
 import { describe, expect, it } from 'vitest'
 
@@ -45,7 +45,7 @@ const examples: Array<[string, EskError]> = [
   ['ClosedError', new ClosedError('this esk application')],
   ['UnavailableError', new UnavailableError('the command log is unreachable', { commandId: 'cmd-8', id: 'acc-8' })],
   ['SchemaAheadError', new SchemaAheadError('account', 2, 3, 2)],
-  ['CommandLogResetError', new CommandLogResetError('account', 1, 0, 41)],
+  ['CommandLogTruncatedError', new CommandLogTruncatedError('command topic recreated', { topic: 't', partition: 0, end: 0 })],
   [
     'ClosedError with the command to retry',
     new ClosedError('this esk application', 'closed before the outcome arrived', { commandId: 'cmd-9', id: 'acc-9' }),

@@ -22,3 +22,12 @@ export function isFenced(error: unknown): boolean {
 export function isConcurrentTransactions(error: unknown): boolean {
   return kafkaErrorType(error) === 'CONCURRENT_TRANSACTIONS'
 }
+
+/** Group errors that mean a rebalance is under way or this member must join again. */
+const GROUP_CHANGE_TYPES = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'FENCED_INSTANCE_ID'])
+
+/** True when a heartbeat error means the group is rebalancing or no longer counts this member. */
+export function isGroupChange(error: unknown): boolean {
+  const type = kafkaErrorType(error)
+  return type !== undefined && GROUP_CHANGE_TYPES.has(type)
+}

@@ -2,4 +2,4 @@
 // taken from its default export here, once; types are imported from 'kafkajs' directly.
 import kafkajs from 'kafkajs'
 
-export const { Kafka, logLevel, AssignerProtocol, ConfigResourceTypes, Partitioners } = kafkajs
+export const { Kafka, logLevel, AssignerProtocol, ConfigResourceTypes, Partitioners, PartitionAssigners } = kafkajs

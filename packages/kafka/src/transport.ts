@@ -4,15 +4,15 @@ import { Kafka, Partitioners, logLevel } from './kafkajs.js'
 import { resolveOptions, streamNames, type KafkaTransportOptions, type ResolvedKafkaOptions } from './options.js'
 import { CommandSender } from './command-sender.js'
 import { kafkaLogCreator } from './logging.js'
-import { StreamProcessor } from './processing.js'
-import { replayPartition } from './replay.js'
+import { StreamProcessor, type PartitionState } from './processing.js'
+import { LogReader } from './replay.js'
 import { provisionTopics } from './topics.js'
 
 /** Most commands one produce request carries (their bytes are capped by MAX_REQUEST_BYTES). */
 const COMMANDS_PER_REQUEST = 1_000
 
-/** How long a replay may go without a batch before it is abandoned (and retried by the partition). */
-const REPLAY_STALL_TIMEOUT_MS = 60_000
+/** How long a read of the log may go without a batch before it fails (and is retried by the partition). */
+const READ_STALL_TIMEOUT_MS = 60_000
 
 /**
  * The Kafka transport: a command topic and an event topic per aggregate type with the same
@@ -26,6 +26,7 @@ export class KafkaTransport implements Transport {
   private admin: Admin | undefined
   private producer: Producer | undefined
   private sender: CommandSender | undefined
+  private reader: LogReader | undefined
   private connecting: Promise<void> | undefined
   private readonly processors: StreamProcessor[] = []
   private closed = false
@@ -74,21 +75,23 @@ export class KafkaTransport implements Transport {
 
   async *readEvents(stream: StreamSpec, partition: number, from: number, until = 0): AsyncIterable<StoredEvent[]> {
     await this.connect()
-    yield* replayPartition(this.kafka, this.admin!, {
-      topic: this.names(stream.aggregate).events,
-      partition,
-      from,
-      until,
-      groupPrefix: this.options.topicPrefix,
-      stallTimeoutMs: REPLAY_STALL_TIMEOUT_MS,
-    })
+    yield* this.reader!.events(this.names(stream.aggregate), stream.partitions, partition, from, until)
   }
 
   async startProcessing(streams: readonly StreamSpec[], host: PartitionHost): Promise<void> {
     await this.connect()
-    const started = streams.map((stream) => new StreamProcessor(this.kafka, this.options, stream, host, this.logger))
+    // The reader joins its group while the processors join theirs: recovery needs it right after.
+    for (const stream of streams) this.reader!.prepare(this.names(stream.aggregate), stream.partitions)
+    const started = streams.map(
+      (stream) => new StreamProcessor(this.kafka, this.admin!, this.reader!, this.options, stream, host, this.logger),
+    )
     this.processors.push(...started)
     await Promise.all(started.map((p) => p.start()))
+  }
+
+  /** Every partition this process was assigned, with where it stands (see {@link PartitionState}). */
+  partitions(): Array<{ aggregate: string; partition: number; state: PartitionState }> {
+    return this.processors.flatMap((p) => [...p.states()].map(([partition, state]) => ({ aggregate: p.aggregate, partition, state })))
   }
 
   async stopProcessing(): Promise<void> {
@@ -100,6 +103,7 @@ export class KafkaTransport implements Transport {
     if (this.closed) return
     this.closed = true
     await this.stopProcessing()
+    await this.reader?.close()
     await Promise.allSettled([this.producer?.disconnect(), this.admin?.disconnect()])
   }
 
@@ -124,6 +128,11 @@ export class KafkaTransport implements Transport {
       this.admin = admin
       this.producer = producer
       this.sender = new CommandSender(producer, COMMANDS_PER_REQUEST, this.options.maxQueuedCommands)
+      this.reader = new LogReader(this.kafka, admin, {
+        groupPrefix: this.options.topicPrefix,
+        stallTimeoutMs: READ_STALL_TIMEOUT_MS,
+        logger: this.logger,
+      })
     })()
     // A failed connection is not kept: the next call tries again.
     this.connecting.catch(() => (this.connecting = undefined))

@@ -1,67 +1,20 @@
 import { randomUUID } from 'node:crypto'
-import { createEsk, partitionFor, type Esk, type EskOptions, type StoredEvent, type StreamSpec } from '@esk/core'
-import { TransactionalWriter, kafkaTransport, resolveKafkaOptions, streamNames } from '@esk/kafka'
+import { createEsk, partitionFor, type EskOptions, type StoredEvent, type StreamSpec } from '@esk/core'
+import { TransactionalWriter, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { contractModel, eventually, failingSaves } from '@esk/testing'
-import { afterEach, describe, expect, it } from 'vitest'
-import { isolatedStack, type IsolatedStack } from './support.js'
+import { describe, expect, it } from 'vitest'
+import { idsPerPartition, readAll, testScope } from './support.js'
 
 const { ContractAccount, Open, Deposit, Note } = contractModel
 
 describe('kafka processing', () => {
-  const cleanups: Array<() => Promise<void>> = []
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
-  })
-
-  function env(): IsolatedStack {
-    const stack = isolatedStack()
-    cleanups.push(() => stack.dispose!())
-    return stack
-  }
-
-  async function app(stack: IsolatedStack, options: Partial<EskOptions> = {}, partitions = 4): Promise<Esk> {
-    const esk = await createEsk({
-      aggregates: [{ aggregate: ContractAccount, partitions }],
-      driver: stack.driver(),
-      commandTimeoutMs: 20_000,
-      ...options,
-    })
-    cleanups.push(() => esk.close())
-    return esk
-  }
+  const { defer, env, app, connect } = testScope({ partitions: 4, commandTimeoutMs: 20_000 })
 
   /** Partitions an application currently owns, tracked from its partition events. */
   function owned(listeners: Set<number>): NonNullable<EskOptions['listeners']> {
     return {
       partition: (e) => (e.change === 'assigned' ? listeners.add(e.partition) : listeners.delete(e.partition)),
     }
-  }
-
-  /**
-   * Every event of a partition. A commit returns before the last stable offset passes it, so a
-   * read right after a write re-reads until it shows at least `atLeast` events (bounded).
-   */
-  async function readAll(stack: IsolatedStack, stream: StreamSpec, partition: number, atLeast = 0): Promise<StoredEvent[]> {
-    const transport = kafkaTransport(stack.transportOptions())
-    try {
-      return await eventually(async () => {
-        const events: StoredEvent[] = []
-        for await (const batch of transport.readEvents(stream, partition, 0)) events.push(...batch)
-        return events.length >= atLeast && events
-      }, `${atLeast} events in ${stream.aggregate}[${partition}]`, 10_000)
-    } finally {
-      await transport.close()
-    }
-  }
-
-  /** Ids whose partitions cover every partition, one per partition. */
-  function idsPerPartition(partitions: number): string[] {
-    const ids: string[] = []
-    for (let i = 0; ids.length < partitions; i++) {
-      const id = `acc-${i}`
-      if (partitionFor(id, partitions) === ids.length) ids.push(id)
-    }
-    return ids
   }
 
   it('splits partitions between two processors of one group, and one takes over when the other stops', async () => {
@@ -97,7 +50,7 @@ describe('kafka processing', () => {
       driver: { transport: first.transport, store: crashing },
       commandTimeoutMs: 20_000,
     })
-    cleanups.push(() => a.close())
+    defer(() => a.close())
     // The outcome is final once Kafka committed, even though no snapshot reached Redis.
     const { id, version } = await a.repository(ContractAccount).save(new Open('kit', 5))
     expect(version).toBe(1)
@@ -110,35 +63,6 @@ describe('kafka processing', () => {
     expect(crashing.failed()).toBeGreaterThan(0)
   })
 
-  it('fences a processor whose partition was taken by a newer writer: its writes fail and change nothing', async () => {
-    const stack = env()
-    const errors: string[] = []
-    const a = await app(stack, { listeners: { error: (e) => errors.push(String((e.error as { code?: string }).code)) } }, 2)
-    const accounts = a.repository(ContractAccount)
-    const [id0] = idsPerPartition(2)
-    await accounts.save(new Open('lee', 1), { id: id0! })
-    const stream = a.streams[0]!
-    const before = await readAll(stack, stream, 0, 1)
-
-    // A newer owner of partition 0 initialises the same transactional id: A's writer is now a zombie.
-    const transport = kafkaTransport(stack.transportOptions())
-    cleanups.push(() => transport.close())
-    const names = streamNames(stack.topicPrefix, stream.aggregate)
-    const newer = await TransactionalWriter.open(transport.client, resolveKafkaOptions(stack.transportOptions()), names, 0)
-    cleanups.push(() => newer.close())
-
-    await expect(accounts.update(id0!, new Deposit(5), { timeoutMs: 4_000 })).rejects.toMatchObject({
-      code: 'ESK_COMMAND_TIMEOUT',
-    })
-    expect(errors).toContain('ESK_FENCED')
-    expect(await readAll(stack, stream, 0)).toEqual(before)
-    expect((await accounts.get(id0!)).version).toBe(1)
-
-    // The newer owner's writes go through.
-    const offsets = await newer.commit([], 0)
-    expect(offsets).toEqual([])
-  })
-
   it('never re-applies commands when the group offsets are lost, from snapshots or from a full replay', async () => {
     const stack = env()
     const first = await app(stack, {}, 2)
@@ -148,11 +72,10 @@ describe('kafka processing', () => {
     const stream = first.streams[0]!
     await first.close()
 
-    const transport = kafkaTransport(stack.transportOptions())
-    cleanups.push(() => transport.close())
+    const transport = connect(stack)
     const admin = transport.client.admin()
     await admin.connect()
-    cleanups.push(() => admin.disconnect())
+    defer(() => admin.disconnect())
     const names = streamNames(stack.topicPrefix, stream.aggregate)
     const forgetOutcomes = async (): Promise<void> => {
       // As if their retention had passed: de-duplication by command id no longer protects.
@@ -207,13 +130,12 @@ describe('kafka processing', () => {
 
   it('replays up to offsets its caller knows are committed, waiting for the log to show them', async () => {
     const stack = env()
-    const transport = kafkaTransport(stack.transportOptions())
-    cleanups.push(() => transport.close())
+    const transport = connect(stack)
     const stream: StreamSpec = { aggregate: 'replay-wait', partitions: 1 }
     await transport.provision([stream])
     const names = streamNames(stack.topicPrefix, stream.aggregate)
     const writer = await TransactionalWriter.open(transport.client, resolveKafkaOptions(stack.transportOptions()), names, 0)
-    cleanups.push(() => writer.close())
+    defer(() => writer.close())
     const event = { aggregateId: 'a', type: 't', version: 1, commandId: 'c', commandPosition: 0, payload: '{}' }
     // The log is empty; the reader is told offset 0 exists, and it is committed 300 ms later.
     const reading = (async () => {
@@ -257,11 +179,10 @@ describe('kafka processing', () => {
 
   it('refuses an event topic that could delete or compact events', async () => {
     const stack = env()
-    const transport = kafkaTransport(stack.transportOptions())
-    cleanups.push(() => transport.close())
+    const transport = connect(stack)
     const admin = transport.client.admin()
     await admin.connect()
-    cleanups.push(() => admin.disconnect())
+    defer(() => admin.disconnect())
     const names = streamNames(stack.topicPrefix, 'contract-account')
     await admin.createTopics({
       topics: [

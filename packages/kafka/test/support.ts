@@ -1,10 +1,22 @@
 import { randomUUID } from 'node:crypto'
-import type { DeadLetter, Driver } from '@esk/core'
-import { DeadLetterHeaders, kafkaTransport, type KafkaTransportOptions } from '@esk/kafka'
+import {
+  createEsk,
+  partitionFor,
+  type DeadLetter,
+  type Driver,
+  type Esk,
+  type EskOptions,
+  type SnapshotStore,
+  type Store,
+  type StoredEvent,
+  type StreamSpec,
+} from '@esk/core'
+import { DeadLetterHeaders, kafkaTransport, type KafkaTransport, type KafkaTransportOptions } from '@esk/kafka'
 import { PartitionKeys, StateFields, deleteKeysWithPrefix, redisStore } from '@esk/redis'
-import { localStack, type ContractFixture } from '@esk/testing'
+import { contractModel, eventually, localStack, type ContractFixture } from '@esk/testing'
 import { Redis } from 'ioredis'
 import { Kafka, logLevel } from 'kafkajs'
+import { afterEach } from 'vitest'
 
 /** A Kafka+Redis environment of its own: unique topic prefix and key prefix on the local stack. */
 export interface IsolatedStack extends ContractFixture {
@@ -94,4 +106,127 @@ async function readDeadLetters(brokers: string[], topic: string, partition: numb
     await consumer.disconnect()
   }
   return letters
+}
+
+/** Ids whose partitions cover every partition, one per partition, in partition order. */
+export function idsPerPartition(partitions: number): string[] {
+  const ids: string[] = []
+  for (let i = 0; ids.length < partitions; i++) {
+    const id = `acc-${i}`
+    if (partitionFor(id, partitions) === ids.length) ids.push(id)
+  }
+  return ids
+}
+
+/**
+ * Every event of a partition, read through a transport of its own. A commit returns before the
+ * last stable offset passes it, so the read is repeated until it shows at least `atLeast` events.
+ */
+export async function readAll(stack: IsolatedStack, stream: StreamSpec, partition: number, atLeast = 0): Promise<StoredEvent[]> {
+  const transport = kafkaTransport(stack.transportOptions())
+  try {
+    return await eventually(async () => {
+      const events: StoredEvent[] = []
+      for await (const batch of transport.readEvents(stream, partition, 0)) events.push(...batch)
+      return events.length >= atLeast && events
+    }, `${atLeast} events in ${stream.aggregate}[${partition}]`, 10_000)
+  } finally {
+    await transport.close()
+  }
+}
+
+/** A store that holds chosen calls of one partition until released; see {@link holdingStore}. */
+export interface HoldingStore extends Store {
+  /** From now on, calls of `method` for `partition` wait until {@link release}. */
+  hold(method: 'load' | 'checkpoint', partition: number): void
+  /** Resolves once a call is being held. */
+  held(): Promise<void>
+  /** Lets every held call (and every later one) through. */
+  release(): void
+}
+
+/**
+ * Wraps a real store so that some of its calls hang, as a Redis that stops answering would, until
+ * the test releases them. Everything else goes to the real store.
+ */
+export function holdingStore(store: Store): HoldingStore {
+  let rule: { method: string; partition: number } | undefined
+  let released: () => void = () => undefined
+  let gate = new Promise<void>((resolve) => (released = resolve))
+  let reportHeld: () => void = () => undefined
+  const heldOnce = new Promise<void>((resolve) => (reportHeld = resolve))
+  const snapshots: SnapshotStore = Object.create(store.snapshots) as SnapshotStore
+  const wait = async (method: string, partition: number): Promise<void> => {
+    if (rule?.method !== method || rule.partition !== partition) return
+    reportHeld()
+    await gate
+  }
+  snapshots.load = async (stream, partition, token, ids, commands) => {
+    await wait('load', partition)
+    return store.snapshots.load(stream, partition, token, ids, commands)
+  }
+  snapshots.checkpoint = async (stream, partition) => {
+    await wait('checkpoint', partition)
+    return store.snapshots.checkpoint(stream, partition)
+  }
+  return {
+    snapshots,
+    outcomes: store.outcomes,
+    close: () => store.close(),
+    hold(method, partition) {
+      rule = { method, partition }
+      gate = new Promise<void>((resolve) => (released = resolve))
+    },
+    held: () => heldOnce,
+    release() {
+      rule = undefined
+      released()
+    },
+  }
+}
+
+/** What a spec's tests share: isolated environments and applications, released after each test. */
+export interface TestScope {
+  /** Runs `cleanup` after the current test; the last one registered runs first. */
+  defer(cleanup: () => Promise<void>): void
+  /** A new isolated environment (see {@link isolatedStack}). */
+  env(): IsolatedStack
+  /** An application of the contract aggregate on `stack`, closed after the test. */
+  app(stack: IsolatedStack, options?: Partial<EskOptions>, partitions?: number): Promise<Esk>
+  /** A transport of its own on `stack` (a tool, or another process), closed after the test. */
+  connect(stack: IsolatedStack): KafkaTransport
+}
+
+/** Registers the `afterEach` that releases what the tests of the calling `describe` create. */
+export function testScope(defaults: { partitions: number; commandTimeoutMs: number }): TestScope {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
+  })
+  const defer = (cleanup: () => Promise<void>): void => {
+    cleanups.push(cleanup)
+  }
+  return {
+    defer,
+    env() {
+      const stack = isolatedStack()
+      defer(() => stack.dispose!())
+      return stack
+    },
+    async app(stack, options = {}, partitions = defaults.partitions) {
+      const esk = await createEsk({
+        aggregates: [{ aggregate: contractModel.ContractAccount, partitions }],
+        driver: stack.driver(),
+        commandTimeoutMs: defaults.commandTimeoutMs,
+        ...options,
+      })
+      defer(() => esk.close())
+      return esk
+    },
+    connect(stack) {
+      const transport = kafkaTransport(stack.transportOptions())
+      defer(() => transport.close())
+      return transport
+    },
+  }
 }

@@ -98,7 +98,7 @@ describe('partition processor on the embedded driver', () => {
 
     const second = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }) })
     expect(second.status().partitions).toMatchObject([
-      { partition: 0, state: 'failed', error: { code: 'ESK_COMMAND_LOG_RESET', message: expect.stringContaining('recreated') } },
+      { partition: 0, state: 'failed', error: { code: 'ESK_COMMAND_LOG_TRUNCATED', message: expect.stringContaining('recreated') } },
     ])
     await expect(second.repository(ContractAccount).update(id, new Deposit(5), { timeoutMs: 300 })).rejects.toMatchObject({
       code: 'ESK_COMMAND_TIMEOUT',
