@@ -579,6 +579,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     // Checked before taking the store: a partition of newer code is left to it, undisturbed.
     const stored = await snapshots.checkpoint(stream, partition)
     if (stored && stored.schemaVersion > this.schemaVersion) throw this.schemaAhead(stored.schemaVersion)
+    // A partition closed meanwhile must not take the store from its next owner.
+    if (this.stop.signal.aborted) throw new ClosedError(`partition ${this.name}/${partition}`)
     const token = randomUUID()
     await snapshots.acquire(stream, partition, token)
     this.token = token
