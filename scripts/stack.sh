@@ -126,6 +126,17 @@ running_version() { # pidfile
     sed -n "s|.*/kafka_$SCALA_VERSION-\([0-9.]*\)/libs/\*.*|\1|p" | head -n 1
 }
 
+# $! names the forked shell until it has exec'd the service, and that shell's command line is
+# this script's: a check in that window would take the service for gone. Wait it out (bounded).
+await_exec() { # pid pattern
+  local i
+  for ((i = 0; i < 200; i++)); do
+    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2" && return 0
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.05
+  done
+}
+
 stop_pid() { # pidfile name
   local pid i
   pid=$(<"$1")
@@ -569,6 +580,7 @@ launch_broker() { # props logdir pidfile jvm_opts
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$1" \
     </dev/null >"$2/kafka.out" 2>&1 {LOCK_FD}>&- &
   echo $! >"$3"
+  await_exec $! "kafka.Kafka $1"
 }
 
 launch_kafka() {
@@ -586,6 +598,7 @@ launch_redis() {
   keep_previous_log "$LOG_DIR/redis.log" "$LOG_DIR/redis.out"
   setsid redis-server "$CONF_DIR/redis.conf" </dev/null >"$LOG_DIR/redis.out" 2>&1 {LOCK_FD}>&- &
   echo $! >"$REDIS_PID"
+  await_exec $! redis-server
 }
 
 port_open() {
