@@ -130,10 +130,10 @@ running_version() { # pidfile
 # this script's: a check in that window would take the service for gone. Wait it out (bounded).
 await_exec() { # pid pattern
   local i
-  for ((i = 0; i < 200; i++)); do
+  for ((i = 0; i < 1000; i++)); do
     tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2" && return 0
     kill -0 "$1" 2>/dev/null || return 0
-    sleep 0.05
+    sleep 0.01
   done
 }
 
