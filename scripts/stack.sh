@@ -217,8 +217,9 @@ ensure_java() {
   # Kafka 4 brokers need Java 17; an older java fails with an unreadable class-version error.
   local v
   v=$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.specification\.version = //p')
-  [[ ${v%%.*} =~ ^[0-9]+$ ]] && ((${v%%.*} >= 17)) ||
+  if ! [[ ${v%%.*} =~ ^[0-9]+$ ]] || ((${v%%.*} < 17)); then
     die "Kafka $KAFKA_VERSION needs Java 17 or later, $JAVA is ${v:-unknown} (Debian: apt-get install -y openjdk-17-jre-headless)"
+  fi
 }
 
 # Kafka 3.x logs through slf4j 1.7 to reload4j. Kafka 4.x logs to log4j2 (log4j-core is a
@@ -292,7 +293,7 @@ maven() { # args... (output appended to maven.log)
 # re-resolves when the pinned versions above change. ~/.m2 is kept, so a wiped stack dir
 # resolves again without downloading.
 ensure_kafka_jars() {
-  local pom core
+  local pom core jars
   pom=$(kafka_pom)
   if [[ -f $KAFKA_LIBS/.complete && -f $KAFKA_HOME/pom.xml && $(<"$KAFKA_HOME/pom.xml") == "$pom" ]]; then
     return 0
@@ -307,10 +308,10 @@ ensure_kafka_jars() {
     -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS"
   [[ -f $KAFKA_LIBS/kafka_$SCALA_VERSION-$KAFKA_VERSION.jar ]] || die "kafka jar missing after resolve"
   if ((KAFKA_MAJOR >= 4)); then
-    core=$(cd "$KAFKA_LIBS" && ls log4j-core-*.jar 2>/dev/null | head -n 1)
-    core=${core#log4j-core-}
+    jars=("$KAFKA_LIBS"/log4j-core-*.jar)
+    core=${jars[0]##*/log4j-core-}
     core=${core%.jar}
-    [[ -n $core ]] || die "Kafka $KAFKA_VERSION brought no log4j-core; cannot pick its slf4j binding"
+    [[ -f ${jars[0]} && -n $core ]] || die "Kafka $KAFKA_VERSION brought no log4j-core; cannot pick its slf4j binding"
     maven -f "$KAFKA_HOME/pom.xml" "$DEPENDENCY_PLUGIN:copy" \
       -Dartifact="org.apache.logging.log4j:log4j-slf4j-impl:$core" -DoutputDirectory="$KAFKA_LIBS"
   fi
@@ -761,7 +762,7 @@ wait_cluster() { # what ready_fn nodes...
 }
 
 node_arg() { # value -> validated node index
-  [[ ${1:-} =~ ^[1-9][0-9]*$ ]] && (($1 <= NODES)) || die "expected a node index 1..$NODES, got '${1:-}'"
+  if ! [[ ${1:-} =~ ^[1-9][0-9]*$ ]] || (($1 > NODES)); then die "expected a node index 1..$NODES, got '${1:-}'"; fi
   echo "$1"
 }
 
