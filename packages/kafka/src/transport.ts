@@ -36,9 +36,14 @@ export class KafkaTransport implements Transport {
   constructor(options: KafkaTransportOptions = {}) {
     this.options = resolveOptions(options)
     this.logger = options.logger ?? consoleLogger()
-    this.kafka = new Kafka({
+    this.kafka = this.newClient()
+  }
+
+  /** A kafkajs client with this transport's settings, bootstrapped from one broker if named. */
+  private newClient(broker?: string): KafkaClient {
+    return new Kafka({
       ...this.options.kafka,
-      brokers: this.options.brokers,
+      brokers: broker ? [broker] : this.options.brokers,
       clientId: this.options.clientId,
       logLevel: this.options.logLevel ?? logLevel.WARN,
       logCreator: kafkaLogCreator(this.logger),
@@ -57,7 +62,7 @@ export class KafkaTransport implements Transport {
 
   async provision(streams: readonly StreamSpec[]): Promise<void> {
     await this.connect()
-    await provisionTopics(this.admin!, this.options, streams)
+    await provisionTopics(this.admin!, this.options, streams, (broker) => this.newClient(broker).admin())
   }
 
   async send(stream: StreamSpec, partition: number, key: string, value: string): Promise<void> {
