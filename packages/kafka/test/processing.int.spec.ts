@@ -178,9 +178,9 @@ describe('kafka processing', () => {
   // subscribe asking a broker that had not applied the new topics yet) or with "has no partitions".
   it('starts on topics it just created and returns once every broker of a cluster knows them', async (ctx) => {
     const stack = env()
-    const admin = kafkaTransport(stack.transportOptions()).client.admin()
+    const admin = connect(stack).client.admin()
     await admin.connect()
-    cleanups.push(() => admin.disconnect())
+    defer(() => admin.disconnect())
     const { brokers } = await admin.describeCluster()
     // A single broker knows what it created; the race needs several.
     if (brokers.length < 2) ctx.skip()
@@ -188,7 +188,7 @@ describe('kafka processing', () => {
     const names = streamNames(stack.topicPrefix, 'contract-account')
     for (const { host, port } of brokers) {
       // Bootstrapped from this broker alone, a client's first metadata request goes to it.
-      const one = kafkaTransport({ ...stack.transportOptions(), brokers: [`${host}:${port}`] }).client.admin()
+      const one = connect(stack, { brokers: [`${host}:${port}`] }).client.admin()
       await one.connect()
       try {
         const metadata = await one.fetchTopicMetadata({ topics: [names.commands, names.events] })

@@ -194,7 +194,7 @@ export interface TestScope {
   /** An application of the contract aggregate on `stack`, closed after the test. */
   app(stack: IsolatedStack, options?: Partial<EskOptions>, partitions?: number): Promise<Esk>
   /** A transport of its own on `stack` (a tool, or another process), closed after the test. */
-  connect(stack: IsolatedStack): KafkaTransport
+  connect(stack: IsolatedStack, extra?: KafkaTransportOptions): KafkaTransport
 }
 
 /** Registers the `afterEach` that releases what the tests of the calling `describe` create. */
@@ -223,8 +223,8 @@ export function testScope(defaults: { partitions: number; commandTimeoutMs: numb
       defer(() => esk.close())
       return esk
     },
-    connect(stack) {
-      const transport = kafkaTransport(stack.transportOptions())
+    connect(stack, extra = {}) {
+      const transport = kafkaTransport(stack.transportOptions(extra))
       defer(() => transport.close())
       return transport
     },
