@@ -50,6 +50,8 @@ type Attempt = { ok: true; handled: number } | { ok: false; error: unknown; atte
 abstract class LaneBase implements EventFeedHandle {
   position = 0
   protected closed = false
+  /** Aborted by close or by the lease: ends backoffs at once. */
+  protected readonly stopping = new AbortController()
   private tail: Promise<void> = Promise.resolve()
   protected readonly lane: string
 
@@ -60,6 +62,7 @@ abstract class LaneBase implements EventFeedHandle {
     protected readonly signal: AbortSignal,
   ) {
     this.lane = laneOf(stream.aggregate, partition)
+    signal.addEventListener('abort', () => this.stopping.abort(), { once: true })
   }
 
   /** Takes the lane and finds where to start; throws when it cannot be read here (the transport retries). */
@@ -81,7 +84,7 @@ abstract class LaneBase implements EventFeedHandle {
         this.assertOpen()
         const chunk = fresh.slice(i, i + max)
         const end = chunk[chunk.length - 1]!.offset + 1
-        await this.apply(chunk, i + max >= fresh.length ? Math.max(next, end) : end)
+        await this.stubborn(() => this.apply(chunk.filter((e) => e.offset >= this.position), i + max >= fresh.length ? Math.max(next, end) : end))
       }
     })
     this.tail = run.catch(() => undefined)
@@ -90,8 +93,27 @@ abstract class LaneBase implements EventFeedHandle {
 
   async close(): Promise<void> {
     this.closed = true
+    this.stopping.abort()
     await this.tail
     this.host.laneState(this.stream, this.partition, 'closed')
+  }
+
+  /**
+   * Applies, and while an event keeps failing (`onFailure: 'stop'`), stays on it: the lane reports
+   * `failed` and tries again with backoff, never going past it, until it succeeds or is closed.
+   */
+  private async stubborn(apply: () => Promise<void>): Promise<void> {
+    for (let failures = 0; ; failures++) {
+      try {
+        await apply()
+        if (failures > 0) this.host.laneState(this.stream, this.partition, 'running')
+        return
+      } catch (error) {
+        if (!hasCode(error, ErrorCode.ProjectionFailed)) throw error
+        await sleep(Math.min(250 * 2 ** failures, 30_000), this.stopping.signal)
+        this.assertOpen()
+      }
+    }
   }
 
   protected assertOpen(): void {
@@ -112,7 +134,7 @@ abstract class LaneBase implements EventFeedHandle {
         undo?.()
         if (error instanceof ViewReadFailed || hasCode(error, ErrorCode.Fenced) || hasCode(error, ErrorCode.Closed)) throw error
         last = error
-        if (attempt < maxAttempts) await sleep(10 * 2 ** attempt, this.signal)
+        if (attempt < maxAttempts) await sleep(10 * 2 ** attempt, this.stopping.signal)
         this.assertOpen()
       }
     }

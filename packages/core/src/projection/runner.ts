@@ -300,6 +300,11 @@ export class ReadModelRunner implements LaneHost {
     const previous = this.lanes.get(lane)
     if (state === 'closed') this.lanes.delete(lane)
     else this.lanes.set(lane, { state, ...(error !== undefined && { error }) })
+    if (state === 'failed') {
+      // Once per failure streak at error level; the retries that follow at debug.
+      const log = previous?.state === 'failed' ? this.context.logger.debug : this.context.logger.error
+      log.call(this.context.logger, `read model '${this.spec.name}' is stopped on ${lane}; retrying`, { error })
+    }
     if (previous?.state === state && state !== 'failed') return
     this.observe({ kind: 'lane', aggregate: stream.aggregate, partition, state, ...(error !== undefined && { error }) })
   }
