@@ -148,8 +148,11 @@ abstract class LaneBase implements EventFeedHandle {
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`${what} did not return within ${ms} ms (handlerTimeoutMs)`)), ms)
     })
+    const running = Promise.resolve().then(work)
+    // An abandoned handler may still fail later; that is already counted.
+    running.catch(() => undefined)
     try {
-      await Promise.race([Promise.resolve().then(work), late])
+      await Promise.race([running, late])
     } finally {
       clearTimeout(timer)
     }
