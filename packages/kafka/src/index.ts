@@ -7,3 +7,4 @@ export { DeadLetterHeaders, EventHeaders, TransactionalWriter } from './writer.j
 export { replayPartition, decodeEvent } from './replay.js'
 export type { ReplayOptions } from './replay.js'
 export { isFenced, isConcurrentTransactions, kafkaErrorType } from './errors.js'
+export { KafkaFeed, feedEvent } from './feed.js'

@@ -37,8 +37,8 @@ export interface LaneHost {
   decode(stream: StreamSpec, partition: number, event: StoredEvent): Decoded | undefined
   laneState(stream: StreamSpec, partition: number, state: LaneState, error?: unknown): void
   parked(deadLetter: ProjectionDeadLetter): void
-  /** Counts applied events (for rebuild progress). */
-  applied(count: number): void
+  /** A write of the lane succeeded, with `count` events handled (rebuild progress; clears a failure streak). */
+  applied(stream: StreamSpec, partition: number, count: number): void
 }
 
 type Attempt = { ok: true; handled: number } | { ok: false; error: unknown; attempts: number }
@@ -62,7 +62,14 @@ abstract class LaneBase implements EventFeedHandle {
     protected readonly signal: AbortSignal,
   ) {
     this.lane = laneOf(stream.aggregate, partition)
-    signal.addEventListener('abort', () => this.stopping.abort(), { once: true })
+    signal.addEventListener('abort', this.forward, { once: true })
+  }
+
+  private readonly forward = (): void => this.stopping.abort()
+
+  /** Lets go of the lease's signal: for a lane that failed to open, or once closed. */
+  dispose(): void {
+    this.signal.removeEventListener('abort', this.forward)
   }
 
   /** Takes the lane and finds where to start; throws when it cannot be read here (the transport retries). */
@@ -94,6 +101,7 @@ abstract class LaneBase implements EventFeedHandle {
   async close(): Promise<void> {
     this.closed = true
     this.stopping.abort()
+    this.dispose()
     await this.tail
     this.host.laneState(this.stream, this.partition, 'closed')
   }
@@ -268,7 +276,7 @@ export class ViewLane extends LaneBase {
         }
         this.stored = this.position = upTo
         for (const letter of parked) this.host.parked(letter)
-        this.host.applied(handled)
+        this.host.applied(this.stream, this.partition, handled)
       }
       if (stop) throw this.failed(events[stop.index]!, stop.error, stop.attempts)
       return
@@ -354,7 +362,7 @@ export class SubscriptionLane extends LaneBase {
       deadLetters,
     })
     this.stored = this.position = to
-    this.host.applied(1)
+    this.host.applied(this.stream, this.partition, 1)
   }
 }
 
@@ -386,7 +394,7 @@ export class ExternalLane extends LaneBase {
     )
     if (!result.ok) throw this.failed(events[0] ?? ({ offset: this.position, type: '(none)', aggregateId: '', version: 0 } as StoredEvent), result.error, result.attempts)
     this.position = to
-    this.host.applied(delivered.length)
+    this.host.applied(this.stream, this.partition, delivered.length)
   }
 }
 

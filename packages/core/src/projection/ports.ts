@@ -185,6 +185,8 @@ export interface EventFeedSpec {
    */
   group: string
   streams: readonly StreamSpec[]
+  /** The group is used once (a global projection's, a rebuild's): the transport may delete it when the feed stops. */
+  ephemeral?: boolean
 }
 
 /** A partition handed to a feed, until `signal` aborts. */

@@ -152,6 +152,8 @@ export class ReadModelRunner implements LaneHost {
   private target: GenerationInfo | undefined
   private readonly lanes = new Map<string, { state: LaneState; error?: unknown }>()
   private readonly counters = new Set<{ events: number }>()
+  /** The failure last logged per lane, until it writes again. */
+  private readonly failing = new Map<string, string>()
   private operation: Promise<unknown> = Promise.resolve()
 
   constructor(
@@ -194,7 +196,7 @@ export class ReadModelRunner implements LaneHost {
       })
       if (this.superseded) return
     }
-    this.feed = await transport.subscribeEvents({ group, streams: this.streams }, this.host())
+    this.feed = await transport.subscribeEvents({ group, streams: this.streams, ephemeral: spec.scope === 'global' }, this.host())
     if (this.store && spec.scope === 'local') {
       this.timer = setInterval(() => void this.poll(), this.context.pollMs)
       this.timer.unref?.()
@@ -301,9 +303,12 @@ export class ReadModelRunner implements LaneHost {
     if (state === 'closed') this.lanes.delete(lane)
     else this.lanes.set(lane, { state, ...(error !== undefined && { error }) })
     if (state === 'failed') {
-      // Once per failure streak at error level; the retries that follow at debug.
-      const log = previous?.state === 'failed' ? this.context.logger.debug : this.context.logger.error
-      log.call(this.context.logger, `read model '${this.spec.name}' is stopped on ${lane}; retrying`, { error })
+      // At error level once per failure (until the lane writes again); its retries at debug.
+      const message = messageOf(error)
+      const repeated = this.failing.get(lane) === message
+      this.failing.set(lane, message)
+      const log = repeated ? this.context.logger.debug : this.context.logger.error
+      log.call(this.context.logger, `read model '${this.spec.name}' is stopped on ${lane}; it retries with backoff`, { error })
     }
     if (previous?.state === state && state !== 'failed') return
     this.observe({ kind: 'lane', aggregate: stream.aggregate, partition, state, ...(error !== undefined && { error }) })
@@ -321,7 +326,8 @@ export class ReadModelRunner implements LaneHost {
     this.observe({ kind: 'parked', deadLetter })
   }
 
-  applied(count: number): void {
+  applied(stream: StreamSpec, partition: number, count: number): void {
+    this.failing.delete(laneOf(stream.aggregate, partition))
     for (const counter of this.counters) counter.events += count
   }
 
@@ -336,13 +342,20 @@ export class ReadModelRunner implements LaneHost {
             : this.spec.kind === 'subscription'
               ? new SubscriptionLane(this, lease.stream, lease.partition, lease.signal)
               : new ViewLane(this, lease.stream, lease.partition, lease.signal, pinned)
-        await lane.open()
+        try {
+          await lane.open()
+        } catch (error) {
+          lane.dispose()
+          throw error
+        }
         return lane
       },
       reportError: (error, context) => {
-        if (hasCode(error, ErrorCode.Fenced) || hasCode(error, ErrorCode.Closed)) {
-          // A reset, a rebuild's swap or a rebalance moved the lane: expected, and it reopens.
-          this.context.logger.debug('a read model lane was fenced or closed; it reopens', {
+        // Reported already, with the lane's state (and logged once per failure).
+        const reported = hasCode(error, ErrorCode.EventsTruncated) || hasCode(error, ErrorCode.ProjectionFailed)
+        if (reported || hasCode(error, ErrorCode.Fenced) || hasCode(error, ErrorCode.Closed)) {
+          // Or expected: a reset, a rebuild's swap or a rebalance moved the lane, and it reopens.
+          this.context.logger.debug('a read model lane stopped; it opens again', {
             projection: this.spec.name,
             aggregate: context.stream,
             partition: context.partition,
@@ -574,7 +587,10 @@ export class ReadModelRunner implements LaneHost {
     progress('start', 0)
     let feed: EventFeed | undefined
     try {
-      feed = await transport.subscribeEvents({ group: `projection.${spec.name}.rebuild.${randomUUID()}`, streams: this.streams }, this.host(candidate))
+      feed = await transport.subscribeEvents(
+        { group: `projection.${spec.name}.rebuild.${randomUUID()}`, streams: this.streams, ephemeral: true },
+        this.host(candidate),
+      )
       await this.until(timeoutMs, `the rebuild of '${spec.name}' to catch up`, async () => {
         const { total } = await this.lag(candidate.id)
         progress('progress', total)
