@@ -154,8 +154,10 @@ export type {
   ViewRead,
   ViewReadResult,
 } from './projection/ports.js'
+export { ReadModelRunner } from './projection/runner.js'
 export type {
   EventPosition,
+  ReadSideContext,
   LaneStatus,
   ProjectionStatus,
   ProjectionView,

@@ -1,4 +1,6 @@
 export { given, rejected, GivenStep, WhenStep, FixtureMismatch } from './fixture.js'
+export { projectionFixture, ProjectionFixture, ProjectionStep } from './projection-fixture.js'
+export type { ExpectedView, GivenEvent, ProjectionFixtureOptions, ProjectionFixtureResult } from './projection-fixture.js'
 export type { ExpectedRejection, FixtureResult } from './fixture.js'
 export { describeDriverContract } from './contract/suite.js'
 export type { ContractFixture, ContractOptions } from './contract/suite.js'
