@@ -131,7 +131,7 @@ export type {
   ViewReader,
   ViewStore,
 } from './projection/view.js'
-export { InMemoryProjectionStore } from './projection/memory-store.js'
+export { InMemoryProjectionStore, generationUnavailable } from './projection/memory-store.js'
 export type { MemoryGeneration, MemoryProjection, ViewDump } from './projection/memory-store.js'
 export { laneOf } from './projection/ports.js'
 export type {

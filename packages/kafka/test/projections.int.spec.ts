@@ -1,3 +1,4 @@
+import { deleteKeysWithPrefix } from '@esk/redis'
 import { describeProjectionContract } from '@esk/testing'
 import { Kafka, logLevel } from 'kafkajs'
 import { localStack } from '@esk/testing'
@@ -25,6 +26,9 @@ describeProjectionContract(
         } finally {
           await admin.disconnect()
         }
+      },
+      flushProjections: async () => {
+        await deleteKeysWithPrefix(stack.redis, `${stack.keyPrefix}projection`)
       },
       dispose: () => stack.dispose!(),
     }

@@ -6,5 +6,6 @@ describeProjectionContract('embedded memory driver', async () => {
   return {
     driver: () => memoryDriver({ backend, maxBatchSize: 16, replayBatchSize: 8 }),
     truncateEvents: async (stream, partition, before) => backend.truncateEvents(stream.aggregate, partition, before),
+    flushProjections: async () => backend.flushProjections(),
   }
 })

@@ -53,4 +53,9 @@ export class ProjectionKeys {
   sortedSet(id: number, key: string): string {
     return `${this.generation(id)}z:${key}`
   }
+
+  /** A key of the view by kind: `v` a JSON value, `h` a hash, `z` a sorted set. */
+  data(kind: 'v' | 'h' | 'z', id: number, key: string): string {
+    return `${this.generation(id)}${kind}:${key}`
+  }
 }

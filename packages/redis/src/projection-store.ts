@@ -1,5 +1,6 @@
 import {
   FencedError,
+  generationUnavailable,
   InvalidArgumentError,
   SerializationError,
   UnavailableError,
@@ -10,6 +11,7 @@ import {
   type ProjectionMeta,
   type ProjectionStore,
   type ProjectionWrite,
+  type ViewChange,
   type ViewRead,
   type ViewReadResult,
 } from '@esk/core'
@@ -139,45 +141,13 @@ export class RedisProjectionStore implements ProjectionStore {
       String(write.deadLetters.length),
     ]
     for (const guard of write.guards) {
-      const full =
-        guard.read === 'get' ? keys.value(generation, guard.key) : guard.read === 'hget' ? keys.hash(generation, guard.key) : keys.sortedSet(generation, guard.key)
+      const kind = guard.read === 'get' ? 'v' : guard.read === 'hget' ? 'h' : 'z'
       const sub = guard.read === 'hget' ? guard.field : guard.read === 'zscore' ? guard.member : ''
-      args.push(guard.read, keyOf(full), sub, guard.value === null ? '0' : '1', guard.value ?? '')
+      args.push(guard.read, keyOf(keys.data(kind, generation, guard.key)), sub, guard.value === null ? '0' : '1', guard.value ?? '')
     }
     for (const change of write.changes) {
-      switch (change.op) {
-        case 'set':
-          args.push('set', keyOf(keys.value(generation, change.key)), change.value, '')
-          break
-        case 'del':
-        case 'incr':
-          args.push(change.op, keyOf(keys.value(generation, change.key)), change.op === 'incr' ? number(change.by) : '', '')
-          break
-        case 'hset':
-          args.push('hset', keyOf(keys.hash(generation, change.key)), change.field, change.value)
-          break
-        case 'hdel':
-          args.push('hdel', keyOf(keys.hash(generation, change.key)), change.field, '')
-          break
-        case 'hincr':
-          args.push('hincr', keyOf(keys.hash(generation, change.key)), change.field, number(change.by))
-          break
-        case 'hclear':
-          args.push('hclear', keyOf(keys.hash(generation, change.key)), '', '')
-          break
-        case 'zadd':
-          args.push('zadd', keyOf(keys.sortedSet(generation, change.key)), change.member, number(change.score))
-          break
-        case 'zrem':
-          args.push('zrem', keyOf(keys.sortedSet(generation, change.key)), change.member, '')
-          break
-        case 'zincr':
-          args.push('zincr', keyOf(keys.sortedSet(generation, change.key)), change.member, number(change.by))
-          break
-        case 'zclear':
-          args.push('zclear', keyOf(keys.sortedSet(generation, change.key)), '', '')
-          break
-      }
+      const [kind, a, b] = operands(change)
+      args.push(change.op, keyOf(keys.data(kind, generation, change.key)), a, b)
     }
     for (const letter of write.deadLetters) args.push(JSON.stringify(letter))
     let reply: unknown
@@ -206,7 +176,7 @@ export class RedisProjectionStore implements ProjectionStore {
       let id = generation === 'live' ? this.live.get(projection) : generation
       if (id === undefined) {
         const live = await this.client.hget(keys.meta, 'live')
-        if (live === null) throw notBuilt(projection, generation)
+        if (live === null) throw generationUnavailable(projection, generation)
         id = Number(live)
         this.live.set(projection, id)
       }
@@ -221,7 +191,7 @@ export class RedisProjectionStore implements ProjectionStore {
         return value
       })
       if (values[0] === 1) return reads.map((read, i) => decodeRead(read, values[i + 1]))
-      if (generation !== 'live') throw notBuilt(projection, generation)
+      if (generation !== 'live') throw generationUnavailable(projection, generation)
       this.live.delete(projection)
     }
     throw new UnavailableError(`projection '${projection}' changed generation during three reads in a row; retry`, { projection })
@@ -253,6 +223,34 @@ export class RedisProjectionStore implements ProjectionStore {
 }
 
 type Transaction = ReturnType<Redis['multi']>
+
+/** Which kind of key a change writes, and its two operands as the apply script takes them. */
+function operands(c: ViewChange): ['v' | 'h' | 'z', string, string] {
+  switch (c.op) {
+    case 'set':
+      return ['v', c.value, '']
+    case 'del':
+      return ['v', '', '']
+    case 'incr':
+      return ['v', number(c.by), '']
+    case 'hset':
+      return ['h', c.field, c.value]
+    case 'hdel':
+      return ['h', c.field, '']
+    case 'hincr':
+      return ['h', c.field, number(c.by)]
+    case 'hclear':
+      return ['h', '', '']
+    case 'zadd':
+      return ['z', c.member, number(c.score)]
+    case 'zrem':
+      return ['z', c.member, '']
+    case 'zincr':
+      return ['z', c.member, number(c.by)]
+    case 'zclear':
+      return ['z', '', '']
+  }
+}
 
 function queueRead(t: Transaction, keys: ProjectionKeys, id: number, read: ViewRead): void {
   switch (read.read) {
@@ -336,15 +334,6 @@ function generationOf(text: string, live: number | undefined, where: string): Ge
     throw new SerializationError(`the generation in ${where} lacks id, version, purpose or createdAt`, { where })
   }
   return { id, version, live: id === live, purpose, createdAt }
-}
-
-function notBuilt(projection: string, generation: number | 'live'): UnavailableError {
-  return new UnavailableError(
-    generation === 'live'
-      ? `projection '${projection}' has no live generation yet: no instance has started building it`
-      : `generation ${generation} of projection '${projection}' no longer exists`,
-    { projection, generation },
-  )
 }
 
 function fenceOf(error: unknown, projection: string, generation: number, lane: string): Error {

@@ -12,6 +12,11 @@ describeProjectionContract('embedded transport + redis store', async () => {
   return {
     driver: () => ({ transport: new MemoryTransport(backend, { replayBatchSize: 8 }), store: redisStore({ url: REDIS_URL, keyPrefix }) }),
     truncateEvents: async (stream, partition, before) => backend.truncateEvents(stream.aggregate, partition, before),
+    flushProjections: async () => {
+      const admin = await adminClient()
+      await deleteKeysWithPrefix(admin, `${keyPrefix}projection`)
+      await admin.quit()
+    },
     dispose: async () => {
       const admin = await adminClient()
       await deleteKeysWithPrefix(admin, keyPrefix)

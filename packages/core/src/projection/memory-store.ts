@@ -146,7 +146,7 @@ export class InMemoryProjectionStore implements ProjectionStore {
     const p = this.projections.get(projection)
     const id = generation === 'live' ? p?.live : generation
     const g = id === undefined ? undefined : p?.generations.get(id)
-    if (!g) throw notBuilt(projection, generation)
+    if (!g) throw generationUnavailable(projection, generation)
     return reads.map((read) => readOne(g, read))
   }
 
@@ -159,7 +159,7 @@ export class InMemoryProjectionStore implements ProjectionStore {
     const p = this.projections.get(projection)
     const id = generation === 'live' ? p?.live : generation
     const g = id === undefined ? undefined : p?.generations.get(id)
-    if (!g) throw notBuilt(projection, generation)
+    if (!g) throw generationUnavailable(projection, generation)
     const values: ViewDump['values'] = {}
     for (const [key, text] of [...g.strings].sort(byKey)) values[key] = JSON.parse(text) as unknown
     const hashes: ViewDump['hashes'] = {}
@@ -201,7 +201,8 @@ export class InMemoryProjectionStore implements ProjectionStore {
   }
 }
 
-function notBuilt(projection: string, generation: number | 'live'): UnavailableError {
+/** The error of a read of a generation that does not exist (any projection store's). */
+export function generationUnavailable(projection: string, generation: number | 'live'): UnavailableError {
   return new UnavailableError(
     generation === 'live'
       ? `projection '${projection}' has no live generation yet: no instance has started building it`

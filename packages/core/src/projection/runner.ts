@@ -144,6 +144,9 @@ export class ReadModelRunner implements LaneHost {
   readonly streams: StreamSpec[]
   readonly view: ProjectionView
   private feed: EventFeed | undefined
+  private group = ''
+  /** Started and not stopped: a superseded read model joins again after an operator's reset. */
+  private running = false
   private timer: ReturnType<typeof setInterval> | undefined
   private polling = false
   private superseded = false
@@ -188,6 +191,15 @@ export class ReadModelRunner implements LaneHost {
         : spec.kind === 'subscription'
           ? `subscription.${spec.name}`
           : `projection.${spec.name}.v${spec.version}`
+    this.group = group
+    this.running = true
+    await this.join()
+  }
+
+  /** Subscribes (unless a newer version owns the projection) and starts looking for changes made elsewhere. */
+  private async join(): Promise<void> {
+    const { spec } = this
+    this.superseded = false
     if (this.store && spec.scope === 'local') {
       // Fails fast (before joining) when a newer version owns the projection.
       await this.resolve().catch((error: unknown) => {
@@ -196,7 +208,10 @@ export class ReadModelRunner implements LaneHost {
       })
       if (this.superseded) return
     }
-    this.feed = await transport.subscribeEvents({ group, streams: this.streams, ephemeral: spec.scope === 'global' }, this.host())
+    this.feed = await this.context.transport.subscribeEvents!(
+      { group: this.group, streams: this.streams, ephemeral: spec.scope === 'global' },
+      this.host(),
+    )
     if (this.store && spec.scope === 'local') {
       this.timer = setInterval(() => void this.poll(), this.context.pollMs)
       this.timer.unref?.()
@@ -630,7 +645,9 @@ export class ReadModelRunner implements LaneHost {
     const { live } = await this.store.describe(spec.name)
     const fresh = await this.store.create(spec.name, spec.version, 'reset', live?.id)
     this.observe({ kind: 'swap', from: live?.id, to: fresh.id, reason: 'reset' })
-    await this.feed?.reopen()
+    if (this.feed) await this.feed.reopen()
+    // Superseded by a newer version, and reset from this one (a rollback): build it here again.
+    else if (this.superseded && this.running && !this.stopped) await this.join()
   }
 
   /** Polls `check` with backoff until true; throws `ESK_READ_TIMEOUT` after `timeoutMs`. */

@@ -31,6 +31,8 @@ export interface ProjectionContractFixture {
   driver(): Driver | Promise<Driver>
   /** Deletes the events of a partition below `before`, as Kafka's deleteRecords does. */
   truncateEvents(stream: StreamSpec, partition: number, before: number): Promise<void>
+  /** Drops every view and position of read models, as `FLUSHALL` does to Redis. */
+  flushProjections(): Promise<void>
   /** Releases anything the fixture holds once a test is done. */
   dispose?(): Promise<void>
 }
@@ -298,6 +300,20 @@ export function describeProjectionContract(
       await expectOnce(app, Tally, ids.length)
     })
 
+    it('builds its view again from the first event when the store lost it', async () => {
+      const f = await fixture()
+      const app = await start(f.driver(), [Tally])
+      const ids = await openAccounts(app)
+      await depositEach(app, ids)
+      await app.projection(Tally).ready()
+      await f.flushProjections()
+      // Lanes learn of it from their next write, or from the next look at the store's generations.
+      await depositEach(app, ids)
+      await eventually(async () => (await app.projection(Tally).get('deposits').catch(() => undefined)) === ids.length * 2, 'the view rebuilt', timeoutMs)
+      await app.projection(Tally).ready()
+      await expectOnce(app, Tally, ids.length * 2)
+    })
+
     it('builds a new version beside the old one, and replaces it once caught up', async () => {
       const f = await fixture()
       const oldModel = versioned(1, 1)
@@ -318,6 +334,13 @@ export function describeProjectionContract(
       await depositEach(upgraded, ids, 1)
       await view.ready()
       expect(await view.get('sum')).toBe(ids.length * 40)
+
+      // Rolled back: the new version is gone, and a reset from the old one makes it live again.
+      await upgraded.close()
+      await old.projection(oldModel).reset()
+      await old.projection(oldModel).ready()
+      expect(await old.projection(oldModel).get('sum')).toBe(ids.length * 4)
+      expect((await old.projection(oldModel).status()).superseded).toBe(false)
     })
 
     it('stops a partition at an event its handler keeps failing on, and goes on once it succeeds', async () => {
