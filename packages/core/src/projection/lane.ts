@@ -149,16 +149,21 @@ abstract class LaneBase implements EventFeedHandle {
     return { ok: false, error: last, attempts: maxAttempts }
   }
 
-  /** Runs `work` with the read model's handler timeout; a late handler is abandoned. */
+  /**
+   * Runs `work` with the read model's handler timeout; a late handler is abandoned. A handler that
+   * returns synchronously cannot be interrupted anyway, so only a promise is raced with the timer.
+   */
   protected async inTime(work: () => unknown, what: string): Promise<void> {
+    const result = work()
+    if (typeof (result as PromiseLike<unknown> | undefined)?.then !== 'function') return
+    const running = Promise.resolve(result)
+    // An abandoned handler may still fail later; that is already counted.
+    running.catch(() => undefined)
     const ms = this.host.spec.handlerTimeoutMs
     let timer: ReturnType<typeof setTimeout> | undefined
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`${what} did not return within ${ms} ms (handlerTimeoutMs)`)), ms)
     })
-    const running = Promise.resolve().then(work)
-    // An abandoned handler may still fail later; that is already counted.
-    running.catch(() => undefined)
     try {
       await Promise.race([running, late])
     } finally {
