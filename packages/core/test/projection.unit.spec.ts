@@ -242,3 +242,40 @@ describe('a projection handler', () => {
     }
   })
 })
+
+describe('an external projection', () => {
+  it('whose handleBatch fails keeps its partition on the batch, reports it, and goes on once it succeeds', async () => {
+    let failing = true
+    const positions = new Map<string, number>()
+    let sum = 0
+    const sql = externalProjection({
+      name: 'sql',
+      events: [Deposited],
+      maxAttempts: 1,
+      loadPositions: async (lanes) => lanes.map((l) => positions.get(`${l.aggregate}/${l.partition}`)),
+      handleBatch: async (batch) => {
+        if (failing && batch.events.length > 0) throw new Error('database is down')
+        for (const { event } of batch.events) sum += (event as InstanceType<typeof Deposited>).amount
+        positions.set(`${batch.aggregate}/${batch.partition}`, batch.to)
+      },
+    })
+    const app = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver(), projections: [sql] })
+    try {
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('ann', 0))
+      const deposit = await accounts.update(id, new Deposit(6))
+      for (let i = 0; i < 200 && !(await app.projection(sql).status()).lanes.some((l) => l.state === 'failed'); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      const stuck = await app.projection(sql).status()
+      expect(stuck.lanes[0]).toMatchObject({ state: 'failed', error: { code: 'ESK_PROJECTION_FAILED', message: expect.stringMatching(/database is down/) } })
+      expect(sum).toBe(0)
+      failing = false
+      await app.projection(sql).waitFor(deposit)
+      expect(sum).toBe(6)
+      expect((await app.projection(sql).status()).lanes[0]).toMatchObject({ state: 'running', lag: 0 })
+    } finally {
+      await app.close()
+    }
+  })
+})

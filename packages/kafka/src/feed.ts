@@ -116,10 +116,10 @@ export class KafkaFeed implements EventFeed {
   private stopped = false
 
   constructor(
-    private readonly kafka: Kafka,
+    kafka: Kafka,
     private readonly admin: Admin,
     private readonly options: ResolvedKafkaOptions,
-    private readonly spec: EventFeedSpec & { ephemeral?: boolean },
+    private readonly spec: EventFeedSpec,
     readonly host: EventFeedHost,
     private readonly logger: Logger,
   ) {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import {
   laneOf,
   sleep,
@@ -137,20 +138,17 @@ class PartitionRun {
 
 /** A read model's feed on the embedded driver: a member of its group, reading the partitions dealt to it. */
 export class MemoryFeed implements EventFeed {
-  readonly id: string
+  readonly id = randomUUID()
   private readonly runs = new Map<string, PartitionRun>()
   private readonly closing: Promise<void>[] = []
   private stopped = false
-  private static next = 0
 
   constructor(
     private readonly backend: MemoryBackend,
     private readonly spec: EventFeedSpec,
     private readonly host: EventFeedHost,
     private readonly batchSize: number,
-  ) {
-    this.id = `feed-${MemoryFeed.next++}`
-  }
+  ) {}
 
   get streams(): readonly StreamSpec[] {
     return this.spec.streams

@@ -171,14 +171,20 @@ abstract class LaneBase implements EventFeedHandle {
     }
   }
 
-  protected failed(decoded: StoredEvent, error: unknown, attempts: number): ProjectionFailedError {
-    const failure = new ProjectionFailedError(
-      `projection '${this.host.spec.name}' cannot handle ${decoded.type} at ${this.lane}@${decoded.offset} ` +
-        `(aggregate ${decoded.aggregateId}, version ${decoded.version}) after ${attempts} attempt(s): ${messageOf(error)}. ` +
-        `The partition waits on this event and retries it with backoff; fix the handler, or set onFailure: 'park'`,
-      { projection: this.host.spec.name, aggregate: this.stream.aggregate, partition: this.partition, offset: decoded.offset, type: decoded.type },
-      error,
+  protected failed(event: StoredEvent, error: unknown, attempts: number): ProjectionFailedError {
+    return this.stopped(
+      new ProjectionFailedError(
+        `projection '${this.host.spec.name}' cannot handle ${event.type} at ${this.lane}@${event.offset} ` +
+          `(aggregate ${event.aggregateId}, version ${event.version}) after ${attempts} attempt(s): ${messageOf(error)}. ` +
+          `The partition waits on this event and retries it with backoff; fix the handler, or set onFailure: 'park'`,
+        { projection: this.host.spec.name, aggregate: this.stream.aggregate, partition: this.partition, offset: event.offset, type: event.type },
+        error,
+      ),
     )
+  }
+
+  /** Reports the lane stopped on `failure`, and returns it to be thrown. */
+  protected stopped(failure: ProjectionFailedError): ProjectionFailedError {
     this.host.laneState(this.stream, this.partition, 'failed', failure)
     return failure
   }
@@ -397,7 +403,16 @@ export class ExternalLane extends LaneBase {
     const result = await this.attempt(() =>
       this.inTime(() => this.host.spec.external!.handleBatch(batch), `handleBatch of '${this.host.spec.name}'`),
     )
-    if (!result.ok) throw this.failed(events[0] ?? ({ offset: this.position, type: '(none)', aggregateId: '', version: 0 } as StoredEvent), result.error, result.attempts)
+    if (!result.ok) {
+      throw this.stopped(
+        new ProjectionFailedError(
+          `handleBatch of '${this.host.spec.name}' failed for ${this.lane} from ${batch.from} to ${to} after ${result.attempts} ` +
+            `attempt(s): ${messageOf(result.error)}. The partition waits on this batch and retries it with backoff`,
+          { projection: this.host.spec.name, aggregate: this.stream.aggregate, partition: this.partition, from: batch.from, to },
+          result.error,
+        ),
+      )
+    }
     this.position = to
     this.host.applied(this.stream, this.partition, delivered.length)
   }
