@@ -13,6 +13,7 @@ import {
 } from '@esk/core'
 import { Account, Deposit, OpenAccount, Reason, Withdraw } from './domain.js'
 import { embeddedDriver, type DriverFactory } from './driver.js'
+import { AccountsByOwner, DailyTotals, OwnerLookup, READ_MODELS, totalsOf } from './read-models.js'
 
 /** Where {@link run} writes its narrative, one line per call. */
 export type Log = (line: string) => void
@@ -66,6 +67,19 @@ export interface RunResult {
   }
   /** Events replayed when each application started, summed over partitions. */
   replayed: { restart: number; rebuild: number }
+  /** What the read models showed: live, after the restart, and after a blue/green rebuild of one. */
+  readModels: {
+    /** Balances in accounts-by-owner, read right after the last write (read your writes). */
+    balances: Accounts<number>
+    /** Whether each owner's account is listed under the owner, in the view and in the global lookup. */
+    listed: { byOwner: boolean; lookup: boolean }
+    /** Money in and out during this run, from the daily totals. */
+    moved: { in: number; out: number }
+    /** The same after the restart: positions resumed, nothing applied twice. */
+    afterRestart: { balances: Accounts<number>; moved: { in: number; out: number } }
+    /** Balances after accounts-by-owner was rebuilt beside the live view and swapped in. */
+    afterRebuild: Accounts<number>
+  }
 }
 
 /** Thrown when the narrative does not go as it says: the example doubles as a smoke test. */
@@ -76,13 +90,17 @@ export class ExpectationFailed extends Error {
 /** Events this narrative records: Ada open + 3 deposits, Bob open + deposit + withdrawal. */
 const EVENTS_WRITTEN = 7
 
+/** Money this narrative moves: in (Ada 100 + 50 + 25 + 10, Bob 20 + 30) and out (Bob 80). */
+const MONEY_MOVED = { in: 235, out: 80 }
+
 /** How long a restarted application may take to recover all its partitions. */
 const RECOVERY_TIMEOUT_MS = 30_000
 
 /**
  * Runs the bank-account story step by step, printing what happens through `log`: accounts opened,
  * deposits, an overdraft refused, a repeated command applied once, a stale expectedVersion, invalid
- * commands, a restart recovered from snapshots, and a rebuild from the first event.
+ * commands, read models (with a read of one's own writes), a restart recovered from snapshots, and
+ * a rebuild from the first event.
  */
 export async function run(log: Log, options: RunOptions = {}): Promise<RunResult> {
   const newDriver = options.driver ?? embeddedDriver()
@@ -90,7 +108,10 @@ export async function run(log: Log, options: RunOptions = {}): Promise<RunResult
   const ids: Accounts<string> = { ada: `ada-${runId}`, bob: `bob-${runId}` }
   const step = (action: string, result: string): void => log(`   ${action.padEnd(48)} -> ${result}`)
 
-  const first = await withApp(newDriver, {}, async (accounts) => {
+  const first = await withApp(newDriver, {}, async (accounts, app) => {
+    // A log that persists across runs holds earlier runs' money: this run's is what it adds.
+    await app.projection(DailyTotals).ready()
+    const before = await totalsOf(app.projection(DailyTotals))
     log('1. Open two accounts')
     const ada = await accounts.save(new OpenAccount('Ada', 100), { id: ids.ada })
     step(`Ada opens ${ids.ada} with 100, no overdraft`, `version ${ada.version}`)
@@ -158,6 +179,23 @@ export async function run(log: Log, options: RunOptions = {}): Promise<RunResult
     step('open an account with no owner', `refused ${invalidOpen.code}: ${problemsOf(invalidOpen).join('; ')}`)
     log('   (checked before sending; the processor checks again, for other producers)')
 
+    log('7. Read models: accounts by owner, daily totals, and a lookup in every instance')
+    const byOwner = app.projection(AccountsByOwner)
+    await byOwner.waitFor(teller1)
+    const viewed = await balancesIn(app, ids)
+    step(`accounts-by-owner.waitFor(teller 1's deposit)`, `Ada ${viewed.ada}, Bob ${viewed.bob}`)
+    log(`      (the deposit's events are at ${teller1.position!.aggregate}/${teller1.position!.partition}@${teller1.position!.offset}; waitFor returns once the view has them)`)
+    expectEqual('balances in accounts-by-owner', viewed, { ada: 185, bob: -30 })
+    const listedByOwner = (await byOwner.sortedSet('owner:Ada').range()).some((m) => m.member === ids.ada)
+    await app.projection(DailyTotals).ready()
+    const moved = difference(await totalsOf(app.projection(DailyTotals)), before)
+    step('daily totals, this run', `in ${moved.in}, out ${moved.out}`)
+    expectEqual('money moved in the daily totals', moved, MONEY_MOVED)
+    await app.projection(OwnerLookup).ready()
+    const listedInLookup = (await app.projection(OwnerLookup).sortedSet('Bob').range()).some((m) => m.member === ids.bob)
+    step("the global lookup lists Bob's account", String(listedInLookup))
+    expectEqual("each owner's account listed", [listedByOwner, listedInLookup], [true, true])
+
     const live = { ada: await balanceOf(accounts, ids.ada), bob: await balanceOf(accounts, ids.bob) }
     log(`   balances: ${describeAccounts(live)}`)
     expectEqual('balances before the restart', live, {
@@ -166,6 +204,7 @@ export async function run(log: Log, options: RunOptions = {}): Promise<RunResult
     })
     return {
       live,
+      readModels: { balances: viewed, listed: { byOwner: listedByOwner, lookup: listedInLookup }, moved, before },
       duplicate: { first: once.version, second: twice.version },
       refusals: {
         overdraft: { code: overdraft.code, ...(reason !== undefined && { reason }) },
@@ -176,15 +215,26 @@ export async function run(log: Log, options: RunOptions = {}): Promise<RunResult
     }
   })
 
-  log('7. Restart: close the application, start a new one on the same data')
-  const restart = await startAndRead(newDriver, { rebuild: false }, ids, log)
+  log('8. Restart: close the application, start a new one on the same data')
+  const restart = await startAndRead(newDriver, { rebuild: false }, ids, log, async (app) => {
+    await Promise.all([app.projection(AccountsByOwner).ready(), app.projection(DailyTotals).ready()])
+    return { balances: await balancesIn(app, ids), moved: difference(await totalsOf(app.projection(DailyTotals)), first.readModels.before) }
+  })
   log(`   balances: ${describeAccounts(restart.balances)}: recovered from snapshots`)
   expectEqual('balances after the restart', restart.balances, first.live)
+  log(`   read models resumed from their positions: Ada ${restart.extra.balances.ada}, Bob ${restart.extra.balances.bob}, in ${restart.extra.moved.in}, out ${restart.extra.moved.out}`)
+  expectEqual('read models after the restart', restart.extra, { balances: first.readModels.balances, moved: MONEY_MOVED })
 
-  log('8. Rebuild: start with rebuild: true, replaying every event from offset 0')
-  const rebuild = await startAndRead(newDriver, { rebuild: true }, ids, log)
+  log('9. Rebuild: start with rebuild: true, replaying every event from offset 0')
+  const rebuild = await startAndRead(newDriver, { rebuild: true }, ids, log, async (app) => {
+    // A read model is rebuilt on demand, beside the live view, which serves until the swap.
+    const report = await app.projection(AccountsByOwner).rebuild()
+    log(`   accounts-by-owner rebuilt beside the live view from ${plural(report.events, 'event')} and swapped in`)
+    return balancesIn(app, ids)
+  })
   log(`   balances: ${describeAccounts(rebuild.balances)}: the same, folded again from the events`)
   expectEqual('balances after the rebuild', rebuild.balances, first.live)
+  expectEqual('accounts-by-owner after its rebuild', rebuild.extra, first.readModels.balances)
   if (rebuild.replayed < EVENTS_WRITTEN) {
     throw new ExpectationFailed(`the rebuild replayed ${rebuild.replayed} events, fewer than the ${EVENTS_WRITTEN} written`)
   }
@@ -203,6 +253,13 @@ export async function run(log: Log, options: RunOptions = {}): Promise<RunResult
     duplicate: first.duplicate,
     refusals: first.refusals,
     replayed: { restart: restart.replayed, rebuild: rebuild.replayed },
+    readModels: {
+      balances: first.readModels.balances,
+      listed: first.readModels.listed,
+      moved: first.readModels.moved,
+      afterRestart: restart.extra,
+      afterRebuild: rebuild.extra,
+    },
   }
 }
 
@@ -212,7 +269,7 @@ async function withApp<R>(
   options: Pick<EskOptions, 'rebuild' | 'listeners'>,
   body: (accounts: Repository<Account>, app: Esk) => Promise<R>,
 ): Promise<R> {
-  const app = await createEsk({ aggregates: [Account], driver: await newDriver(), ...options })
+  const app = await createEsk({ aggregates: [Account], projections: READ_MODELS, driver: await newDriver(), ...options })
   try {
     return await body(app.repository(Account), app)
   } finally {
@@ -220,13 +277,14 @@ async function withApp<R>(
   }
 }
 
-/** Starts an application, prints each partition's recovery, and reads both accounts. */
-async function startAndRead(
+/** Starts an application, prints each partition's recovery, reads both accounts, and then `more`. */
+async function startAndRead<X>(
   newDriver: DriverFactory,
   options: { rebuild: boolean },
   ids: Accounts<string>,
   log: Log,
-): Promise<{ balances: Accounts<Balance>; replayed: number }> {
+  more: (app: Esk) => Promise<X>,
+): Promise<{ balances: Accounts<Balance>; replayed: number; extra: X }> {
   const finished: RecoveryProgress[] = []
   const listeners = {
     recovery: (p: RecoveryProgress) => {
@@ -249,8 +307,18 @@ async function startAndRead(
       log(`   recovery ${p.aggregate}/${p.partition}: from offset ${p.from}, replayed ${plural(p.events, 'event')}${into}`)
     }
     const balances = { ada: await balanceOf(accounts, ids.ada), bob: await balanceOf(accounts, ids.bob) }
-    return { balances, replayed: finished.reduce((sum, p) => sum + p.events, 0) }
+    return { balances, replayed: finished.reduce((sum, p) => sum + p.events, 0), extra: await more(app) }
   })
+}
+
+/** Both accounts' balances as accounts-by-owner shows them. */
+async function balancesIn(app: Esk, ids: Accounts<string>): Promise<Accounts<number>> {
+  const balances = app.projection(AccountsByOwner).hash<number>('balances')
+  return { ada: (await balances.get(ids.ada)) ?? NaN, bob: (await balances.get(ids.bob)) ?? NaN }
+}
+
+function difference(after: { in: number; out: number }, before: { in: number; out: number }): { in: number; out: number } {
+  return { in: after.in - before.in, out: after.out - before.out }
 }
 
 async function balanceOf(accounts: Repository<Account>, id: string, atLeastVersion?: number): Promise<Balance> {

@@ -45,7 +45,10 @@ describe('bank-account example', () => {
       transport.readEvents = async function* () {}
       const snapshots: SnapshotStore = Object.create(driver.store.snapshots) as SnapshotStore
       snapshots.reset = async () => {}
-      return { transport, store: { snapshots, outcomes: driver.store.outcomes, close: () => driver.store.close() } }
+      return {
+        transport,
+        store: { snapshots, outcomes: driver.store.outcomes, projections: driver.store.projections, close: () => driver.store.close() },
+      }
     }
     const lines: string[] = []
     const failure = run((line) => lines.push(line), { driver: amnesiac })

@@ -22,6 +22,16 @@ export function expectStory(result: RunResult, lines: readonly string[], runId: 
     invalidOpen: { code: 'ESK_INVALID_COMMAND', problems: ['owner is required'] },
   })
 
+  // Read models: read-your-writes, the totals of this run, the lookup, and both survive a restart and a rebuild.
+  const viewed = { ada: 185, bob: -30 }
+  expect(result.readModels).toEqual({
+    balances: viewed,
+    listed: { byOwner: true, lookup: true },
+    moved: { in: 235, out: 80 },
+    afterRestart: { balances: viewed, moved: { in: 235, out: 80 } },
+    afterRebuild: viewed,
+  })
+
   const text = lines.join('\n')
   expect(text).toContain('refused ESK_COMMAND_REJECTED, reason INSUFFICIENT_FUNDS')
   expect(text).toContain(`account 'ada-${runId}' is at version 4, not the expected 3`)
@@ -29,5 +39,7 @@ export function expectStory(result: RunResult, lines: readonly string[], runId: 
   expect(text).toContain(`get(ada-${runId}): balance 175 at version 3: applied once`)
   // Four partitions, each recovered once by the restart and once by the rebuild.
   expect(lines.filter((l) => l.startsWith('   recovery account/'))).toHaveLength(8)
+  expect(text).toMatch(/accounts-by-owner.waitFor\(teller 1's deposit\) +-> Ada 185, Bob -30/)
+  expect(text).toMatch(/accounts-by-owner rebuilt beside the live view from \d+ events and swapped in/)
   expect(lines.at(-1)).toBe('All expectations held.')
 }

@@ -2,11 +2,20 @@ import { randomUUID } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
-import { createEsk, type BatchProcessed, type Driver, type EventToAppend, type StreamSpec } from '@esk/core'
+import {
+  createEsk,
+  defineProjection,
+  on,
+  partitionFor,
+  type BatchProcessed,
+  type Driver,
+  type EventToAppend,
+  type StreamSpec,
+} from '@esk/core'
 import { TransactionalWriter, kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
-import { memoryDriver } from '@esk/memory'
+import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { deleteKeysWithPrefix, redisStore } from '@esk/redis'
-import { ContractAccount, Deposit, Open } from '@esk/testing/model'
+import { ContractAccount, Deposit, Deposited, Open, Opened } from '@esk/testing/model'
 import { localStack } from '@esk/testing/stack'
 import { Redis } from 'ioredis'
 
@@ -20,7 +29,8 @@ const { values: args } = parseArgs({
     aggregates: { type: 'string', default: '256' },
     'recovery-events': { type: 'string', default: '20000' },
     transactions: { type: 'string', default: '150' },
-    only: { type: 'string', default: 'throughput,transactions,recovery' },
+    'projection-events': { type: 'string', default: '20000' },
+    only: { type: 'string', default: 'throughput,transactions,recovery,projections' },
     'time-limit-s': { type: 'string', default: '90' },
     out: { type: 'string', default: 'reports' },
   },
@@ -30,6 +40,7 @@ const CONCURRENCY = Number(args.concurrency)
 const AGGREGATES = Number(args.aggregates)
 const RECOVERY_EVENTS = Number(args['recovery-events'])
 const TRANSACTIONS = Number(args.transactions)
+const PROJECTION_EVENTS = Number(args['projection-events'])
 const TIME_LIMIT_MS = Number(args['time-limit-s']) * 1000
 const only = new Set(args.only!.split(','))
 const stack = localStack()
@@ -182,6 +193,94 @@ async function recovery(): Promise<Record<string, number>> {
   }
 }
 
+/** A view of the usual shape: a balance per aggregate (a hash field each) and a running total (shared by every partition). */
+const BenchBalances = defineProjection({
+  name: 'bench-balances',
+  handlers: [
+    on(Opened, (e, meta, store) => store.hash('balance').set(meta.aggregateId, e.initial)),
+    on(Deposited, (e, meta, store) => {
+      store.hash('balance').incr(meta.aggregateId, e.amount)
+      store.incr('total', e.amount)
+    }),
+  ],
+})
+
+/**
+ * A projection built from N events spread over 4 partitions: the first build (lanes from offset 0,
+ * until ready()) and rebuild() beside the live view, on the embedded driver (baseline) and on
+ * Kafka+Redis, against a bare read of the same events.
+ */
+async function projections(): Promise<Array<Record<string, unknown>>> {
+  const partitions = 4
+  const stream: StreamSpec = { aggregate: 'contract-account', partitions }
+  const byPartition: EventToAppend[][] = Array.from({ length: partitions }, () => [])
+  const versions = new Map<string, number>()
+  for (let i = 0; i < PROJECTION_EVENTS; i++) {
+    const id = `agg-${i % AGGREGATES}`
+    const version = (versions.get(id) ?? 0) + 1
+    versions.set(id, version)
+    byPartition[partitionFor(id, partitions)]!.push(version === 1 ? opened(id, i) : event(id, version, i))
+  }
+  const rows: Array<Record<string, unknown>> = []
+
+  const backend = new MemoryBackend()
+  const memory = memoryDriver({ backend })
+  await memory.transport.provision([stream])
+  byPartition.forEach((events, p) => {
+    const log = backend.log(stream.aggregate, p)
+    for (const e of events) log.events.push({ ...e, offset: log.events.length, timestamp: Date.now() })
+  })
+  rows.push(await buildAndRebuild('memory (baseline)', memory, partitions, undefined))
+
+  const prefix = `bench-${randomUUID().slice(0, 8)}`
+  const driver = kafkaRedis(prefix)
+  const transport = driver.transport as ReturnType<typeof kafkaTransport>
+  await transport.provision([stream])
+  const options = resolveKafkaOptions({ ...quiet, topicPrefix: `${prefix}.` })
+  for (let p = 0; p < partitions; p++) {
+    const writer = await TransactionalWriter.open(transport.client, options, streamNames(options.topicPrefix, stream.aggregate), p)
+    const events = byPartition[p]!
+    for (let start = 0; start < events.length; start += 500) await writer.commit(events.slice(start, start + 500), start)
+    await writer.close()
+  }
+  let started = performance.now()
+  let read = 0
+  for (let p = 0; p < partitions; p++) for await (const batch of transport.readEvents(stream, p, 0)) read += batch.length
+  const readSeconds = (performance.now() - started) / 1000
+  rows.push(await buildAndRebuild('kafka+redis', driver, partitions, { seconds: readSeconds, events: read }))
+  const redis = new Redis(stack.redisUrl)
+  await deleteKeysWithPrefix(redis, `${prefix}:`)
+  redis.disconnect()
+  return rows
+}
+
+async function buildAndRebuild(name: string, driver: Driver, partitions: number, baseline: { seconds: number; events: number } | undefined) {
+  const started = performance.now()
+  const app = await createEsk({
+    aggregates: [{ aggregate: ContractAccount, partitions }],
+    driver,
+    processing: false,
+    projections: [BenchBalances],
+  })
+  const view = app.projection(BenchBalances)
+  await view.ready({ timeoutMs: TIME_LIMIT_MS })
+  const buildSeconds = (performance.now() - started) / 1000
+  const rebuild = await view.rebuild({ timeoutMs: TIME_LIMIT_MS })
+  const total = await view.get<number>('total')
+  await app.close()
+  return {
+    driver: name,
+    events: PROJECTION_EVENTS,
+    partitions,
+    buildSeconds: round(buildSeconds),
+    buildEventsPerSecond: Math.round(PROJECTION_EVENTS / buildSeconds),
+    rebuildSeconds: round(rebuild.elapsedMs / 1000),
+    rebuildEventsPerSecond: rebuild.eventsPerSecond,
+    ...(baseline && { baselineReadSeconds: round(baseline.seconds), baselineReadEventsPerSecond: Math.round(baseline.events / baseline.seconds) }),
+    total,
+  }
+}
+
 function opened(id: string, i: number): EventToAppend {
   return { aggregateId: id, type: 'contract.Opened', version: 1, commandId: `c${i}`, commandPosition: i, payload: JSON.stringify({ owner: 'b', initial: 0 }) }
 }
@@ -212,7 +311,14 @@ async function main(): Promise<void> {
   const report: Record<string, unknown> = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-    settings: { commands: COMMANDS, concurrency: CONCURRENCY, aggregates: AGGREGATES, recoveryEvents: RECOVERY_EVENTS, transactions: TRANSACTIONS },
+    settings: {
+      commands: COMMANDS,
+      concurrency: CONCURRENCY,
+      aggregates: AGGREGATES,
+      recoveryEvents: RECOVERY_EVENTS,
+      transactions: TRANSACTIONS,
+      projectionEvents: PROJECTION_EVENTS,
+    },
   }
   if (only.has('throughput')) {
     const rows: ThroughputResult[] = []
@@ -232,6 +338,11 @@ async function main(): Promise<void> {
     const result = await recovery()
     console.table([result])
     report.recovery = result
+  }
+  if (only.has('projections')) {
+    const rows = await projections()
+    console.table(rows)
+    report.projections = rows
   }
   mkdirSync(args.out!, { recursive: true })
   const file = `${args.out}/bench-${(report.date as string).replace(/[:.]/g, '-')}.json`

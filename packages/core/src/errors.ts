@@ -21,6 +21,8 @@ export const ErrorCode = {
   Unavailable: 'ESK_UNAVAILABLE',
   SchemaAhead: 'ESK_SCHEMA_AHEAD',
   CommandLogTruncated: 'ESK_COMMAND_LOG_TRUNCATED',
+  EventsTruncated: 'ESK_EVENTS_TRUNCATED',
+  ProjectionFailed: 'ESK_PROJECTION_FAILED',
 } as const
 
 /** One of the {@link ErrorCode} values. */
@@ -234,6 +236,35 @@ export class SchemaAheadError extends EskError {
   }
 }
 
+/**
+ * A projection's stored position is no longer in the event log: the events after it were deleted
+ * (the log starts above it) or the topic was recreated (the log ends below it). Applying what is left
+ * would silently skip events, so the partition stops (or, with `onTruncated: 'rebuild'`, the
+ * projection is rebuilt from what the log holds).
+ */
+export class EventsTruncatedError extends EskError {
+  constructor(projection: string, aggregate: string, partition: number, stored: number, start: number, end: number) {
+    super(
+      ErrorCode.EventsTruncated,
+      `projection '${projection}' stopped at offset ${stored} of ${aggregate}/${partition}, but that log now holds offsets ` +
+        `${start} to ${end - 1 < start ? 'none' : end - 1}: ${stored < start ? 'the events after its position were deleted' : 'the log was recreated'}. ` +
+        `It is not applied further (events would be skipped). Restore the log, or reset or rebuild the projection ` +
+        `from what the log holds (onTruncated: 'rebuild' does it automatically)`,
+      { projection, aggregate, partition, stored, start, end },
+    )
+  }
+}
+
+/**
+ * A projection's handler kept failing on an event (or its store refused the event's changes), and
+ * the projection's `onFailure` is `stop`: its partition waits on that event, retried with backoff.
+ */
+export class ProjectionFailedError extends EskError {
+  constructor(message: string, details?: ErrorDetails, cause?: unknown) {
+    super(ErrorCode.ProjectionFailed, message, details, { cause })
+  }
+}
+
 /** The JSON form of an error that crosses processes inside an outcome. */
 export interface ErrorPayload {
   code: string
@@ -322,6 +353,19 @@ export function errorFromPayload(payload: ErrorPayload): EskError {
       break
     case ErrorCode.Unavailable:
       error = new UnavailableError(payload.message, details)
+      break
+    case ErrorCode.EventsTruncated:
+      error = new EventsTruncatedError(
+        String(details.projection),
+        String(details.aggregate),
+        Number(details.partition),
+        Number(details.stored),
+        Number(details.start),
+        Number(details.end),
+      )
+      break
+    case ErrorCode.ProjectionFailed:
+      error = new ProjectionFailedError(payload.message, details)
       break
     case ErrorCode.SchemaAhead:
       error = new SchemaAheadError(

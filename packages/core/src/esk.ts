@@ -6,6 +6,9 @@ import type { Class } from './metadata.js'
 import { Observers, type EskEventMap, type Listener, type PartitionState } from './observe.js'
 import type { PartitionHost, PartitionLease, Store, StreamSpec, Transport } from './ports.js'
 import { PartitionProcessor } from './processor.js'
+import type { ReadModel, ReadModelRegistration } from './projection/model.js'
+import { ReadSide } from './projection/read-side.js'
+import type { ProjectionView } from './projection/runner.js'
 import { Repository } from './repository.js'
 import { AggregateRuntime } from './runtime.js'
 
@@ -65,6 +68,14 @@ export interface EskOptions {
    * `createEsk`). Later listeners can be added with `on`.
    */
   listeners?: EskListeners
+  /**
+   * Read models: `@Projection` classes, `defineProjection`, `defineSubscription` and
+   * `externalProjection` definitions, or `{ projection, run: false }` to only read one here. Their
+   * events must come from aggregates in `aggregates`.
+   */
+  projections?: Array<ReadModel | ReadModelRegistration>
+  /** How often a running read model looks for resets, rebuilds and new versions made by other processes, ms. Default 1000. */
+  projectionPollMs?: number
 }
 
 /** One optional listener per observable event. */
@@ -80,6 +91,7 @@ export const ESK_DEFAULTS = {
   readTimeoutMs: 10_000,
   dedupWindow: 32,
   handlerTimeoutMs: 10_000,
+  projectionPollMs: 1_000,
 } as const
 
 const MAX_PARTITIONS = 10_000
@@ -90,6 +102,8 @@ export interface Esk {
   repository<T extends object>(aggregate: Class<T>): Repository<T>
   /** Observes recovery progress, partition changes and background errors; returns an unsubscribe function. */
   on<K extends keyof EskEventMap>(name: K, listener: Listener<EskEventMap[K]>): () => void
+  /** A registered read model: reads of its view, read-your-writes, readiness, status, rebuild, reset. */
+  projection(model: ReadModel): ProjectionView
   /** The logs of each registered aggregate type. */
   readonly streams: readonly StreamSpec[]
   /** What each partition this process holds is doing; `ready` once all of them take commands. */
@@ -127,6 +141,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
   checkTimeout('commandTimeoutMs', settings.commandTimeoutMs)
   checkTimeout('readTimeoutMs', settings.readTimeoutMs)
   checkTimeout('handlerTimeoutMs', settings.handlerTimeoutMs)
+  checkTimeout('projectionPollMs', settings.projectionPollMs)
   if (!Number.isInteger(settings.dedupWindow) || settings.dedupWindow < 1) {
     throw new ConfigurationError(`dedupWindow must be a positive integer, got ${String(settings.dedupWindow)}`)
   }
@@ -202,7 +217,23 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
     if (state !== 'open') throw new ClosedError('this esk application')
   }
 
+  let readSide: ReadSide
   try {
+    // Event types by the streams that produce them, so each read model knows which logs to read.
+    const producers = new Map<string, StreamSpec[]>()
+    for (const { runtime, stream } of runtimes.values()) {
+      for (const type of runtime.model.events.keys()) producers.set(type, [...(producers.get(type) ?? []), stream])
+    }
+    readSide = new ReadSide(options.projections ?? [], {
+      transport,
+      store: store.projections,
+      observers,
+      logger,
+      producers,
+      pollMs: settings.projectionPollMs,
+      readTimeoutMs: settings.readTimeoutMs,
+      closing: closingSignal.signal,
+    })
     await transport.provision(streams)
     if (settings.processing) {
       const host: PartitionHost = {
@@ -262,6 +293,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
       }
       await transport.startProcessing(streams, host)
     }
+    await readSide.start()
   } catch (error) {
     await Promise.allSettled([transport.close(), store.close()])
     throw error
@@ -292,6 +324,10 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
       }
       return repository as unknown as Repository<T>
     },
+    projection: (model) => {
+      assertOpen()
+      return readSide.view(model)
+    },
     on: (name, listener) => observers.on(name, listener),
     status() {
       const list = [...partitions.values()]
@@ -305,6 +341,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
         state = 'closing'
         closingSignal.abort()
         try {
+          await readSide.stop().catch((error: unknown) => logger.warn('stopping read models failed', { error }))
           await transport.stopProcessing()
         } finally {
           await Promise.allSettled([transport.close(), store.close()])

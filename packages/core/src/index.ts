@@ -17,6 +17,8 @@ export {
   ClosedError,
   CommandLogTruncatedError,
   CommandRejected,
+  EventsTruncatedError,
+  ProjectionFailedError,
   CommandTimeoutError,
   ConfigurationError,
   ErrorCode,
@@ -83,6 +85,86 @@ export type {
   StoredEvent,
   StoredSnapshot,
 } from './records.js'
+
+export {
+  On,
+  Projection,
+  READ_MODEL_DEFAULTS,
+  defineProjection,
+  defineSubscription,
+  externalProjection,
+  on,
+  readModelSpec,
+} from './projection/model.js'
+export type {
+  AnyHandlerBinding,
+  DeliveredEvent,
+  EventMeta,
+  ExternalBatch,
+  ExternalDefinition,
+  ExternalProjectionOptions,
+  FailurePolicy,
+  HandlerBinding,
+  HandlerEntry,
+  ProjectionDefinition,
+  ProjectionHandler,
+  ProjectionOptions,
+  ProjectionScope,
+  ReadModel,
+  ReadModelOptions,
+  ReadModelRegistration,
+  ReadModelSpec,
+  SubscriptionDefinition,
+  SubscriptionHandler,
+} from './projection/model.js'
+export { MAX_KEY_LENGTH, StagedView, ViewReadFailed, compareScored, viewReader } from './projection/view.js'
+export type {
+  HashReader,
+  HashWriter,
+  Mark,
+  RangeOptions,
+  ReadSource,
+  ScoreRangeOptions,
+  ScoredMember,
+  SortedSetReader,
+  SortedSetWriter,
+  ViewReader,
+  ViewStore,
+} from './projection/view.js'
+export { InMemoryProjectionStore, generationUnavailable } from './projection/memory-store.js'
+export type { MemoryGeneration, MemoryProjection, ViewDump } from './projection/memory-store.js'
+export { laneOf } from './projection/ports.js'
+export type {
+  ApplyResult,
+  CreateMode,
+  EventFeed,
+  EventFeedHandle,
+  EventFeedHost,
+  EventFeedLease,
+  EventFeedSpec,
+  GenerationInfo,
+  Lane,
+  LogBounds,
+  ProjectionDeadLetter,
+  ProjectionMeta,
+  ProjectionStore,
+  ProjectionWrite,
+  ViewChange,
+  ViewGuard,
+  ViewRead,
+  ViewReadResult,
+} from './projection/ports.js'
+export { ReadModelRunner } from './projection/runner.js'
+export type {
+  EventPosition,
+  ReadSideContext,
+  LaneStatus,
+  ProjectionStatus,
+  ProjectionView,
+  RebuildReport,
+  WaitOptions,
+} from './projection/runner.js'
+export type { LaneState, ProjectionObservation } from './projection/observe.js'
 
 export { Observers } from './observe.js'
 export type {

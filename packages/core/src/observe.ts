@@ -1,3 +1,5 @@
+import type { ProjectionObservation } from './projection/observe.js'
+
 /** Progress of a partition's recovery (replay of the events after its checkpoint). */
 export interface RecoveryProgress {
   aggregate: string
@@ -77,6 +79,8 @@ export interface EskEventMap {
   partition: PartitionChange
   batch: BatchProcessed
   state: PartitionStateChange
+  /** Read models: lane states, parked events, truncated logs, rebuild progress, generation swaps. */
+  projection: ProjectionObservation
 }
 
 /** A listener of one observable event. */

@@ -8,6 +8,7 @@ import type {
   StoredEvent,
   StoredSnapshot,
 } from './records.js'
+import type { EventFeed, EventFeedHost, EventFeedSpec, LogBounds, ProjectionStore } from './projection/ports.js'
 
 /**
  * The logs of one aggregate type. The command log and the event log have the same number of
@@ -93,6 +94,14 @@ export interface Transport {
   startProcessing(streams: readonly StreamSpec[], host: PartitionHost): Promise<void>
   /** Stops processing (if started): closes every partition, leaves groups. */
   stopProcessing(): Promise<void>
+  /**
+   * Feeds the events of these streams to a read model, partition by partition, each from the
+   * position its handle gives (never from the transport's own offsets). Resolves once the first
+   * partitions are open. Needed by projections and subscriptions.
+   */
+  subscribeEvents?(spec: EventFeedSpec, host: EventFeedHost): Promise<EventFeed>
+  /** The first and next offsets of every partition of a stream's event log, now (committed events only). */
+  eventLogBounds?(stream: StreamSpec): Promise<LogBounds[]>
   /** Releases every connection. */
   close(): Promise<void>
 }
@@ -197,5 +206,7 @@ export interface OutcomeChannel {
 export interface Store {
   readonly snapshots: SnapshotStore
   readonly outcomes: OutcomeChannel
+  /** Views and positions of local projections and subscriptions, if this store keeps them. */
+  readonly projections?: ProjectionStore
   close(): Promise<void>
 }

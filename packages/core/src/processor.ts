@@ -293,9 +293,24 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       commandPosition: lastPosition,
       schemaVersion: this.schemaVersion,
     }
+    // Each accepted command learns where its last event is, for read-your-writes on read models.
+    const lastOffsets = new Map<string, number>()
     offsets.forEach((offset, i) => {
-      working.get(events[i]!.aggregateId)!.offset = offset
+      const event = events[i]!
+      working.get(event.aggregateId)!.offset = offset
+      lastOffsets.set(commandKey(event), offset)
     })
+    for (const [key, outcome] of decided) {
+      const offset = lastOffsets.get(key)
+      if (outcome.status === 'accepted' && offset !== undefined) outcome.offset = offset
+    }
+    for (const [aggregateId, w] of working) {
+      if (!w.changed) continue
+      w.recent = w.recent.map((entry) => {
+        const offset = entry.offset ?? lastOffsets.get(commandKey({ aggregateId, commandId: entry.commandId }))
+        return offset === undefined ? entry : { ...entry, offset }
+      })
+    }
     const written: StoredSnapshot[] = []
     for (const [aggregateId, w] of working) {
       if (!w.changed) continue
@@ -650,8 +665,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         // A command's events are consecutive in the log: extend its entry, or start a new one.
         const entry =
           last?.commandId === event.commandId
-            ? { commandId: event.commandId, version: event.version, events: last.events + 1 }
-            : { commandId: event.commandId, version: event.version, events: 1 }
+            ? { commandId: event.commandId, version: event.version, events: last.events + 1, offset: event.offset }
+            : { commandId: event.commandId, version: event.version, events: 1, offset: event.offset }
         w.snapshot = {
           aggregateId: event.aggregateId,
           version: event.version,
@@ -699,7 +714,14 @@ class CorruptSnapshot extends Error {}
 function recorded(w: Working<unknown>, command: CommandEnvelope): Outcome | undefined {
   const entry = w.recent.find((r) => r.commandId === command.commandId)
   if (!entry) return undefined
-  return { status: 'accepted', commandId: entry.commandId, aggregateId: command.aggregateId, version: entry.version, events: entry.events }
+  return {
+    status: 'accepted',
+    commandId: entry.commandId,
+    aggregateId: command.aggregateId,
+    version: entry.version,
+    events: entry.events,
+    ...(entry.offset !== undefined && { offset: entry.offset }),
+  }
 }
 
 /** Appends to a window, keeping at most `size` entries (the newest). */

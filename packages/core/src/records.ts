@@ -61,6 +61,8 @@ export interface DeadLetter {
 /** An event read back from the event log, with its offset. */
 export interface StoredEvent extends EventToAppend {
   offset: number
+  /** When the log recorded it, ms since the epoch, where the log keeps that (read models see it in their metadata). */
+  timestamp?: number
 }
 
 /** An aggregate's state as stored by a snapshot store. */
@@ -89,6 +91,8 @@ export interface RecentCommand {
   version: number
   /** Number of events it recorded (at least 1). */
   events: number
+  /** Offset of its last event in the partition's event log, once known (absent in windows written before it was kept). */
+  offset?: number
 }
 
 /**
@@ -114,6 +118,8 @@ export type Outcome =
       version: number
       /** Number of events the command recorded. */
       events: number
+      /** Offset of its last event in the partition's event log; absent when it recorded none. */
+      offset?: number
     }
   | {
       status: 'rejected'

@@ -16,6 +16,7 @@ import {
 } from './errors.js'
 import { messageOf } from './runtime.js'
 import type { OutcomeChannel, SnapshotStore, StreamSpec, Transport } from './ports.js'
+import type { EventPosition } from './projection/runner.js'
 import type { CommandEnvelope } from './records.js'
 import type { AggregateRuntime } from './runtime.js'
 import { partitionFor, sleep } from './util.js'
@@ -58,6 +59,11 @@ export interface CommandResult {
   /** The aggregate's version after the command. */
   version: number
   commandId: string
+  /**
+   * Where the command's last event is in the event log, when it recorded events: pass the result
+   * to a projection's `waitFor` to read your own writes there.
+   */
+  position?: EventPosition
 }
 
 /** An aggregate read from its snapshot. */
@@ -229,7 +235,12 @@ export class Repository<T extends object> {
       const outcome = await waiting
       if (!outcome) throw this.notAnswered(retry, timeoutMs)
       if (outcome.status === 'rejected') throw errorFromPayload(outcome.error)
-      return { id, version: outcome.version, commandId }
+      return {
+        id,
+        version: outcome.version,
+        commandId,
+        ...(outcome.offset !== undefined && { position: { aggregate: name, partition, offset: outcome.offset } }),
+      }
     } finally {
       clearTimeout(timer)
       this.closing.removeEventListener('abort', onClose)

@@ -22,6 +22,8 @@ import {
   hasCode,
   SchemaAheadError,
   UnavailableError,
+  EventsTruncatedError,
+  ProjectionFailedError,
 } from '@esk/core'
 import { describe, expect, it } from 'vitest'
 
@@ -46,6 +48,8 @@ const examples: Array<[string, EskError]> = [
   ['UnavailableError', new UnavailableError('the command log is unreachable', { commandId: 'cmd-8', id: 'acc-8' })],
   ['SchemaAheadError', new SchemaAheadError('account', 2, 3, 2)],
   ['CommandLogTruncatedError', new CommandLogTruncatedError('command topic recreated', { topic: 't', partition: 0, end: 0 })],
+  ['EventsTruncatedError', new EventsTruncatedError('by-owner', 'account', 2, 10, 40, 90)],
+  ['ProjectionFailedError', new ProjectionFailedError('handler threw on offset 7', { projection: 'by-owner', offset: 7 })],
   [
     'ClosedError with the command to retry',
     new ClosedError('this esk application', 'closed before the outcome arrived', { commandId: 'cmd-9', id: 'acc-9' }),

@@ -103,6 +103,7 @@ describe('createEsk options', () => {
       commandTimeoutMs: 30_000,
       readTimeoutMs: 10_000,
       maxEventBytes: 512 * 1024,
+      projectionPollMs: 1_000,
     })
     const app = await createEsk({ aggregates: [Thing], driver: memoryDriver() })
     apps.push(app)
@@ -142,7 +143,7 @@ describe('createEsk options', () => {
     apps.push(processor)
     // The retry with the same commandId finds the outcome of the command sent before.
     const retried = await client.repository(Thing).save(new Open(), { id: 't1', commandId: 'c1', timeoutMs: 5_000 })
-    expect(retried).toEqual({ id: 't1', version: 1, commandId: 'c1' })
+    expect(retried).toEqual({ id: 't1', version: 1, commandId: 'c1', position: { aggregate: 'esk-thing', partition: expect.any(Number), offset: 0 } })
   })
 })
 

@@ -210,7 +210,7 @@ describe('repository arguments', () => {
 
   it('gives back versions, state instances and caller-chosen ids', async () => {
     const { counters } = await start()
-    expect(await counters.save(new Open('ann'), { id: 'c1', commandId: 'k1' })).toEqual({ id: 'c1', version: 1, commandId: 'k1' })
+    expect(await counters.save(new Open('ann'), { id: 'c1', commandId: 'k1' })).toMatchObject({ id: 'c1', version: 1, commandId: 'k1' })
     const added = await counters.update('c1', new Add(5), { expectedVersion: 1 })
     expect(added).toMatchObject({ id: 'c1', version: 2 })
     expect(added.commandId).toMatch(/^[0-9a-f-]{36}$/)

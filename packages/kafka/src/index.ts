@@ -11,3 +11,4 @@ export { STICKY_PROTOCOL, stickyAssigner, stickyAssignment } from './assigner.js
 export type { StickyMember } from './assigner.js'
 export { checkCommandLog, commandLogEnd } from './command-log.js'
 export { isFenced, isConcurrentTransactions, isGroupChange, kafkaErrorType } from './errors.js'
+export { KafkaFeed, feedEvent } from './feed.js'

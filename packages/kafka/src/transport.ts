@@ -1,8 +1,21 @@
-import { InvalidArgumentError, consoleLogger, type Logger, type PartitionHost, type StoredEvent, type StreamSpec, type Transport } from '@esk/core'
+import {
+  InvalidArgumentError,
+  consoleLogger,
+  type EventFeed,
+  type EventFeedHost,
+  type EventFeedSpec,
+  type LogBounds,
+  type Logger,
+  type PartitionHost,
+  type StoredEvent,
+  type StreamSpec,
+  type Transport,
+} from '@esk/core'
 import type { Admin, Kafka as KafkaClient, Producer } from 'kafkajs'
 import { Kafka, Partitioners, logLevel } from './kafkajs.js'
 import { resolveOptions, streamNames, type KafkaTransportOptions, type ResolvedKafkaOptions } from './options.js'
 import { CommandSender } from './command-sender.js'
+import { KafkaFeed } from './feed.js'
 import { kafkaLogCreator } from './logging.js'
 import { StreamProcessor, type PartitionState } from './processing.js'
 import { LogReader } from './replay.js'
@@ -29,6 +42,7 @@ export class KafkaTransport implements Transport {
   private reader: LogReader | undefined
   private connecting: Promise<void> | undefined
   private readonly processors: StreamProcessor[] = []
+  private readonly feeds = new Set<KafkaFeed>()
   private closed = false
 
   private readonly logger: Logger
@@ -83,6 +97,39 @@ export class KafkaTransport implements Transport {
     yield* this.reader!.events(this.names(stream.aggregate), stream.partitions, partition, from, until)
   }
 
+  /** First offset and last stable offset (read_committed) of every partition of the stream's event topic. */
+  async eventLogBounds(stream: StreamSpec): Promise<LogBounds[]> {
+    await this.connect()
+    const offsets = await this.admin!.fetchTopicOffsets(this.names(stream.aggregate).events)
+    const bounds: LogBounds[] = []
+    for (const o of offsets) bounds[o.partition] = { start: Number(o.low), end: Number(o.offset) }
+    return Array.from({ length: stream.partitions }, (_, p) => bounds[p] ?? { start: 0, end: 0 })
+  }
+
+  /**
+   * Feeds a read model from the event topics through a consumer group of its own
+   * (`<topicPrefix><group>`); see {@link KafkaFeed}.
+   */
+  async subscribeEvents(spec: EventFeedSpec, host: EventFeedHost): Promise<EventFeed> {
+    await this.connect()
+    const feed = new KafkaFeed(this.kafka, this.admin!, this.options, spec, host, this.logger)
+    this.feeds.add(feed)
+    try {
+      await feed.start()
+    } catch (error) {
+      this.feeds.delete(feed)
+      await feed.stop()
+      throw error
+    }
+    return {
+      reopen: () => feed.reopen(),
+      stop: async () => {
+        this.feeds.delete(feed)
+        await feed.stop()
+      },
+    }
+  }
+
   async startProcessing(streams: readonly StreamSpec[], host: PartitionHost): Promise<void> {
     await this.connect()
     // The reader joins its group while the processors join theirs: recovery needs it right after.
@@ -107,6 +154,8 @@ export class KafkaTransport implements Transport {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    await Promise.all([...this.feeds].map((f) => f.stop()))
+    this.feeds.clear()
     await this.stopProcessing()
     await this.reader?.close()
     await Promise.allSettled([this.producer?.disconnect(), this.admin?.disconnect()])

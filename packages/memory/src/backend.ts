@@ -1,4 +1,5 @@
-import type { Checkpoint, DeadLetter, Outcome, StoredEvent, StoredSnapshot } from '@esk/core'
+import type { MemoryFeedGroup } from './feed.js'
+import { InMemoryProjectionStore, type Checkpoint, type DeadLetter, type Outcome, type StoredEvent, type StoredSnapshot } from '@esk/core'
 
 /** The logs of one partition. */
 export interface MemoryPartitionLog {
@@ -12,6 +13,10 @@ export interface MemoryPartitionLog {
   deadLetters: DeadLetter[]
   /** Resolvers of processors waiting for new commands. */
   waiting: Array<() => void>
+  /** First event offset still held: events below it were deleted (see {@link MemoryBackend.truncateEvents}). */
+  start: number
+  /** Resolvers of read models waiting for new events. */
+  eventWaiting: Array<() => void>
 }
 
 /** The snapshots, checkpoint, ownership and unlogged outcomes of one partition. */
@@ -38,6 +43,10 @@ export class MemoryBackend {
   readonly state = new Map<string, MemoryPartitionState>()
   /** Outcome delivery by client reply address, across every application on this backend. */
   readonly replyRoutes = new Map<string, (outcome: Outcome) => void>()
+  /** Views and positions of local read models, kept like Redis keeps them: across applications. */
+  readonly projections = new InMemoryProjectionStore()
+  /** Members of read models' consumer groups, by group name (see the transport's `subscribeEvents`). */
+  readonly feedGroups = new Map<string, MemoryFeedGroup>()
 
   /** The logs of a stream's partition; the stream must be provisioned. */
   log(stream: string, partition: number): MemoryPartitionLog {
@@ -60,5 +69,19 @@ export class MemoryBackend {
   /** Drops every snapshot, checkpoint and outcome, as `FLUSHALL` would on Redis. The logs stay. */
   flushSnapshots(): void {
     this.state.clear()
+  }
+
+  /** Drops every view and position of local read models, as `FLUSHALL` would on Redis. */
+  flushProjections(): void {
+    this.projections.projections.clear()
+  }
+
+  /**
+   * Deletes the events of a partition below `before`, as Kafka's `deleteRecords` (or retention) would:
+   * reading from below it fails, and read models whose position is below it see a truncated log.
+   */
+  truncateEvents(stream: string, partition: number, before: number): void {
+    const log = this.log(stream, partition)
+    log.start = Math.max(log.start, Math.min(before, log.events.length))
   }
 }

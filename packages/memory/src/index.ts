@@ -8,6 +8,7 @@ export type { MemoryPartitionLog, MemoryPartitionState } from './backend.js'
 export { MemoryStore, MemorySnapshotStore, MemoryOutcomeChannel } from './store.js'
 export type { MemoryStoreOptions } from './store.js'
 export { MemoryTransport } from './transport.js'
+export { MemoryFeed, MemoryFeedGroup } from './feed.js'
 export type { MemoryTransportOptions } from './transport.js'
 
 /** Options of {@link memoryDriver}. */

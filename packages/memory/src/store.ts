@@ -7,6 +7,7 @@ import {
   type Checkpoint,
   type CommandKey,
   type LoadedBatch,
+  type InMemoryProjectionStore,
   type Outcome,
   type OutcomeChannel,
   type Reply,
@@ -194,14 +195,17 @@ export class MemoryOutcomeChannel implements OutcomeChannel {
   }
 }
 
-/** The in-memory store: snapshots and an outcome channel over one backend. */
+/** The in-memory store: snapshots, an outcome channel and read models' views over one backend. */
 export class MemoryStore implements Store {
   readonly snapshots: MemorySnapshotStore
   readonly outcomes: MemoryOutcomeChannel
+  /** Shared with every store on the same backend, as one Redis is. */
+  readonly projections: InMemoryProjectionStore
 
   constructor(backend: MemoryBackend, options: MemoryStoreOptions = {}) {
     this.snapshots = new MemorySnapshotStore(backend, options)
     this.outcomes = new MemoryOutcomeChannel(backend, this.snapshots)
+    this.projections = backend.projections
   }
 
   async close(): Promise<void> {

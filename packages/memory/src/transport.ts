@@ -1,10 +1,15 @@
 import {
   ConfigurationError,
   FencedError,
+  SerializationError,
   sleep,
   type CommandRecord,
   type DeadLetter,
+  type EventFeed,
+  type EventFeedHost,
+  type EventFeedSpec,
   type EventToAppend,
+  type LogBounds,
   type PartitionHandle,
   type PartitionHost,
   type StoredEvent,
@@ -12,6 +17,7 @@ import {
   type Transport,
 } from '@esk/core'
 import type { MemoryBackend, MemoryPartitionLog } from './backend.js'
+import { MemoryFeed } from './feed.js'
 
 /** Options of the in-memory transport. */
 export interface MemoryTransportOptions {
@@ -30,6 +36,7 @@ export class MemoryTransport implements Transport {
   private readonly maxBatchSize: number
   private readonly replayBatchSize: number
   private running: { abort: AbortController; loops: Promise<void>[] } | undefined
+  private readonly feeds = new Set<MemoryFeed>()
 
   constructor(
     private readonly backend: MemoryBackend,
@@ -59,6 +66,8 @@ export class MemoryTransport implements Transport {
             deadLetters: [],
             epoch: 0,
             waiting: [],
+            start: 0,
+            eventWaiting: [],
           })),
         )
       }
@@ -75,8 +84,39 @@ export class MemoryTransport implements Transport {
   async *readEvents(stream: StreamSpec, partition: number, from: number): AsyncIterable<StoredEvent[]> {
     const log = this.backend.log(stream.aggregate, partition)
     const end = log.events.length
+    if (from < log.start && from < end) {
+      throw new SerializationError(
+        `events ${from}..${log.start - 1} of ${stream.aggregate}/${partition} were deleted; the event log must keep every event`,
+        { aggregate: stream.aggregate, partition, from, low: log.start },
+      )
+    }
     for (let offset = from; offset < end; offset += this.replayBatchSize) {
       yield log.events.slice(offset, Math.min(offset + this.replayBatchSize, end)).map((e) => ({ ...e }))
+    }
+  }
+
+  async eventLogBounds(stream: StreamSpec): Promise<LogBounds[]> {
+    return Array.from({ length: stream.partitions }, (_, partition) => {
+      const log = this.backend.log(stream.aggregate, partition)
+      return { start: log.start, end: log.events.length }
+    })
+  }
+
+  /**
+   * Feeds events to a read model: feeds of one group on this backend share its partitions (dealt
+   * again when one joins or leaves), and each partition is read from its handle's position.
+   */
+  async subscribeEvents(spec: EventFeedSpec, host: EventFeedHost): Promise<EventFeed> {
+    for (const stream of spec.streams) this.backend.log(stream.aggregate, 0)
+    const feed = new MemoryFeed(this.backend, spec, host, this.replayBatchSize)
+    this.feeds.add(feed)
+    await feed.start()
+    return {
+      reopen: () => feed.reopen(),
+      stop: async () => {
+        this.feeds.delete(feed)
+        await feed.stop()
+      },
     }
   }
 
@@ -127,6 +167,8 @@ export class MemoryTransport implements Transport {
   }
 
   async close(): Promise<void> {
+    await Promise.all([...this.feeds].map((f) => f.stop()))
+    this.feeds.clear()
     await this.stopProcessing()
   }
 
@@ -145,11 +187,13 @@ export class MemoryTransport implements Transport {
         partition,
       })
     }
+    const timestamp = Date.now()
     const offsets = events.map((event) => {
       const offset = log.events.length
-      log.events.push({ ...event, offset })
+      log.events.push({ ...event, offset, timestamp })
       return offset
     })
+    if (events.length > 0) for (const wake of log.eventWaiting.splice(0)) wake()
     log.deadLetters.push(...deadLetters.map((d) => ({ ...d })))
     log.committed = Math.max(log.committed, position + 1)
     return offsets

@@ -15,11 +15,12 @@ import {
 
 /**
  * The JSON text stored for a snapshot: exactly the StoredSnapshot fields, nothing a caller added;
- * the de-duplication window as compact `[commandId, version, events]` triples.
+ * the de-duplication window as compact `[commandId, version, events, offset]` entries (the offset
+ * of the command's last event, absent in entries written before it was kept).
  */
 export function encodeSnapshot(snapshot: StoredSnapshot): string {
   const { aggregateId, version, schemaVersion, offset, state } = snapshot
-  const recent = snapshot.recent.map((r) => [r.commandId, r.version, r.events])
+  const recent = snapshot.recent.map((r) => (r.offset === undefined ? [r.commandId, r.version, r.events] : [r.commandId, r.version, r.events, r.offset]))
   return JSON.stringify({ aggregateId, version, schemaVersion, offset, state, recent })
 }
 
@@ -35,11 +36,12 @@ export function decodeSnapshot(text: string, key: string, field: string): Stored
   const recent = raw.recent ?? []
   if (!Array.isArray(recent)) fail('recent is not a list')
   const entries = (recent as unknown[]).map((entry) => {
-    const [commandId, version, events] = Array.isArray(entry) ? (entry as unknown[]) : []
+    const [commandId, version, events, at] = Array.isArray(entry) ? (entry as unknown[]) : []
     if (typeof commandId !== 'string' || !isNonNegativeInteger(version) || !isNonNegativeInteger(events)) {
       return fail('recent holds an entry that is not [commandId, version, events]')
     }
-    return { commandId, version, events }
+    if (at !== undefined && !isNonNegativeInteger(at)) return fail('recent holds an entry whose offset is not a non-negative integer')
+    return at === undefined ? { commandId, version, events } : { commandId, version, events, offset: at }
   })
   return {
     aggregateId: raw.aggregateId as string,

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import { closeConnection, createConnection } from './connection.js'
 import { RedisOutcomeChannel } from './outcome-channel.js'
 import { planConnection, resolveChannelOptions, resolveSnapshotOptions, type RedisStoreOptions } from './options.js'
+import { RedisProjectionStore } from './projection-store.js'
 import { RedisSnapshotStore } from './snapshot-store.js'
 
 /**
@@ -13,6 +14,8 @@ import { RedisSnapshotStore } from './snapshot-store.js'
 export class RedisStore implements Store {
   readonly snapshots: RedisSnapshotStore
   readonly outcomes: RedisOutcomeChannel
+  /** Views and positions of local projections and subscriptions, on the same connection. */
+  readonly projections: RedisProjectionStore
   /** The connection used for commands and PUBLISH: the caller's `client`, or one this store created. */
   readonly client: Redis
   private readonly ownsClient: boolean
@@ -39,6 +42,7 @@ export class RedisStore implements Store {
     }
     this.snapshots = new RedisSnapshotStore(this.client, snapshotOptions)
     this.outcomes = new RedisOutcomeChannel(this.client, this.snapshots, channelOptions)
+    this.projections = new RedisProjectionStore(this.client, { keyPrefix: snapshotOptions.keyPrefix })
   }
 
   /** Closes the subscriber and, if this store created it, the command connection. Idempotent. */

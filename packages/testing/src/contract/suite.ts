@@ -596,11 +596,14 @@ export function describeDriverContract(
       await accounts.save(new Open('b', 0), { id: b })
       await accounts.update(a, new Deposit(1))
       const commandId = `idempotency-key-${randomUUID()}`
-      expect(await accounts.update(a, new Deposit(10), { commandId })).toEqual({ id: a, version: 3, commandId })
-      expect(await accounts.update(b, new Deposit(20), { commandId })).toEqual({ id: b, version: 2, commandId })
-      // Each aggregate answers a retry with its own outcome.
-      expect(await accounts.update(b, new Deposit(20), { commandId })).toEqual({ id: b, version: 2, commandId })
-      expect(await accounts.update(a, new Deposit(10), { commandId })).toEqual({ id: a, version: 3, commandId })
+      const first = await accounts.update(a, new Deposit(10), { commandId })
+      expect(first).toMatchObject({ id: a, version: 3, commandId })
+      const second = await accounts.update(b, new Deposit(20), { commandId })
+      expect(second).toMatchObject({ id: b, version: 2, commandId })
+      // Each aggregate answers a retry with its own outcome, the position of its events included.
+      expect(await accounts.update(b, new Deposit(20), { commandId })).toEqual(second)
+      expect(await accounts.update(a, new Deposit(10), { commandId })).toEqual(first)
+      expect(first.position).toEqual({ aggregate: 'contract-account', partition: partitionFor(a, partitions), offset: expect.any(Number) })
       expect((await accounts.get(a, { atLeastVersion: 3 })).state.history).toEqual([0, 1, 10])
       expect((await accounts.get(b, { atLeastVersion: 2 })).state.history).toEqual([0, 20])
     })
