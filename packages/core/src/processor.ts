@@ -601,7 +601,16 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     this.token = token
     let checkpoint = await snapshots.checkpoint(stream, partition)
     if (checkpoint && checkpoint.schemaVersion > this.schemaVersion) throw this.schemaAhead(checkpoint.schemaVersion)
-    const rebuild = forceRebuild || !checkpoint || checkpoint.schemaVersion !== this.schemaVersion
+    let rebuild = forceRebuild || !checkpoint || checkpoint.schemaVersion !== this.schemaVersion
+    if (!rebuild && checkpoint && (await this.storeAheadOfLog(checkpoint))) {
+      this.context.logger.warn('the stored checkpoint is beyond the end of the event log; rebuilding the partition from the log', {
+        code: 'ESK_STORE_AHEAD',
+        aggregate: this.name,
+        partition,
+        checkpoint: checkpoint.offset,
+      })
+      rebuild = true
+    }
     if (rebuild || !checkpoint) {
       await snapshots.reset(stream, partition, token)
       checkpoint = { offset: 0, commandPosition: -1, schemaVersion: this.schemaVersion }
@@ -694,6 +703,24 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     await snapshots.save(stream, partition, token, { snapshots: [], checkpoint, unlogged: [], ready: true })
     this.checkpoint = checkpoint
     progress('end')
+  }
+
+  /**
+   * True when the store claims events the log does not have (the event topic was recreated, or the
+   * store belongs to another cluster): replaying from that checkpoint would read nothing and trust
+   * snapshots of events that do not exist. A checkpoint only just ahead is waited for a moment: a
+   * commit's markers reach the log a little after the commit returns.
+   */
+  private async storeAheadOfLog(checkpoint: Checkpoint): Promise<boolean> {
+    const bounds = this.context.transport.eventLogBounds
+    if (!bounds) return false
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const end = (await bounds.call(this.context.transport, this.lease.stream))[this.lease.partition]?.end ?? 0
+      if (checkpoint.offset <= end) return false
+      await sleep(250, this.stop.signal)
+      if (this.stop.signal.aborted) return false
+    }
+    return true
   }
 
   private storeLost(when: string): Error {

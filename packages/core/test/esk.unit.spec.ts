@@ -148,6 +148,26 @@ describe('createEsk options', () => {
 })
 
 describe('application lifecycle', () => {
+  // Issue 6, scenario 15. Fails before: a listener's exception vanished without a trace.
+  it('logs a listener that throws, and keeps processing', async () => {
+    const errors: Array<[string, Record<string, unknown> | undefined]> = []
+    const logger = { debug() {}, info() {}, warn() {}, error: (message: string, fields?: Record<string, unknown>) => void errors.push([message, fields]) }
+    const app = await createEsk({
+      aggregates: [Thing],
+      driver: memoryDriver(),
+      logger,
+      listeners: {
+        batch: () => {
+          throw new Error('a bug in the listener')
+        },
+      },
+    })
+    apps.push(app)
+    const { id } = await app.repository(Thing).save(new Open())
+    expect((await app.repository(Thing).update(id, new Touch())).version).toBe(2)
+    expect(errors).toContainEqual(["a 'batch' listener threw", { error: expect.objectContaining({ message: 'a bug in the listener' }) }])
+  })
+
   async function started() {
     const backend = new MemoryBackend()
     const app = await createEsk({ aggregates: [Thing], driver: memoryDriver({ backend }) })

@@ -1,4 +1,4 @@
-import { createEsk, partitionFor, type PartitionState } from '@esk/core'
+import { consoleLogger, createEsk, partitionFor, type PartitionState } from '@esk/core'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { contractModel } from '@esk/testing'
 import { describe, expect, it } from 'vitest'
@@ -107,4 +107,25 @@ describe('partition processor on the embedded driver', () => {
     expect(log.events.map((e) => e.version)).toEqual([1, 2])
     await second.close()
   })
+
+  it('rebuilds a partition whose stored checkpoint is beyond the end of its event log, with a warning', async () => {
+    const backend = new MemoryBackend()
+    const first = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }) })
+    const { id } = await first.repository(ContractAccount).save(new Open('gone', 3))
+    await first.repository(ContractAccount).update(id, new Deposit(1))
+    await first.close()
+    // As a recreated event topic leaves it: the store still describes events the log no longer has.
+    backend.log('contract-account', 0).events.length = 0
+
+    const warnings: Array<Record<string, unknown> | undefined> = []
+    const logger = { ...consoleLogger('silent'), warn: (_: string, fields?: Record<string, unknown>) => void warnings.push(fields) }
+    const second = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }), logger })
+    expect(second.status().ready).toBe(true)
+    expect(warnings).toContainEqual(expect.objectContaining({ code: 'ESK_STORE_AHEAD', checkpoint: 2 }))
+    const accounts = second.repository(ContractAccount)
+    expect(await accounts.find(id)).toBeUndefined()
+    expect((await accounts.save(new Open('again', 5), { id })).version).toBe(1)
+    await second.close()
+  })
 })
+
