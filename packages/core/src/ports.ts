@@ -120,6 +120,11 @@ export interface LoadedBatch {
    * empty). Nothing else in the batch may then be trusted.
    */
   owned: boolean
+  /**
+   * True when some token owns the partition's keys. Not owned but claimed: another processor took
+   * the partition after this one (it was fenced). Neither: the store lost the partition's data.
+   */
+  claimed: boolean
   snapshots: Map<string, StoredSnapshot>
   /** Recorded outcomes that left nothing in the log (refusals, no-op acceptances), by {@link commandKey}. */
   unlogged: Map<string, Outcome>
@@ -144,7 +149,7 @@ export interface SnapshotWrite {
  * Every write to a partition is fenced: it carries the owner token its processor took with
  * {@link acquire} after the log fenced the previous owner, and is refused, atomically, when the
  * store's owner is any other token or none at all (the store lost the partition's data). A refused
- * write throws `ESK_FENCED`.
+ * write throws `ESK_FENCED`, with `details.owner` `'other'` or `'none'` saying which.
  */
 export interface SnapshotStore {
   /**

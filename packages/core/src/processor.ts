@@ -7,6 +7,7 @@ import {
   CommandLogTruncatedError,
   EskError,
   ErrorCode,
+  FencedError,
   HandlerFailedError,
   SchemaAheadError,
   UnknownCommandError,
@@ -192,22 +193,22 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     }
     const ahead = [...loaded.snapshots.values()].find((s) => s.schemaVersion > this.schemaVersion)
     if (ahead) throw this.schemaAhead(ahead.schemaVersion)
+    // Another processor took the store after this one: it was fenced (or will be, by the log).
+    // Taking the store back here, without a new fence in the log, could go on for ever between two.
+    if (!loaded.owned && loaded.claimed) throw this.superseded()
     const working = this.workingSet(envelopes, loaded.snapshots)
     if (!loaded.owned || !working) {
       // Handling commands on missing snapshots would take existing aggregates for new ones; on a
       // snapshot of another schema the checkpoint and the snapshot disagree: trust neither.
       if (repaired) {
         throw new Error(
-          !loaded.owned
-            ? `another processor took the snapshot store of ${this.name}/${partition} while this one replayed it; ` +
-                `the batch is delivered again (whichever processor the log accepts will handle it)`
-            : `the snapshot store of ${this.name}/${partition} is still inconsistent right after a replay; ` +
-                `check that Redis does not evict keys (maxmemory-policy noeviction)`,
+          `the snapshot store of ${this.name}/${partition} is still inconsistent right after a replay; ` +
+            `check that Redis does not evict keys (maxmemory-policy noeviction)`,
         )
       }
       this.context.logger.warn(
         !loaded.owned
-          ? 'the snapshot store lost this partition or another processor took it; replaying it from the log'
+          ? 'the snapshot store lost this partition (flushed, evicted or restarted empty); replaying it from the log'
           : 'a snapshot has an older schema version; rebuilding the partition',
         { code: 'ESK_STORE_REPAIR', aggregate: this.name, partition },
       )
@@ -365,6 +366,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       await this.context.snapshots.save(stream, partition, this.token, write)
       return
     } catch (error) {
+      if (takenOver(error)) throw this.superseded()
       this.context.logger.warn('saving snapshots after a commit failed; replaying the partition from the log', {
         code: hasCode(error, ErrorCode.Fenced) ? 'ESK_STORE_REPAIR' : 'ESK_STORE_SAVE_FAILED',
         aggregate: this.name,
@@ -381,7 +383,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         }
         return
       } catch (error) {
-        if (hasCode(error, ErrorCode.SchemaAhead)) throw error
+        if (hasCode(error, ErrorCode.SchemaAhead) || takenOver(error)) throw error
         this.context.observers.emit('error', { error, aggregate: this.name, partition, during: 'repair' })
         await sleep(Math.min(50 * 2 ** attempt, 5_000), this.stop.signal)
       }
@@ -642,7 +644,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         if (!hasCode(error, ErrorCode.Serialization) || rebuild) throw error
         return this.recover(true)
       }
-      if (!loaded.owned) throw this.storeLost('while replaying')
+      if (!loaded.owned) throw loaded.claimed ? this.superseded() : this.storeLost('while replaying')
       const working = new Map<string, { state: T | undefined; snapshot: StoredSnapshot | undefined; changed: boolean }>()
       let commandPosition: number = checkpoint.commandPosition
       for (const event of batch) {
@@ -723,6 +725,18 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     return true
   }
 
+  /** The store has another owner: this processor stops writing, as after a fence in the log. */
+  private superseded(): FencedError {
+    const error = new FencedError(
+      `another processor took the snapshots of ${this.name}/${this.lease.partition}; this one writes nothing more ` +
+        `(the transport opens the partition again, with a new fence, if it is still assigned here)`,
+      { aggregate: this.name, partition: this.lease.partition, owner: 'other' },
+    )
+    this.transition('fenced', error)
+    this.stop.abort()
+    return error
+  }
+
   private storeLost(when: string): Error {
     return new Error(`the snapshot store lost ${this.name}/${this.lease.partition} ${when}, or another processor took it`)
   }
@@ -733,6 +747,11 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
  * the record goes to the dead-letter log. Business refusals (rejections, conflicts, validation) do not.
  */
 const POISON = new Set<string>([ErrorCode.HandlerFailed, ErrorCode.UnknownCommand, ErrorCode.Serialization])
+
+/** True for a store write refused because another processor owns the partition (not because it lost it). */
+function takenOver(error: unknown): boolean {
+  return hasCode(error, ErrorCode.Fenced) && (error as { details?: { owner?: unknown } }).details?.owner === 'other'
+}
 
 /** A stored snapshot that cannot be decoded: the partition is rebuilt instead of refusing commands. */
 class CorruptSnapshot extends Error {}

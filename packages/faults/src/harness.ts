@@ -42,7 +42,7 @@ export interface Profile {
 
 /** The built-in profiles. */
 export const PROFILES: Record<string, Profile> = {
-  short: { name: 'short', partitions: 6, processors: 3, clients: 2, aggregatesPerClient: 100, commandsPerClient: 5_000, concurrency: 4, loadMs: 18_000, commandTimeoutMs: 5_000, sessionTimeoutMs: 6_000, faults: 2 },
+  short: { name: 'short', partitions: 6, processors: 3, clients: 2, aggregatesPerClient: 100, commandsPerClient: 5_000, concurrency: 4, loadMs: 14_000, commandTimeoutMs: 5_000, sessionTimeoutMs: 6_000, faults: 2 },
   long: { name: 'long', partitions: 12, processors: 3, clients: 3, aggregatesPerClient: 100, commandsPerClient: 50_000, concurrency: 6, loadMs: 180_000, commandTimeoutMs: 5_000, sessionTimeoutMs: 6_000, faults: 20 },
 }
 

@@ -71,7 +71,7 @@ export class MemorySnapshotStore implements SnapshotStore {
       const outcome = state.unlogged.get(key)
       if (outcome) unlogged.set(key, outcome)
     }
-    return { owned: state.owner === token, snapshots, unlogged, checkpoint: state.checkpoint && { ...state.checkpoint } }
+    return { owned: state.owner === token, claimed: state.owner !== undefined, snapshots, unlogged, checkpoint: state.checkpoint && { ...state.checkpoint } }
   }
 
   async read(stream: StreamSpec, partition: number, aggregateId: string): Promise<StoredSnapshot | undefined> {
@@ -131,7 +131,7 @@ export class MemorySnapshotStore implements SnapshotStore {
       throw new FencedError(
         `the snapshots of ${stream.aggregate}/${partition} are owned by another processor, or were flushed; ` +
           `this write is refused`,
-        { aggregate: stream.aggregate, partition },
+        { aggregate: stream.aggregate, partition, owner: state.owner === undefined ? 'none' : 'other' },
       )
     }
     return state

@@ -146,7 +146,7 @@ export class MemoryTransport implements Transport {
             commandLogEnd: async () => log.commands.length,
           })
         loops.push(
-          this.run(stream, partition, log, open, opened, host, lease.signal).finally(() => {
+          this.run(stream, partition, log, epoch, open, opened, host, lease.signal).finally(() => {
             opened()
             lease.abort()
           }),
@@ -203,59 +203,93 @@ export class MemoryTransport implements Transport {
     stream: StreamSpec,
     partition: number,
     log: MemoryPartitionLog,
+    epoch: number,
     open: () => Promise<PartitionHandle>,
     opened: () => void,
     host: PartitionHost,
     signal: AbortSignal,
   ): Promise<void> {
-    let handle: PartitionHandle | undefined
-    for (let attempt = 0; !handle; attempt++) {
+    // Until the partition is taken by a newer owner (its epoch moves on) or processing stops.
+    while (!signal.aborted && log.epoch === epoch) {
+      const handle = await this.openHandle(stream, partition, open, opened, host, signal)
+      if (!handle) return
       try {
-        handle = await open()
+        await this.feed(stream, partition, log, handle, host, signal)
+      } finally {
+        await handle.close()
+      }
+    }
+  }
+
+  /** Opens the partition, retrying with backoff; undefined once processing stopped. */
+  private async openHandle(
+    stream: StreamSpec,
+    partition: number,
+    open: () => Promise<PartitionHandle>,
+    opened: () => void,
+    host: PartitionHost,
+    signal: AbortSignal,
+  ): Promise<PartitionHandle | undefined> {
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      try {
+        const handle = await open()
+        opened()
+        return handle
       } catch (error) {
         host.reportError(error, { stream: stream.aggregate, partition })
         opened()
         await sleep(Math.min(50 * 2 ** attempt, 5_000), signal)
-        if (signal.aborted) return
       }
     }
-    opened()
+    return undefined
+  }
+
+  /**
+   * Hands the partition's commands to `handle` in order, from what was committed. Returns when the
+   * handle reports a fence (the caller opens it again if the partition is still this owner's) or
+   * processing stops.
+   */
+  private async feed(
+    stream: StreamSpec,
+    partition: number,
+    log: MemoryPartitionLog,
+    handle: PartitionHandle,
+    host: PartitionHost,
+    signal: AbortSignal,
+  ): Promise<void> {
     let next = log.committed
     let failures = 0
-    try {
-      while (!signal.aborted) {
-        if (next >= log.commands.length) {
-          await new Promise<void>((resolve) => {
-            // Woken by a new command or by the abort; either way the other hook must go, or an
-            // idle partition would gather one abort listener per wait.
-            const wake = (): void => {
-              signal.removeEventListener('abort', wake)
-              resolve()
-            }
-            log.waiting.push(wake)
-            signal.addEventListener('abort', wake, { once: true })
-          })
-          continue
-        }
-        const end = Math.min(next + this.maxBatchSize, log.commands.length)
-        const records: CommandRecord[] = []
-        for (let position = next; position < end; position++) {
-          records.push({ position, value: log.commands[position]! })
-        }
-        try {
-          await handle.process(records)
-          next = end
-          failures = 0
-        } catch (error) {
-          if ((error as { code?: string }).code === 'ESK_FENCED' || signal.aborted) return
-          host.reportError(error, { stream: stream.aggregate, partition })
-          // Re-deliver from what was committed, as a consumer does after a failed transaction.
-          next = log.committed
-          await sleep(Math.min(10 * 2 ** failures++, 1_000), signal)
-        }
+    while (!signal.aborted) {
+      if (next >= log.commands.length) {
+        await new Promise<void>((resolve) => {
+          // Woken by a new command or by the abort; either way the other hook must go, or an
+          // idle partition would gather one abort listener per wait.
+          const wake = (): void => {
+            signal.removeEventListener('abort', wake)
+            resolve()
+          }
+          log.waiting.push(wake)
+          signal.addEventListener('abort', wake, { once: true })
+        })
+        continue
       }
-    } finally {
-      await handle.close()
+      const end = Math.min(next + this.maxBatchSize, log.commands.length)
+      const records: CommandRecord[] = []
+      for (let position = next; position < end; position++) {
+        records.push({ position, value: log.commands[position]! })
+      }
+      try {
+        await handle.process(records)
+        next = end
+        failures = 0
+      } catch (error) {
+        if (signal.aborted) return
+        if ((error as { code?: string }).code === 'ESK_FENCED') return
+        host.reportError(error, { stream: stream.aggregate, partition })
+        // Re-deliver from what was committed, as a consumer does after a failed transaction.
+        next = log.committed
+        await sleep(Math.min(10 * 2 ** failures++, 1_000), signal)
+      }
     }
   }
 }

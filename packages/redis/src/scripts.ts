@@ -4,15 +4,19 @@ import type { Redis } from 'ioredis'
 /*
  * Every write to a partition is fenced: the first thing each script does is compare the caller's
  * owner token with the `@owner` field of the partition's state hash, and refuse with an error
- * starting `ESK_FENCED` unless they are equal. The state hash is one key, so a flush or an eviction
+ * starting `ESK_FENCED none` (no owner: the data was lost) or `ESK_FENCED other` unless they are equal. The state hash is one key, so a flush or an eviction
  * removes the owner together with the data, and a write from before it can never re-create a
  * partition that looks whole.
  *
  * KEYS[1] state hash, KEYS[2] unlogged outcomes hash, KEYS[3] their insertion order (list).
  */
 const FENCE = `
-if redis.call('HGET', KEYS[1], '@owner') ~= ARGV[1] then
-  return redis.error_reply('ESK_FENCED the partition is owned by another processor, or its state was flushed')
+local owner = redis.call('HGET', KEYS[1], '@owner')
+if not owner then
+  return redis.error_reply('ESK_FENCED none: the partition has no owner; its state was flushed or evicted')
+end
+if owner ~= ARGV[1] then
+  return redis.error_reply('ESK_FENCED other: another processor owns the partition')
 end
 `
 

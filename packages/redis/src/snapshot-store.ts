@@ -74,7 +74,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         if (text != null) unlogged.set(key, decodeOutcome(text, keys.unlogged))
       })
     }
-    return { owned: values[0] === token, snapshots, unlogged, checkpoint }
+    return { owned: values[0] === token, claimed: values[0] != null, snapshots, unlogged, checkpoint }
   }
 
   async read(stream: StreamSpec, partition: number, aggregateId: string): Promise<StoredSnapshot | undefined> {
@@ -147,10 +147,11 @@ export class RedisSnapshotStore implements SnapshotStore {
     } catch (error) {
       const message = (error as Error).message
       if (message.startsWith('ESK_FENCED')) {
+        const owner = message.startsWith('ESK_FENCED none') ? 'none' : 'other'
         throw new FencedError(
           `${doing} was refused: another processor owns the partition in Redis, or its ` +
             `state was flushed; this processor must take the partition back (replaying it) before it writes again`,
-          { aggregate: stream.aggregate, partition },
+          { aggregate: stream.aggregate, partition, owner },
         )
       }
       throw new Error(`${doing} failed: ${message}`, { cause: error })

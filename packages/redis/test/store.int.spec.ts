@@ -504,7 +504,7 @@ describe('RedisSnapshotStore fencing', () => {
 
     await deleteKeysWithPrefix(admin(), prefix())
     const emptied = await second.snapshots.load(stream, 1, t2, ['a'], [{ aggregateId: 'a', commandId: 'c' }])
-    expect(emptied).toEqual({ owned: false, snapshots: new Map(), unlogged: new Map(), checkpoint: undefined })
+    expect(emptied).toEqual({ owned: false, claimed: false, snapshots: new Map(), unlogged: new Map(), checkpoint: undefined })
     // Taking the partition again is what makes it owned: the processor then replays it.
     const t3 = await take(second.snapshots, 1)
     expect((await second.snapshots.load(stream, 1, t3, [], [])).owned).toBe(true)
