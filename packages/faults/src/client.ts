@@ -67,7 +67,7 @@ export async function runClient(config: RunConfig, plan: ClientPlan): Promise<vo
   const app = await createEsk({
     aggregates: [{ aggregate: Account, partitions: config.partitions }],
     driver: {
-      transport: kafkaTransport({ brokers: config.brokers, topicPrefix: config.topicPrefix }),
+      transport: kafkaTransport({ brokers: config.brokers, topicPrefix: config.topicPrefix, replicationFactor: config.replicationFactor ?? -1 }),
       store: redisStore({ url: config.redisPath, keyPrefix: config.keyPrefix }),
     },
     processing: false,

@@ -24,6 +24,11 @@ export function summaryTable(reports: ScenarioReport[]): string {
   const lines = [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)]
   lines.push(`checks: ${CHECKS.map((c, i) => `v${SHORT[i]} ${c}`).join(', ')}`)
   for (const r of reports) {
+    if (r.variant) lines.push(`${r.scenario}: processors ran the BROKEN VARIANT ${r.variant}`)
+    if (r.failover) {
+      const never = r.faults.some((f) => f.failoverMs === null) ? ' (some never)' : ''
+      lines.push(`${r.scenario}: failover (fault to every partition answering, fault still in place) med/max ${r.failover.medianMs ?? '-'}/${r.failover.maxMs ?? '-'} ms${never}`)
+    }
     if (r.failure) lines.push(`${r.scenario}: RUN FAILED: ${r.failure}`)
     for (const v of r.details.slice(0, 5)) lines.push(`${r.scenario}: [${v.check}] ${v.message}`)
     if (r.details.length > 5) lines.push(`${r.scenario}: ... ${r.details.length - 5} more in the report`)
