@@ -86,6 +86,8 @@ export interface ScenarioReport {
   failover?: Spread
   stats: CheckReport['stats']
   dir: string
+  /** Prefix of the run's topics (deleted at the end unless kept). */
+  topicPrefix: string
   stack: StackMode
   /** The broken variant the processors ran, if any (violations are then expected). */
   variant?: Variant
@@ -530,20 +532,28 @@ export class Run {
     await Promise.all(this.processors.map((p) => p.stop()))
     await this.redis.stop()
     if (deleteTopics) {
-      const admin = new Kafka({ brokers: this.config.brokers, logLevel: logLevel.NOTHING }).admin()
-      try {
-        await admin.connect()
-        const names = streamNames(this.config.topicPrefix, AGGREGATE)
-        await admin.deleteGroups([names.group]).catch((error: unknown) => this.log(`could not delete the group ${names.group}: ${String(error)}`))
-        const present = new Set(await admin.listTopics())
-        const mine = [names.commands, names.events, names.deadLetters].filter((t) => present.has(t))
-        if (mine.length > 0) await admin.deleteTopics({ topics: mine, timeout: 30_000 })
-      } catch (error) {
-        this.log(`could not delete the run's topics: ${String(error)}`)
-      } finally {
-        await admin.disconnect().catch(() => undefined)
-      }
+      await deleteRunTopics(this.config.brokers, this.config.topicPrefix).catch((error: unknown) => this.log(`could not delete the run's topics: ${String(error)}`))
     }
+  }
+}
+
+/**
+ * Deletes what a run left on the brokers: its command, event and dead-letter topics and its
+ * processors' consumer group. Returns the topics it deleted.
+ */
+export async function deleteRunTopics(brokers: string[], topicPrefix: string): Promise<string[]> {
+  const admin = new Kafka({ brokers, logLevel: logLevel.NOTHING }).admin()
+  try {
+    await admin.connect()
+    const names = streamNames(topicPrefix, AGGREGATE)
+    // A group that is already gone (or never had offsets) is not an error here.
+    await admin.deleteGroups([names.group]).catch(() => undefined)
+    const present = new Set(await admin.listTopics())
+    const mine = [names.commands, names.events, names.deadLetters].filter((t) => present.has(t))
+    if (mine.length > 0) await admin.deleteTopics({ topics: mine, timeout: 30_000 })
+    return mine
+  } finally {
+    await admin.disconnect().catch(() => undefined)
   }
 }
 
@@ -577,7 +587,7 @@ export async function runScenario(name: string, profile: Profile, seed: number, 
   await run.stackUp()
   await run.checkBrokers()
   const empty = Object.fromEntries(CHECKS.map((c) => [c, 0])) as Record<CheckName, number>
-  const base = { scenario: name, seed, dir: run.config.dir, stack, ...(options.variant !== undefined && { variant: options.variant }) }
+  const base = { scenario: name, seed, dir: run.config.dir, topicPrefix: run.config.topicPrefix, stack, ...(options.variant !== undefined && { variant: options.variant }) }
   try {
     await run.redis.start()
     run.log(`starting ${profile.processors} processors${options.variant ? ` (broken variant: ${options.variant})` : ''}`)

@@ -100,11 +100,14 @@ for (const [i, name] of scenarios.entries()) {
   } catch (error) {
     // The scenario could not start at all (its stack is not running): nothing after it can either.
     aborted = (error as Error).message
-    line(`esk-faults: ${aborted}`)
     break
   }
 }
 
+if (reports.length === 0 && aborted !== undefined) {
+  process.stderr.write(`esk-faults: nothing ran: ${aborted}\n`)
+  process.exit(2)
+}
 const file = resolve(options.out, `faults-${profile.name}-seed${options.seed}-${started.toISOString().replace(/[:.]/g, '-')}.json`)
 const meta = {
   profile,
