@@ -180,6 +180,8 @@ export class Run {
   private probeSeq = 0
   private processorSeq = 0
   private loadDone = false
+  /** Set when injecting the faults threw: the run then did not test what it says. */
+  faultError: Error | undefined
   schemaVersion = 1
 
   constructor(
@@ -351,11 +353,22 @@ export class Run {
     )
   }
 
-  private async probeApp(): Promise<Esk> {
+  /**
+   * The client the probes send with, created once (before any fault, so its start never meets
+   * one). kafkajs's own logs are off: while a broker is down every connection attempt would log an
+   * error, and what the probes got is in the history anyway.
+   */
+  async probeApp(): Promise<Esk> {
     this.probeClient ??= await createEsk({
       aggregates: [{ aggregate: Account, partitions: this.profile.partitions }],
       driver: {
-        transport: kafkaTransport({ brokers: this.config.brokers, topicPrefix: this.config.topicPrefix, replicationFactor: this.config.replicationFactor ?? -1, logger: quiet }),
+        transport: kafkaTransport({
+          brokers: this.config.brokers,
+          topicPrefix: this.config.topicPrefix,
+          replicationFactor: this.config.replicationFactor ?? -1,
+          logger: quiet,
+          logLevel: logLevel.NOTHING,
+        }),
         store: redisStore({ url: this.config.redisPath, keyPrefix: this.config.keyPrefix, logger: quiet }),
       },
       processing: false,
@@ -408,7 +421,10 @@ export class Run {
     })
     let stopSampling!: () => void
     const sampling = this.sample(new Promise<void>((resolve) => (stopSampling = resolve)))
-    const faulting = faults().catch((error: unknown) => this.log(`fault injection failed: ${String(error)}`))
+    const faulting = faults().catch((error: unknown) => {
+      this.faultError = error instanceof Error ? error : new Error(String(error))
+      this.log(`fault injection failed: ${this.faultError.stack ?? this.faultError.message}`)
+    })
     await clientsDone
     await faulting
     stopSampling()
@@ -592,9 +608,12 @@ export async function runScenario(name: string, profile: Profile, seed: number, 
     await run.redis.start()
     run.log(`starting ${profile.processors} processors${options.variant ? ` (broken variant: ${options.variant})` : ''}`)
     await run.replenish()
+    await run.probeApp()
     await run.load(() => scenario.run(run, profile.faults))
     run.log('load done; healing and checking')
     const { report } = await run.verify()
+    // A run whose faults did not happen tested nothing; the checker's findings are kept anyway.
+    const failure = run.faultError ? `fault injection failed: ${run.faultError.message}` : run.faults.length === 0 ? 'no fault was injected (see the run log)' : undefined
     const failovers = run.faults.filter((f) => f.failoverMs !== undefined)
     return {
       ...base,
@@ -611,6 +630,7 @@ export async function runScenario(name: string, profile: Profile, seed: number, 
       recovery: spread(run.faults.map((f) => f.recoveryMs)),
       ...(failovers.length > 0 && { failover: spread(failovers.map((f) => f.failoverMs ?? null)) }),
       stats: report.stats,
+      ...(failure !== undefined && { failure }),
     }
   } catch (error) {
     run.log(`run failed: ${(error as Error).stack ?? String(error)}`)
