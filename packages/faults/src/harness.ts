@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { consoleLogger, createEsk, type Esk } from '@esk/core'
@@ -7,17 +6,20 @@ import { redisStore } from '@esk/redis'
 import { Redis } from 'ioredis'
 import { Kafka, logLevel } from 'kafkajs'
 import { check, CHECKS, type CheckName, type CheckReport, type Violation } from './checker.js'
-import type { ClientPlan } from './client.js'
+import type { ClientLiveness, ClientPlan } from './client.js'
 import { AGGREGATE, between, controlFile, rng, topics, type ArmedFault, type RunConfig, type StackMode, type Variant } from './config.js'
-import { Account, OpenAccount } from './domain.js'
-import { HistoryWriter, readHistory, type AttemptResult } from './history.js'
+import { Account } from './domain.js'
+import { HistoryWriter, readHistory } from './history.js'
 import { readLog } from './log.js'
-import { partitionOf } from './model.js'
+import { probePartitions } from './probe.js'
 import { Child, OwnRedis, pause, spawnNode, StackBroker, StackCluster } from './processes.js'
 import { readStore, sampleCheckpoints, type CheckpointSample, type StoreLocation } from './store-view.js'
 
 /** The probes run inside the harness, whose output is the run's log: only errors from esk there. */
 const quiet = consoleLogger('error')
+
+/** How long a liveness round after healing tries every partition, ms. */
+const LIVENESS_TIMEOUT_MS = 90_000
 
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url))
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url))
@@ -166,6 +168,9 @@ export function defaultScenarios(stack: StackMode): string[] {
 export class Run {
   readonly config: RunConfig
   readonly processors: Child[] = []
+  readonly clients: Child[] = []
+  /** Created once everything is healed: the clients' cue for their liveness round. */
+  private readonly livenessFile: string
   readonly faults: FaultRecord[] = []
   readonly redis: OwnRedis
   readonly broker: StackBroker
@@ -212,6 +217,7 @@ export class Run {
       ...(variant !== undefined && { variant }),
     }
     this.probeHistory = new HistoryWriter(`${dir}/history/liveness.jsonl`)
+    this.livenessFile = `${dir}/control/liveness-go`
   }
 
   log(line: string): void {
@@ -310,47 +316,10 @@ export class Run {
     return answered.every((t) => t !== undefined) ? Math.max(...(answered as number[])) - since : null
   }
 
-  /**
-   * Sends one new command to every partition (an account opened under a fresh id that hashes
-   * there), retrying with the same command id, until each is answered or `timeoutMs` passes.
-   * Returns, per partition, when it answered. Every attempt goes into the history.
-   */
+  /** One liveness round from the harness's own client (see {@link probePartitions}). */
   async probe(timeoutMs: number): Promise<Array<number | undefined>> {
     const app = await this.probeApp()
-    const accounts = app.repository(Account)
-    const deadline = Date.now() + timeoutMs
-    const round = ++this.probeSeq
-    return Promise.all(
-      Array.from({ length: this.profile.partitions }, async (_, p) => {
-        let id = ''
-        for (let n = 0; ; n++) {
-          id = `probe-${round}-${p}-${n}`
-          if (partitionOf(id, this.profile.partitions) === p) break
-        }
-        const commandId = randomUUID()
-        const payload = { type: 'faults.OpenAccount', owner: id, initialDeposit: 0, overdraftLimit: 0 }
-        while (Date.now() < deadline) {
-          const start = Date.now()
-          let result: AttemptResult
-          try {
-            const r = await accounts.save(Object.assign(new OpenAccount(), { owner: id, initialDeposit: 0, overdraftLimit: 0 }), {
-              id,
-              commandId,
-              timeoutMs: Math.max(1_000, Math.min(5_000, deadline - Date.now())),
-            })
-            result = { kind: 'accepted', version: r.version }
-          } catch (error) {
-            const e = error as { code?: string; message?: string }
-            result = e.code === 'ESK_COMMAND_TIMEOUT' ? { kind: 'timeout' } : { kind: 'error', code: e.code ?? 'UNKNOWN', message: String(e.message).slice(0, 200) }
-            if (e.code && /^ESK_(AGGREGATE|VERSION|COMMAND_REJECTED|INVALID)/.test(e.code)) result = { kind: 'refused', code: e.code }
-          }
-          this.probeHistory.write({ client: 'liveness', op: 'save', aggregateId: id, commandId, payload, start, end: Date.now(), result })
-          if (result.kind === 'accepted' || result.kind === 'refused') return Date.now()
-          await pause(250)
-        }
-        return undefined
-      }),
-    )
+    return probePartitions(app, { partitions: this.profile.partitions, idPrefix: `probe-${++this.probeSeq}`, client: 'liveness', timeoutMs, history: this.probeHistory })
   }
 
   /**
@@ -400,21 +369,23 @@ export class Run {
     return { prefix: this.config.keyPrefix, aggregate: AGGREGATE, partitions: this.profile.partitions }
   }
 
-  /** Runs the clients to completion (bounded), with `faults` injected meanwhile. */
+  /**
+   * Runs the clients' load to its end (bounded), with `faults` injected meanwhile. The clients
+   * stay up for their own liveness round in {@link verify}.
+   */
   async load(faults: () => Promise<void>): Promise<void> {
     const plans = this.plans()
     const clients = plans.map((plan) =>
       spawnNode(plan.name, `${DIST}client-main.js`, [JSON.stringify(this.config), JSON.stringify(plan)], `${this.config.dir}/logs/${plan.name}.log`),
     )
+    this.clients.push(...clients)
     const limit = this.loadMs + this.profile.commandTimeoutMs * 3 + 60_000
     const clientsDone = Promise.all(
       clients.map(async (c) => {
-        const timer = setTimeout(() => {
-          this.log(`${c.name} still running after ${limit} ms: killing it`)
+        if (!(await c.waitLine(/^\{"done"/, limit)) && c.alive) {
+          this.log(`${c.name} still sending after ${limit} ms: killing it`)
           c.signal('SIGKILL')
-        }, limit)
-        await c.exited
-        clearTimeout(timer)
+        }
       }),
     ).then(() => {
       this.loadDone = true
@@ -430,7 +401,7 @@ export class Run {
     stopSampling()
     await sampling
     for (const c of clients) {
-      const summary = c.lines.find((l) => l.startsWith('{'))
+      const summary = c.lines.find((l) => l.startsWith('{"done"'))
       this.log(`${c.name}: ${summary ?? 'no summary (killed?)'}`)
     }
   }
@@ -448,6 +419,8 @@ export class Run {
       durationMs: this.loadMs,
       maxAttempts: 3,
       historyPath: `${this.config.dir}/history/client-${c}.jsonl`,
+      livenessFile: this.livenessFile,
+      livenessTimeoutMs: LIVENESS_TIMEOUT_MS,
     }))
   }
 
@@ -513,11 +486,26 @@ export class Run {
   /** The final liveness round, the quiet read of the store and the log, and the check. */
   async verify(): Promise<{ report: CheckReport; liveness: Violation[] }> {
     await this.healAll()
-    const answered = await this.probe(90_000)
+    // Every partition must answer a new command: from a fresh client, and from each load client
+    // through the connections it kept through the faults.
+    writeFileSync(this.livenessFile, `${Date.now()}\n`)
+    const [answered, clientRounds] = await Promise.all([this.probe(LIVENESS_TIMEOUT_MS), this.clientLiveness()])
     const liveness: Violation[] = []
+    const seconds = LIVENESS_TIMEOUT_MS / 1000
     answered.forEach((t, p) => {
-      if (t === undefined) liveness.push({ check: 'liveness', partition: p, message: `partition ${p} did not answer a new command within 90 s after healing` })
+      if (t === undefined) liveness.push({ check: 'liveness', partition: p, message: `partition ${p} did not answer a new command within ${seconds} s after healing` })
     })
+    for (const [client, times] of clientRounds) {
+      if (times === undefined) {
+        liveness.push({ check: 'liveness', message: `${client} did not report its liveness round after healing (see its log)` })
+        continue
+      }
+      times.forEach((t, p) => {
+        if (t === null) {
+          liveness.push({ check: 'liveness', partition: p, message: `${client} got no answer from partition ${p} to a new command within ${seconds} s after healing, through the connections it kept through the faults` })
+        }
+      })
+    }
     await pause(2_000)
     const redis = new Redis({ path: this.config.redisPath, maxRetriesPerRequest: 2 })
     redis.on('error', () => undefined)
@@ -537,6 +525,19 @@ export class Run {
     }
   }
 
+  /** Waits (bounded) for each load client's liveness round; per client, its answer times, or undefined when it reported none. */
+  private async clientLiveness(): Promise<Array<[string, Array<number | null> | undefined]>> {
+    return Promise.all(
+      this.clients.map(async (c): Promise<[string, Array<number | null> | undefined]> => {
+        await c.waitLine(/^\{"liveness"/, LIVENESS_TIMEOUT_MS + 30_000)
+        const line = c.lines.find((l) => l.startsWith('{"liveness"'))
+        if (!line) return [c.name, undefined]
+        const { liveness } = JSON.parse(line) as ClientLiveness
+        return [c.name, liveness]
+      }),
+    )
+  }
+
   /**
    * Stops every process this run started and deletes its topics (commands, events, dead letters)
    * and its processors' consumer group: a stack that keeps every run's topics gets slower at each
@@ -545,7 +546,7 @@ export class Run {
   async teardown(deleteTopics: boolean): Promise<void> {
     this.probeHistory.close()
     await this.probeClient?.close().catch(() => undefined)
-    await Promise.all(this.processors.map((p) => p.stop()))
+    await Promise.all([...this.clients, ...this.processors].map((p) => p.stop()))
     await this.redis.stop()
     if (deleteTopics) {
       await deleteRunTopics(this.config.brokers, this.config.topicPrefix).catch((error: unknown) => this.log(`could not delete the run's topics: ${String(error)}`))
