@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { consoleLogger, createEsk, type Esk } from '@esk/core'
 import { kafkaTransport, streamNames } from '@esk/kafka'
@@ -95,6 +95,20 @@ export interface ScenarioReport {
   variant?: Variant
   /** Set when the run itself failed (not a finding of the checker). */
   failure?: string
+  /**
+   * Processors and clients that exited by themselves with an error code, which none of them
+   * should (a kill by signal, the faults' way, is not one of these): each with its log.
+   */
+  crashes: Crash[]
+}
+
+/** A process of the run that exited by itself with an error code. */
+export interface Crash {
+  process: string
+  code: number
+  log: string
+  /** The first line of its log that names an error, if any. */
+  error?: string
 }
 
 /** Where the run finds the stack. */
@@ -138,7 +152,8 @@ export interface ScenarioSpec {
 
 /** Every scenario by name. */
 export const SCENARIOS: Record<string, ScenarioSpec> = {
-  kill: { run: killScenario, stack: 'any' },
+  // A kill and its recovery take about 12 s: the load lasts long enough for the profile's count.
+  kill: { run: killScenario, stack: 'any', loadMs: (p) => Math.max(p.loadMs, p.faults * 12_000) },
   zombie: { run: zombieScenario, stack: 'any' },
   'redis-flush': { run: redisFlushScenario, stack: 'any' },
   'redis-restart': { run: redisRestartScenario, stack: 'any' },
@@ -525,6 +540,17 @@ export class Run {
     }
   }
 
+  /** Processors and clients that have exited by themselves with an error code so far. */
+  crashes(): Crash[] {
+    return [...this.processors, ...this.clients]
+      .filter((c) => typeof c.code === 'number' && c.code !== 0)
+      .map((c) => {
+        const log = `${this.config.dir}/logs/${c.name}.log`
+        const error = existsSync(log) ? readFileSync(log, 'utf8').split('\n').find((l) => /Error\b/.test(l)) : undefined
+        return { process: c.name, code: c.code as number, log, ...(error !== undefined && { error: error.slice(0, 300) }) }
+      })
+  }
+
   /** Waits (bounded) for each load client's liveness round; per client, its answer times, or undefined when it reported none. */
   private async clientLiveness(): Promise<Array<[string, Array<number | null> | undefined]>> {
     return Promise.all(
@@ -632,6 +658,7 @@ export async function runScenario(name: string, profile: Profile, seed: number, 
       ...(failovers.length > 0 && { failover: spread(failovers.map((f) => f.failoverMs ?? null)) }),
       stats: report.stats,
       ...(failure !== undefined && { failure }),
+      crashes: run.crashes(),
     }
   } catch (error) {
     run.log(`run failed: ${(error as Error).stack ?? String(error)}`)
@@ -645,6 +672,7 @@ export async function runScenario(name: string, profile: Profile, seed: number, 
       recovery: { medianMs: null, maxMs: null },
       stats: { attempts: 0, commandIds: 0, accepted: 0, refused: 0, timeouts: 0, errors: 0, events: 0, aggregates: 0, applications: 0, samples: 0 },
       failure: (error as Error).message,
+      crashes: run.crashes(),
     }
   } finally {
     await run.teardown(options.deleteTopics ?? true).catch((error: unknown) => run.log(`teardown failed: ${String(error)}`))

@@ -16,7 +16,7 @@ import { Command, InvalidArgumentError, Option } from 'commander'
 import { CHECKS } from './checker.js'
 import { VARIANTS, type StackMode, type Variant } from './config.js'
 import { defaultScenarios, PROFILES, runScenario, runsOn, SCENARIOS, stackBrokers, type ScenarioReport } from './harness.js'
-import { summaryTable } from './summary.js'
+import { markdownSummary, summaryTable } from './summary.js'
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 
@@ -120,11 +120,12 @@ const meta = {
   brokers,
 }
 writeFileSync(file, `${JSON.stringify({ ...meta, checks: CHECKS, scenarios: reports }, null, 2)}\n`)
-process.stdout.write(`${summaryTable(reports)}\nreport: ${file}\n`)
+writeFileSync(file.replace(/\.json$/, '.md'), `${markdownSummary(reports)}\n`)
+process.stdout.write(`${summaryTable(reports)}\nreport: ${file} (and .md)\n`)
 if (options.variant) process.stdout.write(`the processors ran the broken variant ${options.variant}: violations are expected\n`)
 if (aborted !== undefined) {
   process.stderr.write(`esk-faults: stopped before ${scenarios.slice(reports.length).join(', ')}: ${aborted}\n`)
   process.exit(2)
 }
-const bad = reports.some((r) => r.failure !== undefined || Object.values(r.violations).some((n) => n > 0))
+const bad = reports.some((r) => r.failure !== undefined || r.crashes.length > 0 || Object.values(r.violations).some((n) => n > 0))
 process.exit(bad ? 1 : 0)

@@ -51,6 +51,11 @@ export class Child {
     return this.exitCode === undefined
   }
 
+  /** The exit code once it has exited with one; null when a signal ended it, undefined while running. */
+  get code(): number | null | undefined {
+    return this.exitCode
+  }
+
   /** Waits for a stdout line matching `pattern` (also one already printed); false on exit or timeout. */
   waitLine(pattern: RegExp, timeoutMs: number): Promise<boolean> {
     if (this.lines.some((l) => pattern.test(l))) return Promise.resolve(true)

@@ -35,6 +35,7 @@ describe.runIf(onCluster)(`the leader scenario on the three-broker cluster (seed
     try {
       console.log(summaryTable([report]))
       expect(report.failure).toBeUndefined()
+      expect(report.crashes, "processes that exited by themselves").toEqual([])
       expect(report.faults.length).toBeGreaterThanOrEqual(2)
       for (const fault of report.faults) {
         expect(fault.kind).toMatch(/^leader:(events|commands)$/)

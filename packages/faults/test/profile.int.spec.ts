@@ -31,6 +31,7 @@ describe(`the short fault profile (seed ${seed})`, () => {
     const report: ScenarioReport = await runScenario(scenario, PROFILES.short!, seed, env)
     console.log(summaryTable([report]))
     expect(report.failure).toBeUndefined()
+    expect(report.crashes, "processes that exited by themselves").toEqual([])
     expect(report.faults.length).toBeGreaterThanOrEqual(1)
     expect(report.accepted).toBeGreaterThan(20)
     expect(report.stats.events).toBeGreaterThan(20)
