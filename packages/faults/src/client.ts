@@ -4,13 +4,15 @@
  * a process of its own.
  */
 import { randomUUID } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { createEsk } from '@esk/core'
 import { kafkaTransport } from '@esk/kafka'
 import { redisStore } from '@esk/redis'
 import { between, rng, type RunConfig } from './config.js'
 import { Account, commandClasses } from './domain.js'
-import { HistoryWriter, type Attempt, type AttemptResult } from './history.js'
+import { classify, HistoryWriter, type Attempt, type AttemptResult } from './history.js'
 import { CommandType } from './model.js'
+import { probePartitions } from './probe.js'
 
 /** What one client does. */
 export interface ClientPlan {
@@ -31,26 +33,19 @@ export interface ClientPlan {
   /** Attempts per command when the answer is a timeout or an error (same command id). */
   maxAttempts: number
   historyPath: string
+  /**
+   * After the load, the client waits for this file (the harness creates it once every fault is
+   * healed), then runs a liveness round of its own: one new command to every partition through
+   * its own, long-lived connections, which lived through the faults.
+   */
+  livenessFile?: string
+  /** How long the liveness round tries, ms. */
+  livenessTimeoutMs?: number
 }
 
-const REFUSALS = new Set([
-  'ESK_COMMAND_REJECTED',
-  'ESK_INVALID_COMMAND',
-  'ESK_INVALID_ARGUMENT',
-  'ESK_AGGREGATE_EXISTS',
-  'ESK_AGGREGATE_NOT_FOUND',
-  'ESK_VERSION_CONFLICT',
-  'ESK_UNKNOWN_COMMAND',
-  'ESK_HANDLER_FAILED',
-])
-
-/** Sorts an error a call threw into the history's result kinds. */
-export function classify(error: unknown): AttemptResult {
-  const e = error as { code?: unknown; name?: unknown; message?: unknown; details?: { reason?: unknown } }
-  const code = typeof e?.code === 'string' ? e.code : typeof e?.name === 'string' ? e.name : 'UNKNOWN'
-  if (code === 'ESK_COMMAND_TIMEOUT') return { kind: 'timeout' }
-  if (REFUSALS.has(code)) return { kind: 'refused', code, ...(typeof e.details?.reason === 'string' && { reason: e.details.reason }) }
-  return { kind: 'error', code, message: String(e?.message ?? error).slice(0, 300) }
+/** What a client prints on stdout once its liveness round is over: per partition, ms from the go to its answer, or null. */
+export interface ClientLiveness {
+  liveness: Array<number | null>
 }
 
 interface Intent {
@@ -67,7 +62,7 @@ export async function runClient(config: RunConfig, plan: ClientPlan): Promise<vo
   const app = await createEsk({
     aggregates: [{ aggregate: Account, partitions: config.partitions }],
     driver: {
-      transport: kafkaTransport({ brokers: config.brokers, topicPrefix: config.topicPrefix }),
+      transport: kafkaTransport({ brokers: config.brokers, topicPrefix: config.topicPrefix, replicationFactor: config.replicationFactor ?? -1 }),
       store: redisStore({ url: config.redisPath, keyPrefix: config.keyPrefix }),
     },
     processing: false,
@@ -152,8 +147,19 @@ export async function runClient(config: RunConfig, plan: ClientPlan): Promise<vo
     }
   }
   await Promise.all(Array.from({ length: plan.concurrency }, () => worker()))
-  history.close()
   process.stdout.write(`${JSON.stringify({ done: true, ...counts })}\n`)
+  if (plan.livenessFile !== undefined) {
+    // The harness heals everything first (it may restart brokers): wait for it, bounded.
+    const waitUntil = Date.now() + 10 * 60_000
+    while (!existsSync(plan.livenessFile) && Date.now() < waitUntil) await new Promise((resolve) => setTimeout(resolve, 200))
+    const go = Date.now()
+    const answered = existsSync(plan.livenessFile)
+      ? await probePartitions(app, { partitions: config.partitions, idPrefix: `live-${plan.name}`, client: `${plan.name}/liveness`, timeoutMs: plan.livenessTimeoutMs ?? 90_000, history })
+      : Array.from({ length: config.partitions }, () => undefined)
+    const report: ClientLiveness = { liveness: answered.map((t) => (t === undefined ? null : t - go)) }
+    process.stdout.write(`${JSON.stringify(report)}\n`)
+  }
+  history.close()
   const timer = setTimeout(() => process.exit(0), 10_000)
   await app.close().catch(() => undefined)
   clearTimeout(timer)

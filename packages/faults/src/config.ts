@@ -12,7 +12,31 @@ export interface RunConfig {
   sessionTimeoutMs: number
   /** The run's directory: histories, control files, logs. */
   dir: string
+  /** Replication factor of the topics esk creates (3 on the cluster); the broker's default when absent. */
+  replicationFactor?: number
+  /** A deliberately broken processor (see {@link VARIANTS}); absent for esk as it is. */
+  variant?: Variant
 }
+
+/**
+ * Processors broken on purpose, to show that the checker fails when esk's guarantees are taken
+ * away. Each is a hook in the fault suite's own processor process (`processor-main.ts`) around
+ * the driver esk is given; esk's code is not changed. Never the default.
+ */
+export const VARIANTS = {
+  /** Each partition's writer has a transactional id of its own (random), so no new owner fences an old one. */
+  'unfenced-writer': 'every partition writer gets a random transactional id: a new owner fences nothing',
+  /** Now and then, right after a save, a snapshot is written back to the one it replaced. */
+  'stale-snapshot': 'after a snapshot save, now and then the previous snapshot is written back (a save that goes backwards)',
+  /** Snapshots are loaded without their window of recent command ids. */
+  'no-dedup': 'every snapshot load drops the dedup window, so a repeated command id is decided again',
+} as const
+
+/** One of {@link VARIANTS}. */
+export type Variant = keyof typeof VARIANTS
+
+/** Which stack a run uses: the single node or the three-node cluster of `scripts/stack.sh`. */
+export type StackMode = 'single' | 'cluster'
 
 /** The aggregate type name of the domain (`@Aggregate({ name })`). */
 export const AGGREGATE = 'account'

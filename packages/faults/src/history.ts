@@ -99,3 +99,24 @@ export function parseAttempt(raw: unknown): Attempt {
   if (!ok) fail('no valid result')
   return a as Attempt
 }
+
+/** Codes of definite refusals: the command was decided (or validated) and will never apply. */
+const REFUSALS = new Set([
+  'ESK_COMMAND_REJECTED',
+  'ESK_INVALID_COMMAND',
+  'ESK_INVALID_ARGUMENT',
+  'ESK_AGGREGATE_EXISTS',
+  'ESK_AGGREGATE_NOT_FOUND',
+  'ESK_VERSION_CONFLICT',
+  'ESK_UNKNOWN_COMMAND',
+  'ESK_HANDLER_FAILED',
+])
+
+/** Sorts an error a call threw into the history's result kinds. */
+export function classify(error: unknown): AttemptResult {
+  const e = error as { code?: unknown; name?: unknown; message?: unknown; details?: { reason?: unknown } }
+  const code = typeof e?.code === 'string' ? e.code : typeof e?.name === 'string' ? e.name : 'UNKNOWN'
+  if (code === 'ESK_COMMAND_TIMEOUT') return { kind: 'timeout' }
+  if (REFUSALS.has(code)) return { kind: 'refused', code, ...(typeof e.details?.reason === 'string' && { reason: e.details.reason }) }
+  return { kind: 'error', code, message: String(e?.message ?? error).slice(0, 300) }
+}

@@ -51,6 +51,11 @@ export class Child {
     return this.exitCode === undefined
   }
 
+  /** The exit code once it has exited with one; null when a signal ended it, undefined while running. */
+  get code(): number | null | undefined {
+    return this.exitCode
+  }
+
   /** Waits for a stdout line matching `pattern` (also one already printed); false on exit or timeout. */
   waitLine(pattern: RegExp, timeoutMs: number): Promise<boolean> {
     if (this.lines.some((l) => pattern.test(l))) return Promise.resolve(true)
@@ -205,5 +210,49 @@ export class StackBroker {
   /** Starts it with the stack script (returns once it answers). */
   async start(): Promise<void> {
     await run('bash', [`${this.repoRoot}/scripts/stack.sh`, 'start'], { env: process.env, timeout: 180_000 })
+  }
+}
+
+/**
+ * The three-node cluster of `scripts/stack.sh start --cluster` (with this user's `ESK_STACK_DIR`
+ * and cluster ports): nodes are killed and started by index through the script, which checks that
+ * the pid it recorded is still that node.
+ */
+export class StackCluster {
+  /** Node indices, which are also the brokers' node ids. */
+  static readonly NODES = [1, 2, 3] as const
+
+  constructor(
+    private readonly repoRoot: string,
+    private readonly stackDir: string,
+  ) {}
+
+  /** Node `n`'s pid if the script's pid file names that running node. */
+  pid(n: number): number | undefined {
+    const file = `${this.stackDir}/run/kafka-node-${n}.pid`
+    if (!existsSync(file)) return undefined
+    const pid = Number(readFileSync(file, 'utf8').trim())
+    if (!Number.isSafeInteger(pid) || pid <= 0) return undefined
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      return cmdline.includes('kafka.Kafka') && cmdline.includes(`node-${n}.properties`) ? pid : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Indices of the nodes running now. */
+  running(): number[] {
+    return StackCluster.NODES.filter((n) => this.pid(n) !== undefined)
+  }
+
+  /** kill -9 of node `n` (no controlled shutdown); returns once it is gone. */
+  async kill(n: number): Promise<void> {
+    await run('bash', [`${this.repoRoot}/scripts/stack.sh`, 'kill-node', String(n)], { env: process.env, timeout: 60_000 })
+  }
+
+  /** Starts node `n`; returns once it is back in the cluster's metadata. */
+  async start(n: number): Promise<void> {
+    await run('bash', [`${this.repoRoot}/scripts/stack.sh`, 'start-node', String(n)], { env: process.env, timeout: 180_000 })
   }
 }

@@ -1,7 +1,8 @@
 /**
  * A processor process of a fault run: one member of the run's consumer group, on Kafka and the
  * run's redis-server. Prints `ready` on stdout once `createEsk` returns. SIGTERM closes it
- * cleanly; SIGUSR2 arms the fault named in its control file (see {@link ArmedFault}).
+ * cleanly; SIGUSR2 arms the fault named in its control file (see {@link ArmedFault}). With a
+ * `variant` in its config it runs broken on purpose (see `variants.ts`).
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { createEsk, type Store } from '@esk/core'
@@ -9,6 +10,7 @@ import { kafkaTransport } from '@esk/kafka'
 import { redisStore } from '@esk/redis'
 import { controlFile, type ArmedFault, type RunConfig } from './config.js'
 import { Account, handlerHook } from './domain.js'
+import { unfencedTransport, withoutDedup, withStaleSnapshots } from './variants.js'
 
 const config = JSON.parse(process.argv[2] ?? '{}') as RunConfig
 let armed: ArmedFault | undefined
@@ -44,16 +46,23 @@ function instrumented(store: Store): Store {
   return { snapshots, outcomes: store.outcomes, close: () => store.close() }
 }
 
+const transport = kafkaTransport({
+  brokers: config.brokers,
+  topicPrefix: config.topicPrefix,
+  replicationFactor: config.replicationFactor ?? -1,
+  sessionTimeoutMs: config.sessionTimeoutMs,
+  heartbeatIntervalMs: Math.max(100, Math.floor(config.sessionTimeoutMs / 5)),
+})
+let store: Store = redisStore({ url: config.redisPath, keyPrefix: config.keyPrefix })
+if (config.variant === 'no-dedup') store = withoutDedup(store)
+if (config.variant === 'stale-snapshot') store = withStaleSnapshots(store, config)
+if (config.variant !== undefined) process.stderr.write(`running the broken variant ${config.variant}\n`)
+
 const app = await createEsk({
   aggregates: [{ aggregate: Account, partitions: config.partitions }],
   driver: {
-    transport: kafkaTransport({
-      brokers: config.brokers,
-      topicPrefix: config.topicPrefix,
-      sessionTimeoutMs: config.sessionTimeoutMs,
-      heartbeatIntervalMs: Math.max(100, Math.floor(config.sessionTimeoutMs / 5)),
-    }),
-    store: instrumented(redisStore({ url: config.redisPath, keyPrefix: config.keyPrefix })),
+    transport: config.variant === 'unfenced-writer' ? unfencedTransport(transport, config) : transport,
+    store: instrumented(store),
   },
   processing: true,
 })

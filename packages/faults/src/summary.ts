@@ -24,9 +24,45 @@ export function summaryTable(reports: ScenarioReport[]): string {
   const lines = [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)]
   lines.push(`checks: ${CHECKS.map((c, i) => `v${SHORT[i]} ${c}`).join(', ')}`)
   for (const r of reports) {
+    if (r.variant) lines.push(`${r.scenario}: processors ran the BROKEN VARIANT ${r.variant}`)
+    if (r.failover) {
+      const never = r.faults.some((f) => f.failoverMs === null) ? ' (some never)' : ''
+      lines.push(`${r.scenario}: failover (fault to every partition answering, fault still in place) med/max ${r.failover.medianMs ?? '-'}/${r.failover.maxMs ?? '-'} ms${never}`)
+    }
     if (r.failure) lines.push(`${r.scenario}: RUN FAILED: ${r.failure}`)
+    for (const c of r.crashes) lines.push(`${r.scenario}: ${c.process} EXITED with code ${c.code} (${c.log})${c.error ? `: ${c.error}` : ''}`)
     for (const v of r.details.slice(0, 5)) lines.push(`${r.scenario}: [${v.check}] ${v.message}`)
     if (r.details.length > 5) lines.push(`${r.scenario}: ... ${r.details.length - 5} more in the report`)
+  }
+  return lines.join('\n')
+}
+
+/** The same results as a Markdown table (for docs/reliability.md), with the faults by kind and the crashes under it. */
+export function markdownSummary(reports: ScenarioReport[]): string {
+  const ms = (spread: { medianMs: number | null; maxMs: number | null } | undefined) =>
+    spread === undefined || spread.medianMs === null ? '-' : `${(spread.medianMs / 1000).toFixed(1)} / ${((spread.maxMs ?? 0) / 1000).toFixed(1)}`
+  const header = ['scenario', 'stack', 'sent', 'accepted', 'refused', 'timed out', 'errors', 'faults', ...SHORT.map((s) => `v${s}`), 'recovery s (median / max)', 'failover s (median / max)', 'time']
+  const rows = reports.map((r) => [
+    `\`${r.scenario}\``,
+    r.stack,
+    String(r.commands),
+    String(r.accepted),
+    String(r.refused),
+    String(r.timeouts),
+    String(r.errors),
+    String(r.faults.length),
+    ...CHECKS.map((c) => String(r.violations[c])),
+    ms(r.recovery) + (r.faults.some((f) => f.recoveryMs === null) ? ' (some never)' : ''),
+    ms(r.failover),
+    `${Math.floor(r.durationMs / 60_000)} min ${Math.round((r.durationMs % 60_000) / 1000)} s`,
+  ])
+  const lines = [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((row) => `| ${row.join(' | ')} |`), '']
+  for (const r of reports) {
+    const kinds = new Map<string, number>()
+    for (const f of r.faults) kinds.set(f.kind, (kinds.get(f.kind) ?? 0) + 1)
+    lines.push(`- \`${r.scenario}\` (seed ${r.seed}): ${[...kinds].map(([k, n]) => `${n} × ${k}`).join(', ') || 'no faults'}`)
+    if (r.failure) lines.push(`  - run failed: ${r.failure}`)
+    for (const c of r.crashes) lines.push(`  - ${c.process} exited with code ${c.code}${c.error ? `: ${c.error}` : ''}`)
   }
   return lines.join('\n')
 }

@@ -1,6 +1,6 @@
 import { createEsk } from '@esk/core'
 import { describe, expect, it } from 'vitest'
-import { classify } from '../src/client.js'
+import { classify } from '../src/history.js'
 import { between, rng } from '../src/config.js'
 import { Account, commandClasses } from '../src/domain.js'
 import { apply, CommandType, decide, type AccountState, type ModelCommand } from '../src/model.js'
