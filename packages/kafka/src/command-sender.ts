@@ -1,6 +1,21 @@
 import { UnavailableError } from '@esk/core'
 import type { Producer } from 'kafkajs'
+import { kafkaErrorType } from './errors.js'
 import { MAX_REQUEST_BYTES, fitting } from './requests.js'
+
+/** Errors after which an idempotent producer never succeeds again: its sequence state is lost. */
+const BROKEN_PRODUCER_TYPES = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH'])
+
+/**
+ * True when a send failed because the broker no longer accepts this producer's sequence numbers:
+ * after a partition leader fails over, kafkajs's idempotent producer can get OUT_OF_ORDER_SEQUENCE_NUMBER
+ * on every later request, and it never resets its producer id by itself.
+ */
+export function isBrokenProducer(error: unknown): boolean {
+  const type = kafkaErrorType(error)
+  if (type && BROKEN_PRODUCER_TYPES.has(type)) return true
+  return /out of order sequence|unknown producer id/i.test(String((error as Error | undefined)?.message ?? ''))
+}
 
 interface Pending {
   topic: string
@@ -21,10 +36,15 @@ export class CommandSender {
   private queue: Pending[] = []
   private flushing = false
 
+  /**
+   * `renew` replaces the producer when its idempotence state is broken (see
+   * {@link isBrokenProducer}); it returns the new, connected producer.
+   */
   constructor(
-    private readonly producer: Producer,
+    private producer: Producer,
     private readonly maxPerRequest: number,
     private readonly maxQueued: number,
+    private readonly renew?: (broken: Producer) => Promise<Producer>,
   ) {}
 
   send(topic: string, partition: number, key: string, value: string): Promise<void> {
@@ -68,6 +88,9 @@ export class CommandSender {
           for (const p of batch) p.resolve()
         } catch (error) {
           for (const p of batch) p.reject(error)
+          // Its callers retry with the same command ids (never applied twice); the next requests
+          // need a producer whose sequence numbers the brokers accept again.
+          if (this.renew && isBrokenProducer(error)) this.producer = await this.renew(this.producer).catch(() => this.producer)
         }
       }
     } finally {

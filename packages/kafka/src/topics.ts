@@ -64,9 +64,21 @@ export async function provisionTopics(
         const type = kafkaErrorType(error)
         if (type !== 'TOPIC_ALREADY_EXISTS' && type !== UNKNOWN_TOPIC) throw error
       }
-      await awaitEveryBroker(admin, brokerAdmin, topics)
     }
-    const counts = await partitionCounts(admin, topics)
+    // Also when another process created them a moment ago: a broker that has not applied them yet
+    // answers as if they did not exist, or had no partitions.
+    await awaitEveryBroker(admin, brokerAdmin, topics)
+    const read = (): Promise<Map<string, number>> =>
+      partitionCounts(admin, topics).catch((error: unknown) => {
+        if (kafkaErrorType(error) === UNKNOWN_TOPIC) return new Map<string, number>()
+        throw error
+      })
+    let counts = await read()
+    for (const deadline = Date.now() + TOPIC_PROPAGATION_TIMEOUT_MS; Date.now() < deadline; ) {
+      if (topics.every((t) => (counts.get(t) ?? 0) > 0)) break
+      await sleep(200)
+      counts = await read()
+    }
     for (const topic of topics) {
       const count = counts.get(topic)
       if (count !== stream.partitions) {

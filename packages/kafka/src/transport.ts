@@ -161,18 +161,36 @@ export class KafkaTransport implements Transport {
     await Promise.allSettled([this.producer?.disconnect(), this.admin?.disconnect()])
   }
 
+  /**
+   * The producer of commands. Commands are idempotent on the broker (no duplicates from producer
+   * retries) and, with explicit partitions, never reordered within an aggregate.
+   */
+  private commandProducer(): Producer {
+    return this.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      // Every command names its partition; this only silences kafkajs's warning about its default.
+      createPartitioner: Partitioners.DefaultPartitioner,
+    })
+  }
+
+  /** Replaces a command producer the brokers no longer accept (a new producer id), and drops the old one. */
+  private async renewProducer(broken: Producer): Promise<Producer> {
+    this.logger.warn('the command producer lost its sequence state after a leader change; starting a new one', {
+      code: 'ESK_PRODUCER_RENEWED',
+    })
+    const producer = this.commandProducer()
+    await producer.connect()
+    this.producer = producer
+    void broken.disconnect().catch(() => undefined)
+    return producer
+  }
+
   private connect(): Promise<void> {
     this.connecting ??= (async () => {
       const admin = this.kafka.admin()
-      // Commands are idempotent on the broker (no duplicates from producer retries) and, with
-      // explicit partitions, never reordered within an aggregate.
-      const producer = this.kafka.producer({
-        idempotent: true,
-        maxInFlightRequests: 1,
-        allowAutoTopicCreation: false,
-        // Every command names its partition; this only silences kafkajs's warning about its default.
-        createPartitioner: Partitioners.DefaultPartitioner,
-      })
+      const producer = this.commandProducer()
       try {
         await Promise.all([admin.connect(), producer.connect()])
       } catch (error) {
@@ -181,7 +199,9 @@ export class KafkaTransport implements Transport {
       }
       this.admin = admin
       this.producer = producer
-      this.sender = new CommandSender(producer, COMMANDS_PER_REQUEST, this.options.maxQueuedCommands)
+      this.sender = new CommandSender(producer, COMMANDS_PER_REQUEST, this.options.maxQueuedCommands, (broken) =>
+        this.renewProducer(broken),
+      )
       this.reader = new LogReader(this.kafka, admin, {
         groupPrefix: this.options.topicPrefix,
         stallTimeoutMs: READ_STALL_TIMEOUT_MS,
