@@ -32,7 +32,12 @@ const cases: Array<{ variant: Variant; scenario: string; check: CheckName; why: 
   { variant: 'no-dedup', scenario: 'kill', check: 'one-application', why: 'repeated command ids are applied again' },
 ]
 
-describe(`the checker against processors broken on purpose (seed ${seed})`, () => {
+// About 2 minutes of load, and whether a broken variant trips within one short run depends on
+// timing: run on demand (ESK_FAULTS_VARIANTS=1), not in every `npm test`. The checker's own
+// broken-history tests (checker.int.spec.ts) run every time.
+const enabled = process.env.ESK_FAULTS_VARIANTS === '1'
+
+describe.skipIf(!enabled)(`the checker against processors broken on purpose (seed ${seed}; on demand: ESK_FAULTS_VARIANTS=1)`, () => {
   const env = { brokers: localStack().brokers, stackDir, workDir: mkdtempSync(join(tmpdir(), 'esk-faults-variants-')), log: (line: string) => console.log(line) }
 
   it.each(cases)('$variant under $scenario: $why', async ({ variant, scenario, check }) => {
