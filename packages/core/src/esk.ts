@@ -10,7 +10,7 @@ import type { ReadModel, ReadModelRegistration } from './projection/model.js'
 import { ReadSide } from './projection/read-side.js'
 import type { ProjectionView } from './projection/runner.js'
 import { Repository } from './repository.js'
-import { AggregateRuntime } from './runtime.js'
+import { AggregateRuntime, messageOf } from './runtime.js'
 
 /** A transport (command and event logs) and a store (snapshots and outcomes), used together. */
 export interface Driver {
@@ -369,7 +369,7 @@ async function embeddedDriver(): Promise<Driver> {
 
 function describe(error: unknown): { code?: string; message: string } {
   const code = (error as { code?: unknown } | undefined)?.code
-  return { ...(typeof code === 'string' && { code }), message: error instanceof Error ? error.message : String(error) }
+  return { ...(typeof code === 'string' && { code }), message: messageOf(error) }
 }
 
 function checkTimeout(name: string, value: number): void {

@@ -9,13 +9,7 @@ export function summaryTable(reports: ScenarioReport[]): string {
   const header = ['scenario', 'sent', 'accepted', 'refused', 'timeout', 'error', 'faults', ...SHORT.map((s) => `v${s}`), 'recovery med/max ms', 'time s']
   const rows = reports.map((r) => [
     r.scenario,
-    String(r.commands),
-    String(r.accepted),
-    String(r.refused),
-    String(r.timeouts),
-    String(r.errors),
-    String(r.faults.length),
-    ...CHECKS.map((c) => String(r.violations[c])),
+    ...counts(r),
     `${r.recovery.medianMs ?? '-'}/${r.recovery.maxMs ?? '-'}${r.faults.some((f) => f.recoveryMs === null) ? ' (some never)' : ''}`,
     String(Math.round(r.durationMs / 1000)),
   ])
@@ -45,13 +39,7 @@ export function markdownSummary(reports: ScenarioReport[]): string {
   const rows = reports.map((r) => [
     `\`${r.scenario}\``,
     r.stack,
-    String(r.commands),
-    String(r.accepted),
-    String(r.refused),
-    String(r.timeouts),
-    String(r.errors),
-    String(r.faults.length),
-    ...CHECKS.map((c) => String(r.violations[c])),
+    ...counts(r),
     ms(r.recovery) + (r.faults.some((f) => f.recoveryMs === null) ? ' (some never)' : ''),
     ms(r.failover),
     `${Math.floor(r.durationMs / 60_000)} min ${Math.round((r.durationMs % 60_000) / 1000)} s`,
@@ -65,4 +53,10 @@ export function markdownSummary(reports: ScenarioReport[]): string {
     for (const c of r.crashes) lines.push(`  - ${c.process} exited with code ${c.code}${c.error ? `: ${c.error}` : ''}`)
   }
   return lines.join('\n')
+}
+
+/** The counts both tables show, in their column order: commands, outcomes, faults, violations per check. */
+function counts(r: ScenarioReport): string[] {
+  const values = [r.commands, r.accepted, r.refused, r.timeouts, r.errors, r.faults.length, ...CHECKS.map((c) => r.violations[c])]
+  return values.map(String)
 }
