@@ -1,5 +1,6 @@
 import { FencedError, sleep, type DeadLetter, type EventToAppend, type PartitionWriter } from '@esk/core'
 import type { Kafka, Producer } from 'kafkajs'
+import { producerWithCoordinatorCache } from './coordinators.js'
 import { Partitioners } from './kafkajs.js'
 import { MAX_REQUEST_BYTES, chunksByBytes } from './requests.js'
 import { isConcurrentTransactions, isFenced } from './errors.js'
@@ -50,7 +51,8 @@ export class TransactionalWriter implements PartitionWriter {
    * owner left open, and makes that owner's later writes fail. Only then may recovery read the log.
    */
   static async open(kafka: Kafka, options: ResolvedKafkaOptions, names: StreamNames, partition: number): Promise<TransactionalWriter> {
-    const producer = kafka.producer({
+    // A transaction asks kafkajs for its coordinators four times; they are remembered instead.
+    const producer = producerWithCoordinatorCache(kafka, {
       transactionalId: TransactionalWriter.transactionalId(names, partition),
       idempotent: true,
       maxInFlightRequests: 1,
