@@ -61,6 +61,14 @@ export interface EskOptions {
    * Default 10000 ms.
    */
   handlerTimeoutMs?: number
+  /**
+   * Aggregates each partition keeps in process memory, with their snapshots as last saved: a batch
+   * whose aggregates are all held (and whose commands are not retries of recorded refusals) skips
+   * reading the store. A partition has one writer, and every store write is fenced, so what it
+   * holds is what it last wrote; it forgets everything whenever it replays. The least recently
+   * used go first. Each costs about its snapshot's size in memory. 0 turns it off. Default 4096.
+   */
+  snapshotCacheSize?: number
   /** Where logs go. Default: console, level from `ESK_LOG_LEVEL`, else `warn`. */
   logger?: Logger
   /**
@@ -91,6 +99,7 @@ export const ESK_DEFAULTS = {
   readTimeoutMs: 10_000,
   dedupWindow: 32,
   handlerTimeoutMs: 10_000,
+  snapshotCacheSize: 4096,
   projectionPollMs: 1_000,
 } as const
 
@@ -144,6 +153,9 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
   checkTimeout('projectionPollMs', settings.projectionPollMs)
   if (!Number.isInteger(settings.dedupWindow) || settings.dedupWindow < 1) {
     throw new ConfigurationError(`dedupWindow must be a positive integer, got ${String(settings.dedupWindow)}`)
+  }
+  if (!Number.isInteger(settings.snapshotCacheSize) || settings.snapshotCacheSize < 0) {
+    throw new ConfigurationError(`snapshotCacheSize must be a non-negative integer (0 turns the cache off), got ${String(settings.snapshotCacheSize)}`)
   }
   if (!Number.isInteger(settings.maxEventBytes) || settings.maxEventBytes < 1) {
     throw new ConfigurationError(`maxEventBytes must be a positive integer, got ${String(settings.maxEventBytes)}`)
@@ -254,6 +266,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
               maxEventBytes: settings.maxEventBytes,
               dedupWindow: settings.dedupWindow,
               handlerTimeoutMs: settings.handlerTimeoutMs,
+              snapshotCacheSize: settings.snapshotCacheSize,
             },
             lease,
           )

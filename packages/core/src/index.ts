@@ -69,6 +69,7 @@ export type {
   PartitionWriter,
   SnapshotStore,
   SnapshotWrite,
+  UnloggedKeys,
   Store,
   StreamSpec,
   Transport,

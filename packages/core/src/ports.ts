@@ -140,6 +140,17 @@ export interface SnapshotWrite {
   unlogged: Outcome[]
   /** Marks the partition as recovered: `find` trusts its snapshots from then on. */
   ready?: boolean
+  /**
+   * Replies to publish to waiting clients in the same step, once the write is recorded; only
+   * given to a store whose {@link SnapshotStore.publishesReplies} is true.
+   */
+  replies?: Reply[]
+}
+
+/** The unlogged outcomes a partition's store holds: their command keys, oldest first, and how many it keeps. */
+export interface UnloggedKeys {
+  keys: string[]
+  window: number
 }
 
 /**
@@ -179,6 +190,18 @@ export interface SnapshotStore {
    * save with `ready` follows.
    */
   reset(stream: StreamSpec, partition: number, token: string): Promise<void>
+  /**
+   * The command keys of the partition's unlogged outcomes, oldest first, and the window the store
+   * keeps them in. A processor that knows them can skip loading for commands that are not among
+   * them. Optional: without it every batch is loaded.
+   */
+  unloggedKeys?(stream: StreamSpec, partition: number): Promise<UnloggedKeys>
+  /**
+   * True when {@link save} publishes the write's `replies` itself, after recording the write and in
+   * the same step (one round trip instead of two). Otherwise the processor publishes them through
+   * the outcome channel once the save returns.
+   */
+  readonly publishesReplies?: boolean
   /** Releases connections this store opened. */
   close(): Promise<void>
 }

@@ -49,6 +49,8 @@ export interface ProcessorContext<T extends object> {
   dedupWindow: number
   /** Longest a command handler may take; a slower one is refused and abandoned. */
   handlerTimeoutMs: number
+  /** Aggregates held in memory between batches (0: none). */
+  snapshotCacheSize: number
 }
 
 /** An aggregate as a batch sees it: the last good encoded state, and the live instance. */
@@ -67,6 +69,12 @@ interface Working<T> {
   /** The aggregate's de-duplication window, as stored and then extended by this batch. */
   recent: RecentCommand[]
   changed: boolean
+}
+
+/** An aggregate held between batches: its snapshot as last saved (undefined: it does not exist) and its live instance. */
+interface Held<T> {
+  snapshot: StoredSnapshot | undefined
+  live: { state: T; encoding: string } | undefined
 }
 
 const INITIAL_CHECKPOINT: Checkpoint = { offset: 0, commandPosition: -1, schemaVersion: 0 }
@@ -94,6 +102,18 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   private tail: Promise<void> = Promise.resolve()
   private current: PartitionState = 'opening'
   private readonly stop = new AbortController()
+  /**
+   * Aggregates as this processor last saved them, least recently used first, bounded by
+   * `snapshotCacheSize`. The store is fenced and this is the partition's only writer, so they are
+   * what the store holds, or the store lost them (a refused save then repairs the partition).
+   * Emptied by every recovery.
+   */
+  private readonly held = new Map<string, Held<T>>()
+  /**
+   * The command keys of the store's unlogged outcomes, oldest first, when the store can tell them:
+   * a batch needs the store's copy only for commands among them. Undefined: load every command.
+   */
+  private unlogged: { keys: Set<string>; window: number } | undefined
 
   constructor(
     private readonly context: ProcessorContext<T>,
@@ -178,25 +198,39 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const decoded = fresh.map((record) => ({ record, command: decodeEnvelope(record.value) }))
     const envelopes = decoded.flatMap((d) => (isUndecodable(d.command) ? [] : [d.command]))
 
+    // Aggregates held from earlier batches are taken out, and put back once the batch is saved:
+    // a batch that fails half way leaves nothing half-applied behind.
+    const held = new Map<string, Held<T>>()
+    for (const id of unique(envelopes.map((e) => e.aggregateId))) {
+      const entry = this.held.get(id)
+      if (entry) {
+        held.set(id, entry)
+        this.held.delete(id)
+      }
+    }
+    const missing = unique(envelopes.map((e) => e.aggregateId)).filter((id) => !held.has(id))
+    const known = this.unlogged
+    const maybeUnlogged = envelopes
+      .map(({ aggregateId, commandId }) => ({ aggregateId, commandId }))
+      .filter((command) => !known || known.keys.has(commandKey(command)))
     let loaded: LoadedBatch
-    try {
-      loaded = await snapshots.load(
-        stream,
-        partition,
-        this.token,
-        unique(envelopes.map((e) => e.aggregateId)),
-        envelopes.map(({ aggregateId, commandId }) => ({ aggregateId, commandId })),
-      )
-    } catch (error) {
-      if (!hasCode(error, ErrorCode.Serialization) || repaired) throw error
-      return this.rebuildCorrupt(records, error)
+    if (missing.length === 0 && maybeUnlogged.length === 0) {
+      // Everything the batch needs is here; the save that follows is fenced as always.
+      loaded = { owned: true, claimed: true, snapshots: new Map(), unlogged: new Map(), checkpoint: undefined }
+    } else {
+      try {
+        loaded = await snapshots.load(stream, partition, this.token, missing, maybeUnlogged)
+      } catch (error) {
+        if (!hasCode(error, ErrorCode.Serialization) || repaired) throw error
+        return this.rebuildCorrupt(records, error)
+      }
     }
     const ahead = [...loaded.snapshots.values()].find((s) => s.schemaVersion > this.schemaVersion)
     if (ahead) throw this.schemaAhead(ahead.schemaVersion)
     // Another processor took the store after this one: it was fenced (or will be, by the log).
     // Taking the store back here, without a new fence in the log, could go on for ever between two.
     if (!loaded.owned && loaded.claimed) throw this.superseded()
-    const working = this.workingSet(envelopes, loaded.snapshots)
+    const working = this.workingSet(envelopes, loaded.snapshots, held)
     if (!loaded.owned || !working) {
       // Handling commands on missing snapshots would take existing aggregates for new ones; on a
       // snapshot of another schema the checkpoint and the snapshot disagree: trust neither.
@@ -327,9 +361,10 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const committedAt = performance.now()
     // Committed: the outcomes are final whatever happens to the save. Clients hear of them only
     // once they are recorded, so a retry after the reply is always answered the same way.
-    await this.saveAfterCommit(written, unlogged)
+    const published = await this.saveAfterCommit(written, unlogged, replies)
+    this.hold(working)
     const savedAt = performance.now()
-    if (replies.length > 0) {
+    if (replies.length > 0 && !published) {
       await this.context.outcomes.publish(stream, partition, replies).catch((error: unknown) => {
         this.context.logger.warn('publishing replies failed; clients find the recorded outcomes by polling', {
           aggregate: this.name,
@@ -359,12 +394,14 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
    * outcomes the log cannot show (refusals). Returns once the outcomes are recorded, or throws when
    * the partition closed first.
    */
-  private async saveAfterCommit(snapshots: StoredSnapshot[], unlogged: Outcome[]): Promise<void> {
+  private async saveAfterCommit(snapshots: StoredSnapshot[], unlogged: Outcome[], replies: Reply[]): Promise<boolean> {
     const { stream, partition } = this.lease
-    const write = { snapshots, checkpoint: this.checkpoint, unlogged }
+    const publishes = this.context.snapshots.publishesReplies === true && replies.length > 0
+    const write = { snapshots, checkpoint: this.checkpoint, unlogged, ...(publishes && { replies }) }
     try {
       await this.context.snapshots.save(stream, partition, this.token, write)
-      return
+      this.remember(unlogged)
+      return publishes
     } catch (error) {
       if (takenOver(error)) throw this.superseded()
       this.context.logger.warn('saving snapshots after a commit failed; replaying the partition from the log', {
@@ -380,14 +417,43 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         await this.repair(false)
         if (unlogged.length > 0) {
           await this.context.snapshots.save(stream, partition, this.token, { snapshots: [], checkpoint: this.checkpoint, unlogged })
+          this.remember(unlogged)
         }
-        return
+        return false
       } catch (error) {
         if (hasCode(error, ErrorCode.SchemaAhead) || takenOver(error)) throw error
         this.context.observers.emit('error', { error, aggregate: this.name, partition, during: 'repair' })
         await sleep(Math.min(50 * 2 ** attempt, 5_000), this.stop.signal)
       }
     }
+  }
+
+  /** Notes unlogged outcomes just recorded, as the store keeps them: first one wins, oldest go first. */
+  private remember(outcomes: Outcome[]): void {
+    const known = this.unlogged
+    if (!known) return
+    for (const outcome of outcomes) {
+      const key = commandKey(outcome)
+      if (known.keys.has(key)) continue
+      known.keys.add(key)
+      if (known.keys.size > known.window) known.keys.delete(known.keys.values().next().value!)
+    }
+  }
+
+  /** Keeps a saved batch's aggregates for the next batches, dropping the least recently used. */
+  private hold(working: Map<string, Working<T>>): void {
+    const size = this.context.snapshotCacheSize
+    if (size === 0) return
+    for (const [aggregateId, w] of working) {
+      this.held.delete(aggregateId)
+      this.held.set(aggregateId, {
+        snapshot: w.exists
+          ? { aggregateId, version: w.version, schemaVersion: this.schemaVersion, offset: w.offset, state: w.encoded!, recent: w.recent }
+          : undefined,
+        live: w.live,
+      })
+    }
+    while (this.held.size > size) this.held.delete(this.held.keys().next().value!)
   }
 
   /** A snapshot that cannot be read is the store's fault, not the command's: rebuild the partition from the log. */
@@ -408,18 +474,26 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     this.transition('ready')
   }
 
-  /** The batch's aggregates from their snapshots; undefined if a snapshot has an older schema version. */
-  private workingSet(envelopes: CommandEnvelope[], snapshots: Map<string, StoredSnapshot>): Map<string, Working<T>> | undefined {
+  /**
+   * The batch's aggregates, from those held in memory or else their loaded snapshots; undefined if
+   * a loaded snapshot has an older schema version.
+   */
+  private workingSet(
+    envelopes: CommandEnvelope[],
+    snapshots: Map<string, StoredSnapshot>,
+    held: Map<string, Held<T>>,
+  ): Map<string, Working<T>> | undefined {
     const working = new Map<string, Working<T>>()
     for (const { aggregateId } of envelopes) {
       if (working.has(aggregateId)) continue
-      const snapshot = snapshots.get(aggregateId)
+      const entry = held.get(aggregateId)
+      const snapshot = entry ? entry.snapshot : snapshots.get(aggregateId)
       if (snapshot && snapshot.schemaVersion !== this.schemaVersion) return undefined
       working.set(aggregateId, {
         exists: snapshot !== undefined,
         version: snapshot?.version ?? 0,
         encoded: snapshot?.state,
-        live: undefined,
+        live: entry?.live,
         offset: snapshot?.offset ?? -1,
         recent: snapshot?.recent ?? [],
         changed: false,
@@ -599,6 +673,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     // A partition closed meanwhile must not take the store from its next owner.
     if (this.stop.signal.aborted) throw new ClosedError(`partition ${this.name}/${partition}`)
     const token = randomUUID()
+    this.held.clear()
+    this.unlogged = undefined
     await snapshots.acquire(stream, partition, token)
     this.token = token
     let checkpoint = await snapshots.checkpoint(stream, partition)
@@ -703,6 +779,10 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       progress('batch')
     }
     await snapshots.save(stream, partition, token, { snapshots: [], checkpoint, unlogged: [], ready: true })
+    if (snapshots.unloggedKeys && this.context.snapshotCacheSize > 0) {
+      const { keys, window } = await snapshots.unloggedKeys(stream, partition)
+      this.unlogged = { keys: new Set(keys), window }
+    }
     this.checkpoint = checkpoint
     progress('end')
   }

@@ -97,6 +97,7 @@ describe('createEsk options', () => {
     expect(ESK_DEFAULTS).toEqual({
       dedupWindow: 32,
       handlerTimeoutMs: 10_000,
+      snapshotCacheSize: 4096,
       partitions: 4,
       processing: true,
       rebuild: false,

@@ -13,6 +13,7 @@ import {
   type Reply,
   type SnapshotStore,
   type SnapshotWrite,
+  type UnloggedKeys,
   type Store,
   type StoredSnapshot,
   type StreamSpec,
@@ -113,6 +114,10 @@ export class MemorySnapshotStore implements SnapshotStore {
       if (state.unlogged.size > this.unloggedWindow) state.unlogged.delete(state.unlogged.keys().next().value!)
     }
     if (write.ready) state.ready = true
+  }
+
+  async unloggedKeys(stream: StreamSpec, partition: number): Promise<UnloggedKeys> {
+    return { keys: [...this.backend.partitionState(stream.aggregate, partition).unlogged.keys()], window: this.unloggedWindow }
   }
 
   async reset(stream: StreamSpec, partition: number, token: string): Promise<void> {

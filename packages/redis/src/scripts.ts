@@ -21,20 +21,23 @@ end
 `
 
 /**
- * Saves one partition's write atomically and only forward.
+ * Saves one partition's write atomically and only forward, then publishes its replies.
  *
  * ARGV[1]     owner token
  * ARGV[2]     number of snapshots n
  * ARGV[3..5]  checkpoint offset, command position, schema version
  * ARGV[6]     `1` to mark the partition ready (recovered)
  * ARGV[7]     unlogged window: most unlogged outcomes kept
- * ARGV[8..]   n triples (aggregate id, offset, snapshot JSON), then pairs (command key, outcome JSON)
+ * ARGV[8]     number of unlogged outcomes m
+ * ARGV[9..]   n triples (aggregate id, offset, snapshot JSON), then m pairs (command key, outcome
+ *             JSON), then pairs (reply channel, reply JSON) to the end
  *
  * A snapshot is written when none is stored or its offset is >= the stored one (equal offsets mean
  * the same events, e.g. a refusal added nothing but was decided on it). The checkpoint takes the
  * larger offset and the larger command position, each on its own, and the new schema version. An
  * unlogged outcome is kept only if none is stored for its command (the first outcome is the
- * answer), and the oldest go once there are more than the window. Offsets are integers below
+ * answer), and the oldest go once there are more than the window. Replies are published last, so
+ * a client never hears an outcome that is not recorded. Offsets are integers below
  * 2^53, exact as Lua numbers (doubles); they are compared with tonumber() but always written back
  * as the original strings: Lua would format a large number as 1e+15 and lose digits.
  * Returns the number of snapshots written.
@@ -43,13 +46,14 @@ export const SAVE_SCRIPT =
   FENCE +
   `
 local n = tonumber(ARGV[2])
+local m = tonumber(ARGV[8])
 local written = 0
 for i = 0, n - 1 do
-  local id = ARGV[8 + 3 * i]
-  local offset = ARGV[9 + 3 * i]
+  local id = ARGV[9 + 3 * i]
+  local offset = ARGV[10 + 3 * i]
   local stored = redis.call('HGET', KEYS[1], 'o:' .. id)
   if (not stored) or tonumber(offset) >= tonumber(stored) then
-    redis.call('HSET', KEYS[1], 's:' .. id, ARGV[10 + 3 * i], 'o:' .. id, offset)
+    redis.call('HSET', KEYS[1], 's:' .. id, ARGV[11 + 3 * i], 'o:' .. id, offset)
     written = written + 1
   end
 end
@@ -60,7 +64,8 @@ if current[1] and tonumber(current[1]) > tonumber(offset) then offset = current[
 if current[2] and tonumber(current[2]) > tonumber(position) then position = current[2] end
 redis.call('HSET', KEYS[1], '@offset', offset, '@position', position, '@schema', ARGV[5])
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], '@ready', '1') end
-for k = 8 + 3 * n, #ARGV, 2 do
+local replies = 9 + 3 * n + 2 * m
+for k = 9 + 3 * n, replies - 1, 2 do
   if redis.call('HSETNX', KEYS[2], ARGV[k], ARGV[k + 1]) == 1 then
     redis.call('RPUSH', KEYS[3], ARGV[k])
   end
@@ -68,6 +73,9 @@ end
 local window = tonumber(ARGV[7])
 while redis.call('LLEN', KEYS[3]) > window do
   redis.call('HDEL', KEYS[2], redis.call('LPOP', KEYS[3]))
+end
+for k = replies, #ARGV, 2 do
+  redis.call('PUBLISH', ARGV[k], ARGV[k + 1])
 end
 return written
 `

@@ -17,6 +17,7 @@ import {
   type RedisStoreOptions,
 } from '@esk/redis'
 import { Redis, type Command } from 'ioredis'
+import { eventually } from '@esk/testing'
 import { describe, expect, it } from 'vitest'
 import { REDIS_URL, isolatedStores, keySlots, testPrefix } from './support.js'
 
@@ -199,6 +200,41 @@ describe('RedisSnapshotStore', () => {
       expect(recorder.sent.map((c) => c.name)).toEqual(['evalsha'])
     } finally {
       recorder.restore()
+    }
+  })
+
+  it('publishes the replies of a save in its script, once the write is recorded, and none when it is refused', async () => {
+    const store = open()
+    const { snapshots } = store
+    const token = await take(snapshots, 1)
+    const subscriber = admin().duplicate()
+    const heard: Array<{ channel: string; outcome: unknown; recorded: unknown }> = []
+    subscriber.on('message', (channel: string, text: string) => {
+      const outcome = JSON.parse(text) as Outcome
+      // What a client that hears the reply finds in the store at that moment.
+      void snapshots.readOutcome(stream, 1, outcome).then((recorded) => heard.push({ channel, outcome, recorded }))
+    })
+    await subscriber.subscribe(`${prefix()}replies:client-1`, `${prefix()}replies:client-2`)
+    try {
+      const refused = rejected('r-1', 'a')
+      const recorder = recordCommands(store.client)
+      try {
+        await snapshots.save(stream, 1, token, write({ unlogged: [refused], replies: [{ replyTo: 'client-1', outcome: refused }] }))
+        // No PUBLISH of its own: the script published.
+        expect(recorder.sent[0]?.name).toBe('evalsha')
+        expect(recorder.sent.some((c) => c.name === 'publish')).toBe(false)
+      } finally {
+        recorder.restore()
+      }
+      await expect(
+        snapshots.save(stream, 1, 'forged', write({ unlogged: [rejected('r-2', 'a')], replies: [{ replyTo: 'client-2', outcome: rejected('r-2', 'a') }] })),
+      ).rejects.toMatchObject({ code: 'ESK_FENCED' })
+      await eventually(() => heard.length > 0, 'the reply')
+      await sleep(100)
+      expect(heard).toEqual([{ channel: `${prefix()}replies:client-1`, outcome: refused, recorded: refused }])
+      expect(snapshots.publishesReplies).toBe(true)
+    } finally {
+      await subscriber.quit()
     }
   })
 
@@ -570,6 +606,8 @@ describe('RedisSnapshotStore de-duplication records', () => {
     await snapshots.save(stream, 0, token, write({ unlogged: burst }))
     expect(await admin().lrange(keys.unloggedOrder, 0, -1)).toEqual(burst.slice(7).map(keyOf))
     expect(await admin().hlen(keys.unlogged)).toBe(3)
+    // What a processor reads once it recovered, to know which commands may have a recorded refusal.
+    expect(await snapshots.unloggedKeys(stream, 0)).toEqual({ keys: burst.slice(7).map(keyOf), window: 3 })
 
     // Bounded by count, not by time: no key of the partition expires, so no volatile-* eviction
     // policy picks them, and nothing reopens a window behind the processor's back.

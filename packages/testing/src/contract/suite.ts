@@ -641,6 +641,49 @@ export function describeDriverContract(
       expect((await again.get(id, { atLeastVersion: 2 })).state.balance).toBe(101)
     })
 
+    it('decides commands on aggregates it holds by their true state after the store was emptied, and repairs the store', async () => {
+      const f = await fixture()
+      const app = await start(f)
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('held', 10))
+      await accounts.update(id, new Deposit(5))
+      // The processor holds the account (balance 15) in memory; the store no longer has it.
+      await f.flushSnapshots()
+      await expect(accounts.update(id, new Withdraw(20))).rejects.toMatchObject({ reason: 'INSUFFICIENT_FUNDS' })
+      expect(await accounts.update(id, new Withdraw(15))).toMatchObject({ version: 3 })
+      expect((await accounts.get(id, { atLeastVersion: 3 })).state.balance).toBe(0)
+    })
+
+    it('reads the store only for aggregates it does not hold, unless snapshotCacheSize is 0', async () => {
+      const loadsOf = async (snapshotCacheSize: number): Promise<number> => {
+        const driver = await f.driver()
+        const { snapshots } = driver.store
+        const load = snapshots.load.bind(snapshots)
+        let loads = 0
+        snapshots.load = (...args) => {
+          loads += 1
+          return load(...args)
+        }
+        const app = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions }], driver, commandTimeoutMs, snapshotCacheSize })
+        cleanups.push(() => app.close())
+        const accounts = app.repository(ContractAccount)
+        const { id } = await accounts.save(new Open('reads', 0))
+        loads = 0
+        for (let i = 0; i < 5; i++) await accounts.update(id, new Deposit(1))
+        // A retry of a refusal is answered from the store's record, so it is read.
+        const commandId = randomUUID()
+        await expect(accounts.update(id, new Withdraw(50), { commandId })).rejects.toMatchObject({ reason: 'INSUFFICIENT_FUNDS' })
+        const beforeRetry = loads
+        await expect(accounts.update(id, new Withdraw(1), { commandId })).rejects.toMatchObject({ reason: 'INSUFFICIENT_FUNDS' })
+        expect(loads).toBe(beforeRetry + 1)
+        await app.close()
+        return beforeRetry
+      }
+      const f = await fixture()
+      expect(await loadsOf(4096)).toBe(0)
+      expect(await loadsOf(0)).toBe(6)
+    })
+
     it('remembers the last dedupWindow accepted commands of each aggregate, and no more', async () => {
       const app = await start(await fixture(), { dedupWindow: 2 })
       const accounts = app.repository(ContractAccount)
