@@ -77,6 +77,22 @@ interface Held<T> {
   live: { state: T; encoding: string } | undefined
 }
 
+/** An aggregate during a replay. */
+interface Replayed<T> {
+  /** The instance events are applied to; created on its first event. */
+  state: T | undefined
+  /** Its snapshot as loaded, before the replay. */
+  stored: StoredSnapshot | undefined
+  /** The encoding of its state as last saved (or loaded). */
+  encoded: string | undefined
+  version: number
+  offset: number
+  recent: RecentCommand[]
+}
+
+/** Aggregates a replay keeps across its batches when `snapshotCacheSize` is 0 (otherwise that many). */
+const REPLAY_HELD_WITHOUT_CACHE = 4096
+
 const INITIAL_CHECKPOINT: Checkpoint = { offset: 0, commandPosition: -1, schemaVersion: 0 }
 
 /**
@@ -400,7 +416,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const write = { snapshots, checkpoint: this.checkpoint, unlogged, ...(publishes && { replies }) }
     try {
       await this.context.snapshots.save(stream, partition, this.token, write)
-      this.remember(unlogged)
+      this.noteUnlogged(unlogged)
       return publishes
     } catch (error) {
       if (takenOver(error)) throw this.superseded()
@@ -417,7 +433,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         await this.repair(false)
         if (unlogged.length > 0) {
           await this.context.snapshots.save(stream, partition, this.token, { snapshots: [], checkpoint: this.checkpoint, unlogged })
-          this.remember(unlogged)
+          this.noteUnlogged(unlogged)
         }
         return false
       } catch (error) {
@@ -429,7 +445,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   }
 
   /** Notes unlogged outcomes just recorded, as the store keeps them: first one wins, oldest go first. */
-  private remember(outcomes: Outcome[]): void {
+  private noteUnlogged(outcomes: Outcome[]): void {
     const known = this.unlogged
     if (!known) return
     for (const outcome of outcomes) {
@@ -438,6 +454,21 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       known.keys.add(key)
       if (known.keys.size > known.window) known.keys.delete(known.keys.values().next().value!)
     }
+  }
+
+  /** Keeps what a replay saved for the first batches, as far as `snapshotCacheSize` allows. */
+  private holdReplayed(replayed: Map<string, Replayed<T>>): void {
+    const size = this.context.snapshotCacheSize
+    for (const [aggregateId, r] of replayed) {
+      if (r.encoded === undefined) continue
+      const { version, offset, recent, encoded } = r
+      this.held.set(aggregateId, {
+        snapshot: { aggregateId, version, schemaVersion: this.schemaVersion, offset, state: encoded, recent },
+        // Hydrated from the snapshot on first use, as a restarted processor would.
+        live: undefined,
+      })
+    }
+    while (this.held.size > size) this.held.delete(this.held.keys().next().value!)
   }
 
   /** Keeps a saved batch's aggregates for the next batches, dropping the least recently used. */
@@ -710,79 +741,114 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     progress('start')
     // What this processor committed itself must be replayed even if the log does not show it yet.
     const committed = this.checkpoint.offset
+    // Aggregates met so far, kept across batches (bounded), so a batch reads the store only for
+    // aggregates it has not met, and the save of one batch overlaps the fold of the next.
+    const replayed = new Map<string, Replayed<T>>()
+    const bound = this.context.snapshotCacheSize > 0 ? this.context.snapshotCacheSize : REPLAY_HELD_WITHOUT_CACHE
+    let saving: Promise<void> | undefined
+    const settle = async (): Promise<void> => {
+      const pending = saving
+      saving = undefined
+      await pending
+    }
+    /** Starts over with a rebuild, once the save in flight (if any) is over. */
+    const rebuildInstead = async (): Promise<void> => {
+      await settle().catch(() => undefined)
+      return this.recover(true)
+    }
     for await (const batch of transport.readEvents(stream, partition, from, committed)) {
       if (this.stop.signal.aborted) throw new ClosedError(`partition ${this.name}/${partition}`)
       if (batch.length === 0) continue
-      let loaded: LoadedBatch
-      try {
-        loaded = await snapshots.load(stream, partition, token, unique(batch.map((e) => e.aggregateId)), [])
-      } catch (error) {
-        if (!hasCode(error, ErrorCode.Serialization) || rebuild) throw error
-        return this.recover(true)
+      if (replayed.size > bound) {
+        // Forgotten aggregates are read again from the store: only once their saves are in.
+        await settle()
+        for (const id of replayed.keys()) {
+          if (replayed.size <= bound) break
+          replayed.delete(id)
+        }
       }
-      if (!loaded.owned) throw loaded.claimed ? this.superseded() : this.storeLost('while replaying')
-      const working = new Map<string, { state: T | undefined; snapshot: StoredSnapshot | undefined; changed: boolean }>()
-      let commandPosition: number = checkpoint.commandPosition
-      for (const event of batch) {
-        let w = working.get(event.aggregateId)
-        if (!w) {
-          const snapshot = loaded.snapshots.get(event.aggregateId)
+      const missing = unique(batch.map((e) => e.aggregateId)).filter((id) => !replayed.has(id))
+      if (missing.length > 0) {
+        let loaded: LoadedBatch
+        try {
+          loaded = await snapshots.load(stream, partition, token, missing, [])
+        } catch (error) {
+          if (!hasCode(error, ErrorCode.Serialization) || rebuild) throw error
+          return rebuildInstead()
+        }
+        if (!loaded.owned) throw loaded.claimed ? this.superseded() : this.storeLost('while replaying')
+        for (const id of missing) {
+          const snapshot = loaded.snapshots.get(id)
           if (snapshot && snapshot.schemaVersion > this.schemaVersion) throw this.schemaAhead(snapshot.schemaVersion)
           if (snapshot && snapshot.schemaVersion !== this.schemaVersion) {
-            if (!rebuild) return this.recover(true)
+            if (!rebuild) return rebuildInstead()
             throw new Error(`snapshot of another schema version survived a reset of ${this.name}/${partition}`)
           }
-          w = { state: undefined, snapshot, changed: false }
-          working.set(event.aggregateId, w)
+          replayed.set(id, {
+            state: undefined,
+            stored: snapshot,
+            encoded: snapshot?.state,
+            version: snapshot?.version ?? 0,
+            offset: snapshot?.offset ?? -1,
+            recent: snapshot ? [...snapshot.recent] : [],
+          })
         }
+      }
+      const changed = new Set<string>()
+      let commandPosition: number = checkpoint.commandPosition
+      for (const event of batch) {
+        const r = replayed.get(event.aggregateId)!
         commandPosition = Math.max(commandPosition, event.commandPosition)
-        if (w.snapshot && w.snapshot.offset >= event.offset) continue
-        if (!w.state && w.snapshot) {
+        // Already in the aggregate's snapshot.
+        if (r.offset >= event.offset) continue
+        if (!r.state) {
           try {
-            w.state = runtime.hydrate(w.snapshot.state)
+            r.state = r.stored ? runtime.hydrate(r.stored.state) : runtime.create()
           } catch (error) {
             if (rebuild) throw error
-            return this.recover(true)
+            return rebuildInstead()
           }
         }
-        w.state ??= runtime.create()
-        runtime.apply(w.state, [runtime.decodeEvent(event)])
-        const recent = w.snapshot?.recent ?? []
-        const last = recent[recent.length - 1]
+        runtime.apply(r.state, [runtime.decodeEvent(event)])
         // A command's events are consecutive in the log: extend its entry, or start a new one.
-        const entry =
-          last?.commandId === event.commandId
-            ? { commandId: event.commandId, version: event.version, events: last.events + 1, offset: event.offset }
-            : { commandId: event.commandId, version: event.version, events: 1, offset: event.offset }
-        w.snapshot = {
-          aggregateId: event.aggregateId,
-          version: event.version,
-          schemaVersion: this.schemaVersion,
-          offset: event.offset,
-          state: '',
-          recent: last?.commandId === event.commandId ? [...recent.slice(0, -1), entry] : remember(recent, entry, dedupWindow),
+        const last = r.recent[r.recent.length - 1]
+        if (last?.commandId === event.commandId) {
+          r.recent[r.recent.length - 1] = { commandId: event.commandId, version: event.version, events: last.events + 1, offset: event.offset }
+        } else {
+          r.recent.push({ commandId: event.commandId, version: event.version, events: 1, offset: event.offset })
+          if (r.recent.length > dedupWindow) r.recent.splice(0, r.recent.length - dedupWindow)
         }
-        w.changed = true
+        r.version = event.version
+        r.offset = event.offset
+        changed.add(event.aggregateId)
         touched.add(event.aggregateId)
       }
       const written: StoredSnapshot[] = []
-      for (const w of working.values()) {
-        if (w.changed) written.push({ ...w.snapshot!, state: runtime.dehydrate(w.state!) })
+      for (const aggregateId of changed) {
+        const r = replayed.get(aggregateId)!
+        r.encoded = runtime.dehydrate(r.state!)
+        const { version, offset, encoded } = r
+        written.push({ aggregateId, version, schemaVersion: this.schemaVersion, offset, state: encoded, recent: r.recent.slice() })
       }
       checkpoint = {
         offset: batch[batch.length - 1]!.offset + 1,
         commandPosition,
         schemaVersion: this.schemaVersion,
       }
-      await snapshots.save(stream, partition, token, { snapshots: written, checkpoint, unlogged: [] })
+      await settle()
+      saving = snapshots.save(stream, partition, token, { snapshots: written, checkpoint, unlogged: [] })
+      // Awaited by the next settle; a failure meanwhile must not surface as an unhandled rejection.
+      saving.catch(() => undefined)
       count += batch.length
       progress('batch')
     }
+    await settle()
     await snapshots.save(stream, partition, token, { snapshots: [], checkpoint, unlogged: [], ready: true })
     if (snapshots.unloggedKeys && this.context.snapshotCacheSize > 0) {
       const { keys, window } = await snapshots.unloggedKeys(stream, partition)
       this.unlogged = { keys: new Set(keys), window }
     }
+    this.holdReplayed(replayed)
     this.checkpoint = checkpoint
     progress('end')
   }
