@@ -138,7 +138,7 @@ export async function readAll(stack: IsolatedStack, stream: StreamSpec, partitio
 /** A store that holds chosen calls of one partition until released; see {@link holdingStore}. */
 export interface HoldingStore extends Store {
   /** From now on, calls of `method` for `partition` wait until {@link release}. */
-  hold(method: 'load' | 'checkpoint', partition: number): void
+  hold(method: 'load' | 'save' | 'checkpoint', partition: number): void
   /** Resolves once a call is being held. */
   held(): Promise<void>
   /** Lets every held call (and every later one) through. */
@@ -164,6 +164,10 @@ export function holdingStore(store: Store): HoldingStore {
   snapshots.load = async (stream, partition, token, ids, commands) => {
     await wait('load', partition)
     return store.snapshots.load(stream, partition, token, ids, commands)
+  }
+  snapshots.save = async (stream, partition, token, write) => {
+    await wait('save', partition)
+    return store.snapshots.save(stream, partition, token, write)
   }
   snapshots.checkpoint = async (stream, partition) => {
     await wait('checkpoint', partition)
