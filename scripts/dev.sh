@@ -15,7 +15,18 @@ ensure_deps() {
   fi
 }
 
-build() { ensure_deps; node_modules/.bin/tsc -b; }
+build() {
+  ensure_deps
+  node_modules/.bin/tsc -b
+  # esk is ESM only: a published package's "require" export condition points to this file, which
+  # tells a Node that cannot require() ES modules what to do instead.
+  local dir
+  for dir in packages/*/; do
+    if [[ -d "${dir}dist" ]] && ! grep -q '"private": true' "${dir}package.json"; then
+      cp scripts/require-esm.cjs "${dir}dist/require.cjs"
+    fi
+  done
+}
 
 # Tests run through vitest's transpiler, which does not type-check: do it here.
 typecheck_tests() { node_modules/.bin/tsc -p scripts/tsconfig.tests.json; }

@@ -1,6 +1,5 @@
+import { FencedError, UnavailableError } from '@esk/core'
 import {
-  FencedError,
-  UnavailableError,
   commandKey,
   type Checkpoint,
   type CommandKey,
@@ -10,7 +9,7 @@ import {
   type SnapshotWrite,
   type StoredSnapshot,
   type StreamSpec,
-} from '@esk/core'
+} from '@esk/core/driver'
 import type { Redis } from 'ioredis'
 import { checkWrite, decodeCheckpoint, decodeOutcome, decodeSnapshot, encodeOutcome, encodeSnapshot } from './codec.js'
 import { CHECKPOINT_FIELDS, PartitionKeys, StateFields } from './keys.js'

@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from 'node:util'
-import { AggregateRuntime, ErrorCode, HandlerFailedError, hasCode, type Class, type EskError } from '@esk/core'
+import { ErrorCode, HandlerFailedError, hasCode, type Class, type EskError } from '@esk/core'
+import { AggregateRuntime } from '@esk/core/driver'
 
 /** What a command did in a fixture: its events, or the error it was refused with. */
 export interface FixtureResult<T> {
