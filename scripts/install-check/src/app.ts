@@ -37,5 +37,11 @@ const reloaded = await restarted.repository(Order).find(placed.id)
 check(sameDate(reloaded?.state.shippedAt, shippedAt), `after a restart, shippedAt is ${String(reloaded?.state.shippedAt)}`)
 await restarted.close()
 
+// Without a driver, createEsk loads @esk/memory from where npm installed it.
+const embedded = await createEsk({ aggregates: [Order] })
+const other = await embedded.repository(Order).save(Object.assign(new PlaceOrder(), { item: 'pen', at: placedAt }))
+check(sameDate((await embedded.repository(Order).find(other.id))?.state.placedAt, placedAt), 'createEsk without a driver')
+await embedded.close()
+
 check(typeof kafkaRedisDriver === 'function', '@esk/kafka and @esk/redis did not load')
-console.log(`app: saved, updated and found order ${placed.id} at version ${found?.version}; its Dates came back as Dates, also after a restart`)
+console.log(`app: saved, updated and found order ${placed.id} at version ${found?.version}; its Dates came back as Dates, also after a restart and on the default driver`)
