@@ -2,8 +2,11 @@ import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
 
 // Tests run against the TypeScript sources, not dist/, so a test never sees a stale build.
-// Subpaths map to files: @esk/testing/stack -> packages/testing/src/stack.ts.
-const subpaths: Record<string, string> = { 'testing/model': 'testing/src/contract/model.ts' }
+// Subpaths map to files: @esk/core/driver -> packages/core/src/driver.ts, unless listed below.
+const subpaths: Record<string, string> = {
+  'testing/model': 'testing/src/contract/model.ts',
+  'testing/contract': 'testing/src/contract/index.ts',
+}
 const alias = [
   {
     find: /^@esk\/([a-z]+)(\/[a-z]+)?$/,

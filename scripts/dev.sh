@@ -15,7 +15,18 @@ ensure_deps() {
   fi
 }
 
-build() { ensure_deps; node_modules/.bin/tsc -b; }
+build() {
+  ensure_deps
+  node_modules/.bin/tsc -b
+  # esk is ESM only: a published package's "require" export condition points to this file, which
+  # tells a Node that cannot require() ES modules what to do instead.
+  local dir
+  for dir in packages/*/; do
+    if [[ -d "${dir}dist" ]] && ! grep -q '"private": true' "${dir}package.json"; then
+      cp scripts/require-esm.cjs "${dir}dist/require.cjs"
+    fi
+  done
+}
 
 # Tests run through vitest's transpiler, which does not type-check: do it here.
 typecheck_tests() { node_modules/.bin/tsc -p scripts/tsconfig.tests.json; }
@@ -67,6 +78,13 @@ case "${1:-}" in
     mkdir -p reports
     rm -f reports/vitest.json reports/vitest-kafka-next.json
     status=0
+    # esk as another project installs it (scripts/install-check.sh), unless the run was narrowed
+    # to some files. Its PASS/FAIL line is repeated before the summary.
+    install_check="install check: skipped"
+    if [[ $# -eq 0 && "${ESK_SKIP_INSTALL_CHECK:-}" != "1" ]]; then
+      if ! bash scripts/install-check.sh 2>&1 | tee reports/install-check.txt; then status=1; fi
+      install_check="$(grep '^install check: \(PASS\|FAIL\)' reports/install-check.txt || echo 'install check: FAIL (no result)')"
+    fi
     if [[ "${ESK_SKIP_STACK:-}" == "1" ]]; then
       node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile.json=reports/vitest.json "$@" || status=$?
     else
@@ -84,9 +102,12 @@ case "${1:-}" in
         if [[ -z "${CI:-}" ]]; then bash scripts/stack.sh start; fi
       fi
     fi
+    echo "$install_check"
     summarize reports/vitest.json reports/vitest-kafka-next.json
     exit "$status"
     ;;
+  pack) bash scripts/pack.sh "${@:2}" ;;
+  install-check) bash scripts/install-check.sh ;;
   unit)
     shift
     ensure_deps
@@ -99,7 +120,7 @@ case "${1:-}" in
     node packages/bench/dist/main.js "$@"
     ;;
   *)
-    echo "usage: scripts/dev.sh install|build|example [name] [args]|test [vitest args]|unit|bench" >&2
+    echo "usage: scripts/dev.sh install|build|example [name] [args]|test [vitest args]|unit|bench|pack [dir]|install-check" >&2
     exit 2
     ;;
 esac

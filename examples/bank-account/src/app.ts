@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { isDeepStrictEqual } from 'node:util'
 import {
   ErrorCode,
   createEsk,
   hasCode,
-  sleep,
   type Esk,
   type EskError,
   type EskOptions,

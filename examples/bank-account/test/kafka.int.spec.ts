@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { deleteKeysWithPrefix, redisStore } from '@esk/redis'
-import { localStack } from '@esk/testing'
+import { localStack } from '@esk/testing/stack'
 import { afterAll, describe, expect, it } from 'vitest'
 import { run } from '../src/app.js'
 import { driverFromArgs, type ExampleDriver } from '../src/driver.js'

@@ -1,4 +1,4 @@
-import type { SnapshotStore, Transport } from '@esk/core'
+import type { SnapshotStore, Transport } from '@esk/core/driver'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { describe, expect, it } from 'vitest'
 import { ExpectationFailed, run } from '../src/app.js'

@@ -2,17 +2,10 @@ import { randomUUID } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
-import {
-  createEsk,
-  defineProjection,
-  on,
-  partitionFor,
-  type BatchProcessed,
-  type Driver,
-  type EventToAppend,
-  type StreamSpec,
-} from '@esk/core'
-import { TransactionalWriter, kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
+import { createEsk, defineProjection, on, type BatchProcessed, type Driver } from '@esk/core'
+import { partitionFor, type EventToAppend, type StreamSpec } from '@esk/core/driver'
+import { kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
+import { TransactionalWriter } from '@esk/kafka/driver'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { deleteKeysWithPrefix, redisStore } from '@esk/redis'
 import { ContractAccount, Deposit, Deposited, Open, Opened } from '@esk/testing/model'

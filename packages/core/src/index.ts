@@ -1,15 +1,14 @@
+/**
+ * esk's application surface: decorators, `createEsk`, the repository, errors, read models and the
+ * types of their options and results. What drivers and tools build on (ports, records, the
+ * processor, the runtime, the codec) is in `@esk/core/driver`.
+ *
+ * @packageDocumentation
+ */
 import 'reflect-metadata'
 
-export { Aggregate, Command, CommandHandler, Event, EventHandler, aggregateModel, eventTypeOf, commandMetaOf } from './metadata.js'
-export type {
-  AggregateModel,
-  AggregateOptions,
-  Class,
-  CommandBinding,
-  CommandHandlerOptions,
-  CommandOptions,
-  EventBinding,
-} from './metadata.js'
+export { Aggregate, Command, CommandHandler, Event, EventHandler } from './metadata.js'
+export type { AggregateOptions, Class, CommandHandlerOptions, CommandOptions } from './metadata.js'
 
 export {
   AggregateExistsError,
@@ -34,58 +33,18 @@ export {
   UnavailableError,
   UnknownCommandError,
   VersionConflictError,
-  errorFromPayload,
-  errorToPayload,
   hasCode,
 } from './errors.js'
-export type { ErrorDetails, ErrorPayload } from './errors.js'
+export type { ErrorDetails } from './errors.js'
 
-export { createEsk, ESK_DEFAULTS, newClientAddress } from './esk.js'
+export { createEsk, ESK_DEFAULTS } from './esk.js'
 export type { AggregateRegistration, Driver, Esk, EskListeners, EskOptions, EskStatus, PartitionStatus } from './esk.js'
 
 export { Repository } from './repository.js'
 export type { CommandResult, FindOptions, Found, SaveOptions, UpdateOptions } from './repository.js'
 
-export { AggregateRuntime, messageOf } from './runtime.js'
-export type { EncodedEvent } from './runtime.js'
-
 export { describeDifference, firstDifference, roundTrip } from './roundtrip.js'
 export type { RoundTripDifference, RoundTripResult } from './roundtrip.js'
-
-export { PartitionProcessor } from './processor.js'
-export type { ProcessorContext } from './processor.js'
-
-export { decodeEnvelope, encodeEnvelope, isUndecodable } from './codec.js'
-export type { UndecodableCommand } from './codec.js'
-
-export { commandKey } from './ports.js'
-export type {
-  CommandKey,
-  LoadedBatch,
-  OutcomeChannel,
-  PartitionHandle,
-  PartitionHost,
-  PartitionLease,
-  PartitionWriter,
-  SnapshotStore,
-  SnapshotWrite,
-  UnloggedKeys,
-  Store,
-  StreamSpec,
-  Transport,
-} from './ports.js'
-export type {
-  Checkpoint,
-  CommandEnvelope,
-  CommandRecord,
-  DeadLetter,
-  EventToAppend,
-  Outcome,
-  RecentCommand,
-  Reply,
-  StoredEvent,
-  StoredSnapshot,
-} from './records.js'
 
 export {
   On,
@@ -95,7 +54,6 @@ export {
   defineSubscription,
   externalProjection,
   on,
-  readModelSpec,
 } from './projection/model.js'
 export type {
   AnyHandlerBinding,
@@ -106,7 +64,6 @@ export type {
   ExternalProjectionOptions,
   FailurePolicy,
   HandlerBinding,
-  HandlerEntry,
   ProjectionDefinition,
   ProjectionHandler,
   ProjectionOptions,
@@ -114,17 +71,14 @@ export type {
   ReadModel,
   ReadModelOptions,
   ReadModelRegistration,
-  ReadModelSpec,
   SubscriptionDefinition,
   SubscriptionHandler,
 } from './projection/model.js'
-export { MAX_KEY_LENGTH, StagedView, ViewReadFailed, compareScored, viewReader } from './projection/view.js'
+export { MAX_KEY_LENGTH, ViewReadFailed } from './projection/view.js'
 export type {
   HashReader,
   HashWriter,
-  Mark,
   RangeOptions,
-  ReadSource,
   ScoreRangeOptions,
   ScoredMember,
   SortedSetReader,
@@ -132,33 +86,10 @@ export type {
   ViewReader,
   ViewStore,
 } from './projection/view.js'
-export { InMemoryProjectionStore, generationUnavailable } from './projection/memory-store.js'
-export type { MemoryGeneration, MemoryProjection, ViewDump } from './projection/memory-store.js'
-export { laneOf } from './projection/ports.js'
-export type {
-  ApplyResult,
-  CreateMode,
-  EventFeed,
-  EventFeedHandle,
-  EventFeedHost,
-  EventFeedLease,
-  EventFeedSpec,
-  GenerationInfo,
-  Lane,
-  LogBounds,
-  ProjectionDeadLetter,
-  ProjectionMeta,
-  ProjectionStore,
-  ProjectionWrite,
-  ViewChange,
-  ViewGuard,
-  ViewRead,
-  ViewReadResult,
-} from './projection/ports.js'
-export { ReadModelRunner } from './projection/runner.js'
+export type { ViewDump } from './projection/memory-store.js'
+export type { Lane, ProjectionDeadLetter } from './projection/ports.js'
 export type {
   EventPosition,
-  ReadSideContext,
   LaneStatus,
   ProjectionStatus,
   ProjectionView,
@@ -167,7 +98,6 @@ export type {
 } from './projection/runner.js'
 export type { LaneState, ProjectionObservation } from './projection/observe.js'
 
-export { Observers } from './observe.js'
 export type {
   BackgroundError,
   BatchProcessed,
@@ -181,5 +111,3 @@ export type {
 
 export { consoleLogger } from './logger.js'
 export type { Logger, LogLevel } from './logger.js'
-
-export { partitionFor, sleep } from './util.js'

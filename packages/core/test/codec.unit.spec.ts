@@ -1,4 +1,11 @@
-import { commandKey, decodeEnvelope, encodeEnvelope, isUndecodable, type CommandEnvelope, type UndecodableCommand } from '@esk/core'
+import {
+  commandKey,
+  decodeEnvelope,
+  encodeEnvelope,
+  isUndecodable,
+  type CommandEnvelope,
+  type UndecodableCommand,
+} from '@esk/core/driver'
 import { describe, expect, it } from 'vitest'
 
 const valid: CommandEnvelope = {

@@ -17,14 +17,13 @@ import {
   SnapshotStaleError,
   UnknownCommandError,
   VersionConflictError,
-  errorFromPayload,
-  errorToPayload,
   hasCode,
   SchemaAheadError,
   UnavailableError,
   EventsTruncatedError,
   ProjectionFailedError,
 } from '@esk/core'
+import { errorFromPayload, errorToPayload } from '@esk/core/driver'
 import { describe, expect, it } from 'vitest'
 
 // One instance of every error class, as a processor or a client would raise it.

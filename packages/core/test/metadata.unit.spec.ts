@@ -1,17 +1,5 @@
-import {
-  Aggregate,
-  AggregateRuntime,
-  Command,
-  CommandHandler,
-  Event,
-  EventHandler,
-  aggregateModel,
-  commandMetaOf,
-  createEsk,
-  eventTypeOf,
-  type AggregateOptions,
-  type Class,
-} from '@esk/core'
+import { Aggregate, Command, CommandHandler, Event, EventHandler, createEsk, type AggregateOptions, type Class } from '@esk/core'
+import { AggregateRuntime, aggregateModel, commandMetaOf, eventTypeOf } from '@esk/core/driver'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { describe, expect, it } from 'vitest'
 

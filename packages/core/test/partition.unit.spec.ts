@@ -1,4 +1,4 @@
-import { partitionFor } from '@esk/core'
+import { partitionFor } from '@esk/core/driver'
 import { describe, expect, it } from 'vitest'
 
 // partitionFor decides which partition, and so which processor and which Redis keys, own an

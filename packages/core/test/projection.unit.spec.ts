@@ -4,23 +4,20 @@ import {
   CommandHandler,
   Event,
   EventHandler,
-  InMemoryProjectionStore,
   On,
   Projection,
-  StagedView,
   createEsk,
   defineProjection,
   defineSubscription,
   externalProjection,
   on,
-  readModelSpec,
   type Driver,
   type EventMeta,
-  type ViewChange,
   type ViewStore,
 } from '@esk/core'
+import { InMemoryProjectionStore, StagedView, readModelSpec, type ViewChange } from '@esk/core/driver'
 import { memoryDriver } from '@esk/memory'
-import { contractModel } from '@esk/testing'
+import { contractModel } from '@esk/testing/contract'
 import { describe, expect, expectTypeOf, it } from 'vitest'
 
 const { ContractAccount, Open, Deposit, Deposited, Opened } = contractModel

@@ -10,9 +10,8 @@ import {
   EskError,
   type Class,
   type Esk,
-  type SnapshotStore,
-  type Transport,
 } from '@esk/core'
+import { type SnapshotStore, type Transport } from '@esk/core/driver'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { afterEach, describe, expect, it } from 'vitest'
 

@@ -1,6 +1,5 @@
 import {
   Aggregate,
-  AggregateRuntime,
   Command,
   CommandHandler,
   Event,
@@ -11,6 +10,7 @@ import {
   type Class,
   type RoundTripDifference,
 } from '@esk/core'
+import { AggregateRuntime } from '@esk/core/driver'
 import { Transform, Type } from 'class-transformer'
 import { describe, expect, it } from 'vitest'
 

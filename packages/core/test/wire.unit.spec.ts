@@ -1,4 +1,5 @@
-import { Aggregate, AggregateRuntime, Command, CommandHandler, Event, EventHandler } from '@esk/core'
+import { Aggregate, Command, CommandHandler, Event, EventHandler } from '@esk/core'
+import { AggregateRuntime } from '@esk/core/driver'
 import { Type } from 'class-transformer'
 import { describe, expect, it } from 'vitest'
 

@@ -5,7 +5,8 @@
  * `variant` in its config it runs broken on purpose (see `variants.ts`).
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs'
-import { createEsk, type Store } from '@esk/core'
+import { createEsk } from '@esk/core'
+import { type Store } from '@esk/core/driver'
 import { kafkaTransport } from '@esk/kafka'
 import { redisStore } from '@esk/redis'
 import { controlFile, type ArmedFault, type RunConfig } from './config.js'

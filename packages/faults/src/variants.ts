@@ -4,8 +4,9 @@
  * show the checker reports what follows. esk's own code runs unchanged inside them.
  */
 import { randomUUID } from 'node:crypto'
-import type { PartitionLease, PartitionWriter, Store, Transport } from '@esk/core'
-import { streamNames, TransactionalWriter, type KafkaTransport, type StreamNames } from '@esk/kafka'
+import type { PartitionLease, PartitionWriter, Store, Transport } from '@esk/core/driver'
+import { streamNames, type KafkaTransport, type StreamNames } from '@esk/kafka'
+import { TransactionalWriter } from '@esk/kafka/driver'
 import { Redis } from 'ioredis'
 import { Partitioners, type Producer } from 'kafkajs'
 import { AGGREGATE, type RunConfig } from './config.js'

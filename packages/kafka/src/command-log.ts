@@ -1,4 +1,5 @@
-import { CommandLogTruncatedError, decodeEnvelope } from '@esk/core'
+import { CommandLogTruncatedError } from '@esk/core'
+import { decodeEnvelope } from '@esk/core/driver'
 import type { Admin } from 'kafkajs'
 import type { StreamNames } from './options.js'
 import type { LogReader } from './replay.js'

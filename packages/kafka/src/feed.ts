@@ -1,13 +1,13 @@
+import { type Logger } from '@esk/core'
 import {
   sleep,
   type EventFeed,
   type EventFeedHandle,
   type EventFeedHost,
   type EventFeedSpec,
-  type Logger,
   type StoredEvent,
   type StreamSpec,
-} from '@esk/core'
+} from '@esk/core/driver'
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs'
 import { kafkaErrorType } from './errors.js'
 import { streamNames, type ResolvedKafkaOptions } from './options.js'

@@ -1,15 +1,13 @@
+/**
+ * The Kafka transport for esk: `kafkaTransport(options)`, its options and defaults, the topic
+ * names it uses and the headers of the records it writes. The writer, the log reader, the
+ * assigner and the feed it is built from are in `@esk/kafka/driver`.
+ *
+ * @packageDocumentation
+ */
 export { KafkaTransport, kafkaTransport } from './transport.js'
 /** kafkajs's log levels, for the `logLevel` option. */
 export { logLevel } from './kafkajs.js'
 export { KAFKA_DEFAULTS, resolveOptions as resolveKafkaOptions, streamNames } from './options.js'
 export type { KafkaTransportOptions, ResolvedKafkaOptions, StreamNames } from './options.js'
-export { DeadLetterHeaders, EventHeaders, TransactionalWriter } from './writer.js'
-export { LogReader, decodeEvent } from './replay.js'
-export type { LogReaderOptions } from './replay.js'
-export type { KafkaPartitionLease, PartitionState } from './processing.js'
-export { STICKY_PROTOCOL, stickyAssigner, stickyAssignment } from './assigner.js'
-export type { StickyMember } from './assigner.js'
-export { checkCommandLog, commandLogEnd } from './command-log.js'
-export { isFenced, isConcurrentTransactions, isGroupChange, kafkaErrorType } from './errors.js'
-export { KafkaFeed, feedEvent } from './feed.js'
-export { COORDINATOR_CACHE_TTL_MS, cacheCoordinators, coordinatorCacheActive, producerWithCoordinatorCache } from './coordinators.js'
+export { DeadLetterHeaders, EventHeaders } from './writer.js'

@@ -1,14 +1,12 @@
+import { ErrorCode, hasCode, type Logger } from '@esk/core'
 import {
-  ErrorCode,
-  hasCode,
   sleep,
   type CommandRecord,
-  type Logger,
   type PartitionHandle,
   type PartitionHost,
   type PartitionLease,
   type StreamSpec,
-} from '@esk/core'
+} from '@esk/core/driver'
 import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs'
 import { stickyAssigner } from './assigner.js'
 import { checkCommandLog, commandLogEnd } from './command-log.js'

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { SerializationError, sleep, type Logger, type StoredEvent } from '@esk/core'
+import { SerializationError, type Logger } from '@esk/core'
+import { sleep, type StoredEvent } from '@esk/core/driver'
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, PartitionAssigner } from 'kafkajs'
 import { AssignerProtocol } from './kafkajs.js'
 import type { StreamNames } from './options.js'

@@ -1,4 +1,5 @@
-import { ConfigurationError, sleep, type StreamSpec } from '@esk/core'
+import { ConfigurationError } from '@esk/core'
+import { sleep, type StreamSpec } from '@esk/core/driver'
 import type { Admin } from 'kafkajs'
 import { ConfigResourceTypes } from './kafkajs.js'
 import { kafkaErrorType } from './errors.js'

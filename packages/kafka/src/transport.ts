@@ -1,16 +1,14 @@
+import { InvalidArgumentError, consoleLogger, type Logger } from '@esk/core'
 import {
-  InvalidArgumentError,
-  consoleLogger,
   type EventFeed,
   type EventFeedHost,
   type EventFeedSpec,
   type LogBounds,
-  type Logger,
   type PartitionHost,
   type StoredEvent,
   type StreamSpec,
   type Transport,
-} from '@esk/core'
+} from '@esk/core/driver'
 import type { Admin, Kafka as KafkaClient, Producer } from 'kafkajs'
 import { Kafka, Partitioners, logLevel } from './kafkajs.js'
 import { resolveOptions, streamNames, type KafkaTransportOptions, type ResolvedKafkaOptions } from './options.js'

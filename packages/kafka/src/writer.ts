@@ -1,4 +1,5 @@
-import { FencedError, sleep, type DeadLetter, type EventToAppend, type PartitionWriter } from '@esk/core'
+import { FencedError } from '@esk/core'
+import { sleep, type DeadLetter, type EventToAppend, type PartitionWriter } from '@esk/core/driver'
 import type { Kafka, Producer } from 'kafkajs'
 import { producerWithCoordinatorCache } from './coordinators.js'
 import { Partitioners } from './kafkajs.js'

@@ -1,9 +1,11 @@
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { createEsk, partitionFor, type StoredEvent } from '@esk/core'
+import { createEsk } from '@esk/core'
+import { partitionFor, type StoredEvent } from '@esk/core/driver'
 import { kafkaTransport, streamNames } from '@esk/kafka'
-import { contractModel, eventually } from '@esk/testing'
+import { contractModel } from '@esk/testing/contract'
+import { eventually } from '@esk/testing/stack'
 import { afterEach, describe, expect, it } from 'vitest'
 import { isolatedStack } from './support.js'
 

@@ -1,4 +1,4 @@
-import { describeDriverContract } from '@esk/testing'
+import { describeDriverContract } from '@esk/testing/contract'
 import { isolatedStack } from './support.js'
 
 // The same suite the embedded driver passes, unchanged, over the real broker and redis-server.

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { coordinatorCacheActive, producerWithCoordinatorCache } from '@esk/kafka'
-import { localStack } from '@esk/testing'
+import { coordinatorCacheActive, producerWithCoordinatorCache } from '@esk/kafka/driver'
+import { localStack } from '@esk/testing/stack'
 import { Kafka, logLevel, type Producer, type ProducerConfig } from 'kafkajs'
 import { afterAll, describe, expect, it } from 'vitest'
 

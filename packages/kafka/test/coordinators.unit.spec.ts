@@ -1,4 +1,4 @@
-import { cacheCoordinators } from '@esk/kafka'
+import { cacheCoordinators } from '@esk/kafka/driver'
 import { describe, expect, it } from 'vitest'
 
 /** A stand-in for the two kafkajs calls the cache touches: a lookup, and a broker with a request. */

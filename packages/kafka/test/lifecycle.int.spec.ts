@@ -1,17 +1,11 @@
 import { randomUUID } from 'node:crypto'
-import {
-  FencedError,
-  sleep,
-  type BackgroundError,
-  type CommandRecord,
-  type Esk,
-  type EskOptions,
-  type PartitionHost,
-  type PartitionLease,
-  type StreamSpec,
-} from '@esk/core'
-import { TransactionalWriter, resolveKafkaOptions, streamNames } from '@esk/kafka'
-import { contractModel, eventually, failingSaves } from '@esk/testing'
+import { FencedError, type BackgroundError, type Esk, type EskOptions } from '@esk/core'
+import { sleep, type CommandRecord, type PartitionHost, type PartitionLease, type StreamSpec } from '@esk/core/driver'
+import { resolveKafkaOptions, streamNames } from '@esk/kafka'
+import { TransactionalWriter } from '@esk/kafka/driver'
+import { failingSaves } from '@esk/testing'
+import { contractModel } from '@esk/testing/contract'
+import { eventually } from '@esk/testing/stack'
 import { describe, expect, it } from 'vitest'
 import { holdingStore, idsPerPartition, readAll, testScope } from './support.js'
 

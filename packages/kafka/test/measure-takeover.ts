@@ -8,8 +8,10 @@
  *     --config vitest.config.ts packages/kafka/test/measure-takeover.ts
  */
 import { randomUUID } from 'node:crypto'
-import { createEsk, partitionFor, type Esk, type StreamSpec } from '@esk/core'
-import { TransactionalWriter, kafkaTransport, logLevel, resolveKafkaOptions, streamNames, type KafkaTransportOptions } from '@esk/kafka'
+import { createEsk, type Esk } from '@esk/core'
+import { partitionFor, type StreamSpec } from '@esk/core/driver'
+import { kafkaTransport, logLevel, resolveKafkaOptions, streamNames, type KafkaTransportOptions } from '@esk/kafka'
+import { TransactionalWriter } from '@esk/kafka/driver'
 import { deleteKeysWithPrefix, redisStore } from '@esk/redis'
 import { ContractAccount, Deposit, Open } from '@esk/testing/model'
 import { localStack } from '@esk/testing/stack'

@@ -1,7 +1,7 @@
 import { deleteKeysWithPrefix } from '@esk/redis'
-import { describeProjectionContract } from '@esk/testing'
+import { describeProjectionContract } from '@esk/testing/contract'
 import { Kafka, logLevel } from 'kafkajs'
-import { localStack } from '@esk/testing'
+import { localStack } from '@esk/testing/stack'
 import { isolatedStack } from './support.js'
 
 // The same read-side suite the embedded driver passes, unchanged, over the real broker and redis-server.

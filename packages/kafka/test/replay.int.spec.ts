@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import type { StoredEvent, StreamSpec } from '@esk/core'
-import { EventHeaders, TransactionalWriter, resolveKafkaOptions, streamNames, type KafkaTransport } from '@esk/kafka'
-import { eventually } from '@esk/testing'
+import type { StoredEvent, StreamSpec } from '@esk/core/driver'
+import { EventHeaders, resolveKafkaOptions, streamNames, type KafkaTransport } from '@esk/kafka'
+import { TransactionalWriter } from '@esk/kafka/driver'
+import { eventually } from '@esk/testing/stack'
 import { describe, expect, it } from 'vitest'
 import { testScope, type IsolatedStack } from './support.js'
 

@@ -1,19 +1,18 @@
 import { randomUUID } from 'node:crypto'
+import { createEsk, type Driver, type Esk, type EskOptions } from '@esk/core'
 import {
-  createEsk,
   partitionFor,
   type DeadLetter,
-  type Driver,
-  type Esk,
-  type EskOptions,
   type SnapshotStore,
   type Store,
   type StoredEvent,
   type StreamSpec,
-} from '@esk/core'
+} from '@esk/core/driver'
 import { DeadLetterHeaders, kafkaTransport, type KafkaTransport, type KafkaTransportOptions } from '@esk/kafka'
-import { PartitionKeys, StateFields, deleteKeysWithPrefix, redisStore } from '@esk/redis'
-import { contractModel, eventually, localStack, type ContractFixture } from '@esk/testing'
+import { deleteKeysWithPrefix, redisStore } from '@esk/redis'
+import { PartitionKeys, StateFields } from '@esk/redis/driver'
+import { contractModel, type ContractFixture } from '@esk/testing/contract'
+import { eventually, localStack } from '@esk/testing/stack'
 import { Redis } from 'ioredis'
 import { Kafka, logLevel } from 'kafkajs'
 import { afterEach } from 'vitest'

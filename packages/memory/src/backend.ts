@@ -1,5 +1,12 @@
 import type { MemoryFeedGroup } from './feed.js'
-import { InMemoryProjectionStore, type Checkpoint, type DeadLetter, type Outcome, type StoredEvent, type StoredSnapshot } from '@esk/core'
+import {
+  InMemoryProjectionStore,
+  type Checkpoint,
+  type DeadLetter,
+  type Outcome,
+  type StoredEvent,
+  type StoredSnapshot,
+} from '@esk/core/driver'
 
 /** The logs of one partition. */
 export interface MemoryPartitionLog {

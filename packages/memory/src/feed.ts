@@ -7,7 +7,7 @@ import {
   type EventFeedHost,
   type EventFeedSpec,
   type StreamSpec,
-} from '@esk/core'
+} from '@esk/core/driver'
 import type { MemoryBackend, MemoryPartitionLog } from './backend.js'
 
 /**

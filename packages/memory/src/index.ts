@@ -1,14 +1,16 @@
+/**
+ * The embedded driver for esk: `memoryDriver()`, and the backend that outlives a driver to
+ * simulate a restart. The classes it is built from are in `@esk/memory/driver`.
+ *
+ * @packageDocumentation
+ */
 import type { Driver } from '@esk/core'
 import { MemoryBackend } from './backend.js'
 import { MemoryStore, type MemoryStoreOptions } from './store.js'
 import { MemoryTransport, type MemoryTransportOptions } from './transport.js'
 
 export { MemoryBackend } from './backend.js'
-export type { MemoryPartitionLog, MemoryPartitionState } from './backend.js'
-export { MemoryStore, MemorySnapshotStore, MemoryOutcomeChannel } from './store.js'
 export type { MemoryStoreOptions } from './store.js'
-export { MemoryTransport } from './transport.js'
-export { MemoryFeed, MemoryFeedGroup } from './feed.js'
 export type { MemoryTransportOptions } from './transport.js'
 
 /** Options of {@link memoryDriver}. */

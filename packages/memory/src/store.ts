@@ -1,7 +1,5 @@
+import { ConfigurationError, FencedError, UnavailableError } from '@esk/core'
 import {
-  ConfigurationError,
-  FencedError,
-  UnavailableError,
   commandKey,
   newClientAddress,
   type Checkpoint,
@@ -17,7 +15,7 @@ import {
   type Store,
   type StoredSnapshot,
   type StreamSpec,
-} from '@esk/core'
+} from '@esk/core/driver'
 import type { MemoryBackend, MemoryPartitionState } from './backend.js'
 
 /** Options of the in-memory store. */

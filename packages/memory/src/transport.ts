@@ -1,7 +1,5 @@
+import { ConfigurationError, FencedError, SerializationError } from '@esk/core'
 import {
-  ConfigurationError,
-  FencedError,
-  SerializationError,
   sleep,
   type CommandRecord,
   type DeadLetter,
@@ -15,7 +13,7 @@ import {
   type StoredEvent,
   type StreamSpec,
   type Transport,
-} from '@esk/core'
+} from '@esk/core/driver'
 import type { MemoryBackend, MemoryPartitionLog } from './backend.js'
 import { MemoryFeed } from './feed.js'
 

@@ -1,5 +1,5 @@
 import { MemoryBackend, memoryDriver } from '@esk/memory'
-import { describeDriverContract } from '@esk/testing'
+import { describeDriverContract } from '@esk/testing/contract'
 
 describeDriverContract('embedded memory driver', async () => {
   const backend = new MemoryBackend()

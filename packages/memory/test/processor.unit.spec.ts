@@ -1,6 +1,7 @@
-import { consoleLogger, createEsk, partitionFor, type PartitionState } from '@esk/core'
+import { consoleLogger, createEsk, type PartitionState } from '@esk/core'
+import { partitionFor } from '@esk/core/driver'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
-import { contractModel } from '@esk/testing'
+import { contractModel } from '@esk/testing/contract'
 import { describe, expect, it } from 'vitest'
 
 const { ContractAccount, ContractAccountV2, Open, Deposit } = contractModel

@@ -1,4 +1,4 @@
-import { InMemoryProjectionStore } from '@esk/core'
-import { describeProjectionStoreContract } from '@esk/testing'
+import { InMemoryProjectionStore } from '@esk/core/driver'
+import { describeProjectionStoreContract } from '@esk/testing/contract'
 
 describeProjectionStoreContract('in memory', () => new InMemoryProjectionStore())

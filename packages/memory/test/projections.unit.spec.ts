@@ -1,5 +1,5 @@
 import { MemoryBackend, memoryDriver } from '@esk/memory'
-import { describeProjectionContract } from '@esk/testing'
+import { describeProjectionContract } from '@esk/testing/contract'
 
 describeProjectionContract('embedded memory driver', async () => {
   const backend = new MemoryBackend()

@@ -1,12 +1,6 @@
 import { CHECKPOINT_FIELDS } from './keys.js'
-import {
-  InvalidArgumentError,
-  SerializationError,
-  type Checkpoint,
-  type Outcome,
-  type SnapshotWrite,
-  type StoredSnapshot,
-} from '@esk/core'
+import { InvalidArgumentError, SerializationError } from '@esk/core'
+import { type Checkpoint, type Outcome, type SnapshotWrite, type StoredSnapshot } from '@esk/core/driver'
 
 /*
  * Values are JSON written by this package; reads check them anyway, because a key can be edited by

@@ -1,11 +1,13 @@
+/**
+ * The Redis store for esk: `redisStore(options)`, its options and defaults, and
+ * `deleteKeysWithPrefix` for clearing a prefix. The snapshot store, outcome channel, projection
+ * store and key layouts it is built from are in `@esk/redis/driver`.
+ *
+ * @packageDocumentation
+ */
 export { RedisStore, redisStore } from './store.js'
-export { RedisSnapshotStore } from './snapshot-store.js'
-export { RedisOutcomeChannel } from './outcome-channel.js'
-export { PartitionKeys, StateFields, replyChannel } from './keys.js'
 export { REDIS_CONNECTION_DEFAULTS, REDIS_STORE_DEFAULTS } from './options.js'
 export type { RedisOutcomeChannelOptions, RedisSnapshotStoreOptions, RedisStoreOptions } from './options.js'
 export { deleteKeysWithPrefix } from './prefix.js'
 export type { DeleteKeysOptions } from './prefix.js'
-export { RedisProjectionStore } from './projection-store.js'
 export type { RedisProjectionStoreOptions } from './projection-store.js'
-export { ProjectionKeys } from './projection-keys.js'

@@ -1,4 +1,5 @@
-import { InvalidArgumentError, type StreamSpec } from '@esk/core'
+import { InvalidArgumentError } from '@esk/core'
+import { type StreamSpec } from '@esk/core/driver'
 
 /**
  * The keys of one (stream, partition). They all carry the hash tag `{<aggregate>:<partition>}`, so

@@ -1,9 +1,6 @@
+import { ClosedError, ErrorCode, hasCode, type Logger } from '@esk/core'
 import {
-  ClosedError,
-  ErrorCode,
-  hasCode,
   newClientAddress,
-  type Logger,
   type Outcome,
   type OutcomeChannel,
   type Reply,
@@ -11,7 +8,7 @@ import {
   commandKey,
   type SnapshotStore,
   type StreamSpec,
-} from '@esk/core'
+} from '@esk/core/driver'
 import type { Redis } from 'ioredis'
 import { decodeOutcome, encodeOutcome } from './codec.js'
 import { replyChannel } from './keys.js'

@@ -1,20 +1,16 @@
+import { FencedError, InvalidArgumentError, SerializationError, UnavailableError, type ProjectionDeadLetter } from '@esk/core'
 import {
-  FencedError,
   generationUnavailable,
-  InvalidArgumentError,
-  SerializationError,
-  UnavailableError,
   type ApplyResult,
   type CreateMode,
   type GenerationInfo,
-  type ProjectionDeadLetter,
   type ProjectionMeta,
   type ProjectionStore,
   type ProjectionWrite,
   type ViewChange,
   type ViewRead,
   type ViewReadResult,
-} from '@esk/core'
+} from '@esk/core/driver'
 import type { Redis } from 'ioredis'
 import { checkKeyPrefix, REDIS_STORE_DEFAULTS } from './options.js'
 import { deleteKeysWithPrefix } from './prefix.js'

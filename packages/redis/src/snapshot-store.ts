@@ -1,6 +1,5 @@
+import { FencedError, UnavailableError } from '@esk/core'
 import {
-  FencedError,
-  UnavailableError,
   commandKey,
   type Checkpoint,
   type CommandKey,
@@ -11,7 +10,7 @@ import {
   type StoredSnapshot,
   type StreamSpec,
   type UnloggedKeys,
-} from '@esk/core'
+} from '@esk/core/driver'
 import type { Redis } from 'ioredis'
 import { checkWrite, decodeCheckpoint, decodeOutcome, decodeSnapshot, encodeOutcome, encodeSnapshot } from './codec.js'
 import { CHECKPOINT_FIELDS, PartitionKeys, StateFields, replyChannel } from './keys.js'

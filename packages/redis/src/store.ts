@@ -1,4 +1,4 @@
-import type { Store } from '@esk/core'
+import type { Store } from '@esk/core/driver'
 import type { Redis } from 'ioredis'
 import { closeConnection, createConnection } from './connection.js'
 import { RedisOutcomeChannel } from './outcome-channel.js'

@@ -1,6 +1,8 @@
-import { MemoryBackend, MemoryTransport } from '@esk/memory'
-import { PartitionKeys, StateFields, deleteKeysWithPrefix, redisStore } from '@esk/redis'
-import { describeDriverContract } from '@esk/testing'
+import { MemoryBackend } from '@esk/memory'
+import { MemoryTransport } from '@esk/memory/driver'
+import { deleteKeysWithPrefix, redisStore } from '@esk/redis'
+import { PartitionKeys, StateFields } from '@esk/redis/driver'
+import { describeDriverContract } from '@esk/testing/contract'
 import { REDIS_URL, adminClient, testPrefix } from './support.js'
 
 // The in-memory transport stands in for Kafka, so this runs exactly the store's part of the

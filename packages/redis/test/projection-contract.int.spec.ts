@@ -1,6 +1,7 @@
-import { MemoryBackend, MemoryTransport } from '@esk/memory'
+import { MemoryBackend } from '@esk/memory'
+import { MemoryTransport } from '@esk/memory/driver'
 import { deleteKeysWithPrefix, redisStore } from '@esk/redis'
-import { describeProjectionContract } from '@esk/testing'
+import { describeProjectionContract } from '@esk/testing/contract'
 import { REDIS_URL, adminClient, testPrefix } from './support.js'
 
 // The read side's contract with views in the real redis-server, fed by the embedded transport: the

@@ -1,5 +1,6 @@
-import { deleteKeysWithPrefix, RedisProjectionStore } from '@esk/redis'
-import { describeProjectionStoreContract } from '@esk/testing'
+import { deleteKeysWithPrefix } from '@esk/redis'
+import { RedisProjectionStore } from '@esk/redis/driver'
+import { describeProjectionStoreContract } from '@esk/testing/contract'
 import { afterAll, beforeAll } from 'vitest'
 import type { Redis } from 'ioredis'
 import { adminClient, testPrefix } from './support.js'

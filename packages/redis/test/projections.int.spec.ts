@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { ProjectionKeys, RedisProjectionStore, RedisSnapshotStore } from '@esk/redis'
+import { ProjectionKeys, RedisProjectionStore, RedisSnapshotStore } from '@esk/redis/driver'
 import { describe, expect, it } from 'vitest'
 import { isolatedStores, keySlots } from './support.js'
 

@@ -8,16 +8,11 @@ import {
   type SnapshotWrite,
   type StoredSnapshot,
   type StreamSpec,
-} from '@esk/core'
-import {
-  PartitionKeys,
-  RedisSnapshotStore,
-  RedisStore,
-  deleteKeysWithPrefix,
-  type RedisStoreOptions,
-} from '@esk/redis'
+} from '@esk/core/driver'
+import { RedisStore, deleteKeysWithPrefix, type RedisStoreOptions } from '@esk/redis'
+import { PartitionKeys, RedisSnapshotStore } from '@esk/redis/driver'
 import { Redis, type Command } from 'ioredis'
-import { eventually } from '@esk/testing'
+import { eventually } from '@esk/testing/stack'
 import { describe, expect, it } from 'vitest'
 import { REDIS_URL, isolatedStores, keySlots, testPrefix } from './support.js'
 

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { deleteKeysWithPrefix, redisStore, type RedisStore, type RedisStoreOptions } from '@esk/redis'
-import { eventually, localStack } from '@esk/testing'
+import { eventually, localStack } from '@esk/testing/stack'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest'
 

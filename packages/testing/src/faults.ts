@@ -1,4 +1,4 @@
-import type { ProjectionStore, SnapshotStore, Store } from '@esk/core'
+import type { ProjectionStore, SnapshotStore, Store } from '@esk/core/driver'
 
 /** A store whose first `count` snapshot saves fail, with a `failed()` counter. */
 export interface FailingStore extends Store {

@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from 'node:util'
-import { AggregateRuntime, ErrorCode, HandlerFailedError, hasCode, type Class, type EskError } from '@esk/core'
+import { ErrorCode, HandlerFailedError, hasCode, type Class, type EskError } from '@esk/core'
+import { AggregateRuntime } from '@esk/core/driver'
 
 /** What a command did in a fixture: its events, or the error it was refused with. */
 export interface FixtureResult<T> {
@@ -76,10 +77,11 @@ export class WhenStep<T extends object> {
     if (result.error) {
       throw new FixtureMismatch(`expected ${describe(expected)}, but the command was refused: ${result.error.message}`)
     }
-    const actual = result.events.map((e) => this.runtime.encodeEvent(e))
-    const wanted = expected.map((e) => this.runtime.encodeEvent(e))
-    if (!isDeepStrictEqual(actual.map(parse), wanted.map(parse))) {
-      throw new FixtureMismatch(`expected events ${JSON.stringify(wanted)}, got ${JSON.stringify(actual)}`)
+    // Compared and shown with each payload parsed, so that a message shows no JSON inside JSON.
+    const actual = result.events.map((e) => parse(this.runtime.encodeEvent(e)))
+    const wanted = expected.map((e) => parse(this.runtime.encodeEvent(e)))
+    if (!isDeepStrictEqual(actual, wanted)) {
+      throw new FixtureMismatch(`the events differ:\n  expected ${JSON.stringify(wanted)}\n  got      ${JSON.stringify(actual)}`)
     }
   }
 

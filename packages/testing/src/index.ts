@@ -1,15 +1,14 @@
+/**
+ * Test kits for esk applications that run under any test runner (node:test, jest, vitest): the
+ * given/when/then aggregate fixture, the projection fixture, and stores that fail on demand. They
+ * fail with a plain `FixtureMismatch` error. The driver contract suites, which need vitest, are in
+ * `@esk/testing/contract`; the local stack's addresses in `@esk/testing/stack`.
+ *
+ * @packageDocumentation
+ */
 export { given, rejected, GivenStep, WhenStep, FixtureMismatch } from './fixture.js'
 export { projectionFixture, ProjectionFixture, ProjectionStep } from './projection-fixture.js'
 export type { ExpectedView, GivenEvent, ProjectionFixtureOptions, ProjectionFixtureResult } from './projection-fixture.js'
 export type { ExpectedRejection, FixtureResult } from './fixture.js'
-export { describeDriverContract } from './contract/suite.js'
-export type { ContractFixture, ContractOptions } from './contract/suite.js'
 export { failingApplies, failingSaves } from './faults.js'
 export type { FailingApplies, FailingStore } from './faults.js'
-export { describeProjectionContract } from './contract/projections.js'
-export { describeProjectionStoreContract } from './contract/projection-store.js'
-export type { ProjectionStoreContractOptions } from './contract/projection-store.js'
-export type { ProjectionContractFixture, ProjectionContractOptions } from './contract/projections.js'
-export * as contractModel from './contract/model.js'
-export { localStack, eventually } from './stack.js'
-export type { StackAddress } from './stack.js'

@@ -1,23 +1,26 @@
 import { isDeepStrictEqual } from 'node:util'
 import {
-  AggregateRuntime,
   ConfigurationError,
   ErrorCode,
-  InMemoryProjectionStore,
-  Observers,
-  ReadModelRunner,
   hasCode,
-  partitionFor,
-  readModelSpec,
   type Class,
   type Logger,
   type ProjectionDeadLetter,
   type ReadModel,
-  type StreamSpec,
   type ViewDump,
   type ViewReader,
 } from '@esk/core'
-import { MemoryBackend, MemoryTransport } from '@esk/memory'
+import {
+  AggregateRuntime,
+  InMemoryProjectionStore,
+  Observers,
+  ReadModelRunner,
+  partitionFor,
+  readModelSpec,
+  type StreamSpec,
+} from '@esk/core/driver'
+import { MemoryBackend } from '@esk/memory'
+import { MemoryTransport } from '@esk/memory/driver'
 import { FixtureMismatch } from './fixture.js'
 
 /** An event given to a projection fixture, with where it comes from. A bare event object stands for `{ event }`. */

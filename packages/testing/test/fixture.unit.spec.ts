@@ -213,10 +213,13 @@ describe('given/when/then', () => {
   })
 
   describe('failing with FixtureMismatch', () => {
-    it('on an event with other values, showing both in persisted form', async () => {
+    it('on an event with other values, showing both as persisted, one per line, with their payloads parsed', async () => {
       const error = await mismatch(given(Tally, [opened]).when(new Add(4)).then([new Added(5)]))
-      expect(error.message).toContain('"type":"fixture.Added","payload":"{\\"amount\\":5}"')
-      expect(error.message).toContain('"type":"fixture.Added","payload":"{\\"amount\\":4}"')
+      expect(error.message).toBe(
+        'the events differ:\n' +
+          '  expected [{"type":"fixture.Added","payload":{"amount":5}}]\n' +
+          '  got      [{"type":"fixture.Added","payload":{"amount":4}}]',
+      )
     })
 
     it('on missing, extra or reordered events', async () => {

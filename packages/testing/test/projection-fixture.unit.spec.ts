@@ -1,5 +1,6 @@
 import { On, Projection, defineProjection, on, type EventMeta, type ViewStore } from '@esk/core'
-import { FixtureMismatch, contractModel, projectionFixture } from '@esk/testing'
+import { FixtureMismatch, projectionFixture } from '@esk/testing'
+import { contractModel } from '@esk/testing/contract'
 import { describe, expect, it } from 'vitest'
 
 const { ContractAccount, Opened, Deposited, Withdrawn } = contractModel

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { ProjectionStore, ProjectionWrite, ViewChange, ViewRead } from '@esk/core'
+import type { ProjectionStore, ProjectionWrite, ViewChange, ViewRead } from '@esk/core/driver'
 import { afterEach, describe, expect, it } from 'vitest'
 
 /** Options of {@link describeProjectionStoreContract}. */

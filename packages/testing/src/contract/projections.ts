@@ -7,8 +7,6 @@ import {
   defineSubscription,
   externalProjection,
   on,
-  partitionFor,
-  sleep,
   type CommandResult,
   type Driver,
   type Esk,
@@ -17,9 +15,9 @@ import {
   type ExternalBatch,
   type ProjectionObservation,
   type ReadModel,
-  type StreamSpec,
   type ViewStore,
 } from '@esk/core'
+import { partitionFor, sleep, type StreamSpec } from '@esk/core/driver'
 import { afterEach, describe, expect, it } from 'vitest'
 import { failingApplies } from '../faults.js'
 import { eventually } from '../stack.js'

@@ -1,19 +1,14 @@
 import { randomUUID } from 'node:crypto'
+import { createEsk, type Class, type Driver, type Esk, type EskOptions, type RecoveryProgress } from '@esk/core'
 import {
   AggregateRuntime,
-  createEsk,
   partitionFor,
   sleep,
-  type Class,
   type DeadLetter,
-  type Driver,
-  type Esk,
-  type EskOptions,
   type Outcome,
-  type RecoveryProgress,
   type StoredEvent,
   type StreamSpec,
-} from '@esk/core'
+} from '@esk/core/driver'
 import { afterEach, describe, expect, it } from 'vitest'
 import { failingSaves } from '../faults.js'
 import {
