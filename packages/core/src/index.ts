@@ -41,7 +41,18 @@ export {
 export type { ErrorDetails, ErrorPayload } from './errors.js'
 
 export { createEsk, ESK_DEFAULTS, newClientAddress } from './esk.js'
-export type { AggregateRegistration, Driver, Esk, EskListeners, EskOptions, EskStatus, PartitionStatus } from './esk.js'
+export type {
+  AggregateRegistration,
+  Driver,
+  Esk,
+  EskListeners,
+  EskOptions,
+  EskStatus,
+  PartitionStatus,
+  ProjectionLag,
+  Readiness,
+  ReadinessOptions,
+} from './esk.js'
 
 export { Repository } from './repository.js'
 export type { CommandResult, FindOptions, Found, SaveOptions, UpdateOptions } from './repository.js'
@@ -61,6 +72,7 @@ export type { UndecodableCommand } from './codec.js'
 export { commandKey } from './ports.js'
 export type {
   CommandKey,
+  CommandLogPosition,
   LoadedBatch,
   OutcomeChannel,
   PartitionHandle,

@@ -3,6 +3,7 @@ import {
   FencedError,
   SerializationError,
   sleep,
+  type CommandLogPosition,
   type CommandRecord,
   type DeadLetter,
   type EventFeed,
@@ -99,6 +100,13 @@ export class MemoryTransport implements Transport {
     return Array.from({ length: stream.partitions }, (_, partition) => {
       const log = this.backend.log(stream.aggregate, partition)
       return { start: log.start, end: log.events.length }
+    })
+  }
+
+  async commandLogPositions(stream: StreamSpec): Promise<CommandLogPosition[]> {
+    return Array.from({ length: stream.partitions }, (_, partition) => {
+      const log = this.backend.log(stream.aggregate, partition)
+      return { end: log.commands.length, committed: log.committed }
     })
   }
 
