@@ -1,0 +1,171 @@
+import {
+  AggregateRuntime,
+  ClosedError,
+  ConfigurationError,
+  ESK_DEFAULTS,
+  ErrorCode,
+  InvalidArgumentError,
+  Observers,
+  PartitionProcessor,
+  UnavailableError,
+  hasCode,
+  sleep,
+  type Class,
+  type PartitionLease,
+} from '@esk/core'
+import { PartitionKeys, StateFields } from '@esk/redis'
+import type { CliContext, Target } from '../context.js'
+import { groupMembers } from './status.js'
+
+/** Options of {@link rebuild}. */
+export interface RebuildOptions {
+  /** Only this partition. Default every partition of the aggregate type. */
+  partition?: number
+  /**
+   * How long to follow a partition whose rebuild a processor took over before giving up, ms.
+   * Default 600000.
+   */
+  timeoutMs?: number
+  /** Called as events are replayed: the partition, events replayed so far, and the events it has in all. */
+  onProgress?: (progress: { partition: number; events: number; total: number }) => void
+}
+
+/** How the rebuild of one partition ended. */
+export interface PartitionRebuild {
+  partition: number
+  /**
+   * `rebuilt`: the CLI replayed the whole partition under its own owner token and marked it ready;
+   * `taken-over`: a processor took the partition back meanwhile and finished the replay itself
+   * (from the checkpoint the CLI had reached), the CLI followed it until it was ready.
+   */
+  result: 'rebuilt' | 'taken-over'
+  /** Events the CLI replayed. */
+  events: number
+  /** Events in the partition's log when it started. */
+  total: number
+  /** The processor group member that held the partition when it started; null when none did. */
+  heldBy: string | null
+  elapsedMs: number
+}
+
+/** What `esk rebuild` did. */
+export interface RebuildReport {
+  aggregate: string
+  partitions: PartitionRebuild[]
+}
+
+/**
+ * Rebuilds the snapshots of one partition, or of every partition, of an aggregate type from its
+ * event log, safely while the application runs.
+ *
+ * The CLI does what a processor does when it recovers with `rebuild: true`, with the same code:
+ * it takes the partition's store with a new owner token (every write of the running processor is
+ * refused from then on), drops its snapshots, checkpoint and unlogged outcomes, replays every
+ * event, and marks the partition ready. A processor that holds the partition finds another owner
+ * in the store at its next command and stands down as fenced; its transport opens the partition
+ * again with a new fence, which takes the store back and continues from the store's checkpoint.
+ * If that happens before the CLI is done, the CLI's next write is refused, and it follows the
+ * processor's replay until the partition is ready.
+ */
+export async function rebuild(context: CliContext, aggregate: string, options: RebuildOptions = {}): Promise<RebuildReport> {
+  const target = await context.target(aggregate)
+  if (!target.cls) {
+    throw new ConfigurationError(`rebuilding '${aggregate}' needs its class: list it in aggregates of esk.config.mjs (or .js), as createEsk gets it`)
+  }
+  const { partitions } = target.stream
+  if (options.partition !== undefined && !(Number.isInteger(options.partition) && options.partition >= 0 && options.partition < partitions)) {
+    throw new InvalidArgumentError(`partition must be an integer from 0 to ${partitions - 1} for '${aggregate}', got ${String(options.partition)}`)
+  }
+  const chosen = options.partition !== undefined ? [options.partition] : Array.from({ length: partitions }, (_, p) => p)
+  const runtime = new AggregateRuntime(target.cls as Class<object>)
+  const holders = await holdersOf(context, target)
+  const bounds = await context.transport.eventLogBounds(target.stream)
+  const report: RebuildReport = { aggregate: target.name, partitions: [] }
+  for (const partition of chosen) {
+    const total = bounds[partition]?.end ?? 0
+    report.partitions.push(await rebuildOne(context, target, runtime, partition, total, holders.get(partition) ?? null, options))
+  }
+  return report
+}
+
+async function rebuildOne(
+  context: CliContext,
+  target: Target,
+  runtime: AggregateRuntime<object>,
+  partition: number,
+  total: number,
+  heldBy: string | null,
+  options: RebuildOptions,
+): Promise<PartitionRebuild> {
+  const started = Date.now()
+  const observers = new Observers()
+  let events = 0
+  observers.on('recovery', (progress) => {
+    if (progress.partition !== partition) return
+    events = progress.events
+    options.onProgress?.({ partition, events, total })
+  })
+  const stop = new AbortController()
+  const lease: PartitionLease = {
+    stream: target.stream,
+    partition,
+    signal: stop.signal,
+    // Recovery writes only to the store; a commit here would be a bug.
+    writer: { commit: () => Promise.reject(new ClosedError('the esk CLI', 'the esk CLI rebuilds snapshots and never writes to the logs')) },
+  }
+  const processor = new PartitionProcessor(
+    {
+      runtime,
+      transport: context.transport,
+      snapshots: context.store.snapshots,
+      outcomes: context.store.outcomes,
+      observers,
+      logger: context.logger,
+      rebuild: true,
+      maxEventBytes: ESK_DEFAULTS.maxEventBytes,
+      dedupWindow: context.config.dedupWindow,
+      handlerTimeoutMs: ESK_DEFAULTS.handlerTimeoutMs,
+    },
+    lease,
+  )
+  options.onProgress?.({ partition, events: 0, total })
+  try {
+    await processor.open()
+    options.onProgress?.({ partition, events: total, total })
+    return { partition, result: 'rebuilt', events, total, heldBy, elapsedMs: Date.now() - started }
+  } catch (error) {
+    if (!hasCode(error, ErrorCode.Fenced)) throw error
+  } finally {
+    stop.abort()
+    await processor.close().catch(() => undefined)
+  }
+  // A processor took the partition back: it replays from the checkpoint reached. Follow it.
+  await followProcessor(context, target, partition, total, options)
+  return { partition, result: 'taken-over', events, total, heldBy, elapsedMs: Date.now() - started }
+}
+
+async function followProcessor(context: CliContext, target: Target, partition: number, total: number, options: RebuildOptions): Promise<void> {
+  const key = new PartitionKeys(context.config.keyPrefix, target.stream, partition).state
+  const timeoutMs = options.timeoutMs ?? 600_000
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const [ready, offset] = await context.store.client.hmget(key, StateFields.ready, StateFields.offset)
+    options.onProgress?.({ partition, events: Math.min(total, Number(offset ?? 0)), total })
+    if (ready === '1') return
+    if (Date.now() > deadline) {
+      throw new UnavailableError(
+        `a processor took ${target.name}/${partition} back during the rebuild and has not finished replaying it within ` +
+          `${timeoutMs} ms; see esk status, or run the rebuild again`,
+        { aggregate: target.name, partition },
+      )
+    }
+    await sleep(250)
+  }
+}
+
+/** The processor group member holding each partition now (`clientId@host`). */
+async function holdersOf(context: CliContext, target: Target): Promise<Map<number, string>> {
+  const admin = await context.admin()
+  const described = await admin.describeGroups([target.names.group])
+  return groupMembers(described.groups[0], target.names.commands).members
+}
