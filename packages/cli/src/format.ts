@@ -96,11 +96,11 @@ export function formatInspect(report: InspectReport): string {
 /** `esk rebuild` as text. */
 export function formatRebuild(report: RebuildReport): string {
   return table(
-    ['partition', 'result', 'events', 'held by', 'seconds'],
+    ['partition', 'result', 'events replayed', 'held by', 'seconds'],
     report.partitions.map((p) => [
       p.partition,
       p.result === 'rebuilt' ? 'rebuilt' : 'finished by its processor',
-      p.result === 'rebuilt' ? p.events : `${p.events} of ${p.total}`,
+      p.events,
       p.heldBy,
       (p.elapsedMs / 1000).toFixed(1),
     ]),

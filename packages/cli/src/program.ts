@@ -8,7 +8,7 @@ import { projectionRebuild, projectionReset } from './commands/projection.js'
 import { rebuild } from './commands/rebuild.js'
 import { status } from './commands/status.js'
 import { topicsCheck } from './commands/topics.js'
-import { loadConfig, type ConfigFlags } from './config.js'
+import { loadConfig, resolveConfig, type ConfigFlags, type EskCliConfig } from './config.js'
 import { CliContext } from './context.js'
 import {
   formatDeadLetter,
@@ -42,6 +42,8 @@ export interface CliIo {
   env: NodeJS.ProcessEnv
   /** Show progress bars (on stderr). Default: when stderr is a terminal. */
   progress?: boolean
+  /** A configuration object to use instead of a file (flags still apply). */
+  config?: EskCliConfig
 }
 
 /** What a command's action hands back: the data (printed as JSON with --json), its text, and the exit code. */
@@ -70,7 +72,7 @@ export async function run(argv: string[], io: Partial<CliIo> = {}): Promise<numb
   const program = new Command('esk')
   const open = async (command: Command): Promise<{ context: CliContext; json: boolean }> => {
     const flags = command.optsWithGlobals<Global>()
-    context = new CliContext(await loadConfig(flags, out.cwd, out.env))
+    context = new CliContext(io.config ? resolveConfig(io.config, flags, out.env) : await loadConfig(flags, out.cwd, out.env))
     return { context, json: Boolean(flags.json) }
   }
   const action =
@@ -124,12 +126,12 @@ export async function run(argv: string[], io: Partial<CliIo> = {}): Promise<numb
     .addOption(new Option('--timeout <seconds>', 'longest to follow a processor that took the partition back').argParser(integer).default(600))
     .action(
       action(async (ctx, _json, aggregate: string, options: { partition?: number; timeout: number }) => {
-        const bar = progressBar(out, 'events')
+        const bar = progressBar(out, 'offsets')
         try {
           const report = await rebuild(ctx, aggregate, {
             ...(options.partition !== undefined && { partition: options.partition }),
             timeoutMs: options.timeout * 1000,
-            onProgress: (p) => bar?.update(`partition ${p.partition}`, p.events, p.total),
+            onProgress: (p) => bar?.update(`partition ${p.partition}`, p.offset, p.end),
           })
           bar?.stop()
           return { data: report, text: formatRebuild(report), code: ExitCode.Ok }

@@ -12,6 +12,7 @@ import {
   sleep,
   type Class,
   type PartitionLease,
+  type Transport,
 } from '@esk/core'
 import { PartitionKeys, StateFields } from '@esk/redis'
 import type { CliContext, Target } from '../context.js'
@@ -26,8 +27,11 @@ export interface RebuildOptions {
    * Default 600000.
    */
   timeoutMs?: number
-  /** Called as events are replayed: the partition, events replayed so far, and the events it has in all. */
-  onProgress?: (progress: { partition: number; events: number; total: number }) => void
+  /**
+   * Called as events are replayed: the partition, the offset reached, and the end of its event log
+   * when the rebuild started (offsets, which transaction markers take too: not a count of events).
+   */
+  onProgress?: (progress: { partition: number; offset: number; end: number }) => void
 }
 
 /** How the rebuild of one partition ended. */
@@ -41,8 +45,8 @@ export interface PartitionRebuild {
   result: 'rebuilt' | 'taken-over'
   /** Events the CLI replayed. */
   events: number
-  /** Events in the partition's log when it started. */
-  total: number
+  /** The end offset of the partition's event log when it started. */
+  end: number
   /** The processor group member that held the partition when it started; null when none did. */
   heldBy: string | null
   elapsedMs: number
@@ -82,8 +86,8 @@ export async function rebuild(context: CliContext, aggregate: string, options: R
   const bounds = await context.transport.eventLogBounds(target.stream)
   const report: RebuildReport = { aggregate: target.name, partitions: [] }
   for (const partition of chosen) {
-    const total = bounds[partition]?.end ?? 0
-    report.partitions.push(await rebuildOne(context, target, runtime, partition, total, holders.get(partition) ?? null, options))
+    const end = bounds[partition]?.end ?? 0
+    report.partitions.push(await rebuildOne(context, target, runtime, partition, end, holders.get(partition) ?? null, options))
   }
   return report
 }
@@ -93,18 +97,36 @@ async function rebuildOne(
   target: Target,
   runtime: AggregateRuntime<object>,
   partition: number,
-  total: number,
+  end: number,
   heldBy: string | null,
   options: RebuildOptions,
 ): Promise<PartitionRebuild> {
   const started = Date.now()
   const observers = new Observers()
   let events = 0
+  let offset = 0
   observers.on('recovery', (progress) => {
     if (progress.partition !== partition) return
     events = progress.events
-    options.onProgress?.({ partition, events, total })
+    options.onProgress?.({ partition, offset, end })
   })
+  // The transport as recovery sees it, noting how far each batch it reads reaches.
+  const inner = context.transport
+  const transport: Transport = {
+    provision: (streams) => inner.provision(streams),
+    send: (s, p, key, value) => inner.send(s, p, key, value),
+    startProcessing: (streams, host) => inner.startProcessing(streams, host),
+    stopProcessing: () => inner.stopProcessing(),
+    eventLogBounds: (s) => inner.eventLogBounds(s),
+    close: async () => undefined,
+    async *readEvents(s, p, from, until) {
+      for await (const batch of inner.readEvents(s, p, from, until)) {
+        const last = batch[batch.length - 1]
+        if (last) offset = last.offset + 1
+        yield batch
+      }
+    },
+  }
   const stop = new AbortController()
   const lease: PartitionLease = {
     stream: target.stream,
@@ -116,7 +138,7 @@ async function rebuildOne(
   const processor = new PartitionProcessor(
     {
       runtime,
-      transport: context.transport,
+      transport,
       snapshots: context.store.snapshots,
       outcomes: context.store.outcomes,
       observers,
@@ -128,11 +150,11 @@ async function rebuildOne(
     },
     lease,
   )
-  options.onProgress?.({ partition, events: 0, total })
+  options.onProgress?.({ partition, offset: 0, end })
   try {
     await processor.open()
-    options.onProgress?.({ partition, events: total, total })
-    return { partition, result: 'rebuilt', events, total, heldBy, elapsedMs: Date.now() - started }
+    options.onProgress?.({ partition, offset: end, end })
+    return { partition, result: 'rebuilt', events, end, heldBy, elapsedMs: Date.now() - started }
   } catch (error) {
     if (!hasCode(error, ErrorCode.Fenced)) throw error
   } finally {
@@ -140,17 +162,17 @@ async function rebuildOne(
     await processor.close().catch(() => undefined)
   }
   // A processor took the partition back: it replays from the checkpoint reached. Follow it.
-  await followProcessor(context, target, partition, total, options)
-  return { partition, result: 'taken-over', events, total, heldBy, elapsedMs: Date.now() - started }
+  await followProcessor(context, target, partition, end, options)
+  return { partition, result: 'taken-over', events, end, heldBy, elapsedMs: Date.now() - started }
 }
 
-async function followProcessor(context: CliContext, target: Target, partition: number, total: number, options: RebuildOptions): Promise<void> {
+async function followProcessor(context: CliContext, target: Target, partition: number, end: number, options: RebuildOptions): Promise<void> {
   const key = new PartitionKeys(context.config.keyPrefix, target.stream, partition).state
   const timeoutMs = options.timeoutMs ?? 600_000
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const [ready, offset] = await context.store.client.hmget(key, StateFields.ready, StateFields.offset)
-    options.onProgress?.({ partition, events: Math.min(total, Number(offset ?? 0)), total })
+    options.onProgress?.({ partition, offset: Math.min(end, Number(offset ?? 0)), end })
     if (ready === '1') return
     if (Date.now() > deadline) {
       throw new UnavailableError(

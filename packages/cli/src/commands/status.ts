@@ -23,10 +23,11 @@ export interface PartitionReport {
   committed: number | null
   /** Commands waiting: `commandEnd` minus the committed offset (or the topic's first offset). */
   lag: number
-  /** The event topic's last stable offset (next event offset). */
+  /**
+   * The event topic's last stable offset. Transaction markers take offsets too, so a store that has
+   * every event has a checkpoint one or two below it, not equal.
+   */
   eventEnd: number
-  /** Events the store has not taken in yet: `eventEnd` minus the checkpoint's offset. */
-  storeBehind: number
 }
 
 /** One aggregate type, as `esk status` reports it. */
@@ -136,7 +137,6 @@ async function aggregateStatus(context: CliContext, target: Target): Promise<Agg
       committed: offset >= 0 ? offset : null,
       lag: Math.max(0, commandEnd - (offset >= 0 ? offset : Number(commands?.low ?? 0))),
       eventEnd,
-      storeBehind: Math.max(0, eventEnd - (checkpoint?.offset ?? 0)),
     })
   }
   return { aggregate: target.name, partitions: stream.partitions, group, rows }
