@@ -270,7 +270,9 @@ describe('esk CLI against Kafka and Redis', () => {
     const dir = await mkdtemp(join(tmpdir(), 'esk-cli-'))
     try {
       const file = join(dir, 'esk.config.json')
-      await writeFile(file, JSON.stringify({ brokers: stack.brokers, redisUrl: stack.redisUrl, topicPrefix, keyPrefix, aggregates: ['contract-account', 'handmade'] }))
+      // One retry, so that the unreachable broker below fails fast.
+      const kafka = { kafka: { retry: { retries: 1, initialRetryTime: 100 } } }
+      await writeFile(file, JSON.stringify({ brokers: stack.brokers, redisUrl: stack.redisUrl, topicPrefix, keyPrefix, aggregates: ['contract-account', 'handmade'], kafka }))
       const exec = async (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
         try {
           const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], { cwd: dir, timeout: 60_000 })
