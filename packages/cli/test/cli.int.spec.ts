@@ -177,6 +177,37 @@ describe('esk CLI against Kafka and Redis', () => {
     for (const account of ids) expect((await inspect(cli(), 'contract-account', account)).verdict).toBe('agree')
   })
 
+  it('rebuild: follows a processor that takes the partition back before the CLI is done, writing nothing after', async () => {
+    const accounts = app.repository(ContractAccount)
+    const { id: account } = await accounts.save(new Open('tk', 1))
+    const partition = partitionFor(account, PARTITIONS)
+    const key = stateKey(partition)
+    const calls: Array<{ offset: number; end: number }> = []
+    let taken: Promise<unknown> | undefined
+    const rebuilding = rebuild(cli(), 'contract-account', {
+      partition,
+      timeoutMs: 30_000,
+      onProgress: (p) => {
+        calls.push(p)
+        // The second report comes once the CLI holds the store (the first is before it starts):
+        // take it with another token, as a processor reopening the partition does. The command is
+        // written at once, while the CLI's next step is a round trip to Kafka before its next write.
+        if (calls.length === 2) taken = redis.hset(key, StateFields.owner, 'a-processor-token')
+      },
+    })
+    // The CLI's next write is refused; it follows until the partition is ready, which the "processor" says.
+    await eventually(async () => taken !== undefined && (await taken, true), 'the store to be taken')
+    await eventually(async () => (await redis.hget(key, StateFields.ready)) === null, 'the CLI to wait for the processor', 10_000)
+    await redis.hset(key, StateFields.ready, '1')
+    const report = await rebuilding
+    expect(report.partitions).toEqual([expect.objectContaining({ partition, result: 'taken-over' })])
+    expect(await redis.hget(key, StateFields.owner)).toBe('a-processor-token')
+    // The application's processor finds another owner at its next command, and takes the partition back with a new fence.
+    expect((await accounts.update(account, new Deposit(2))).version).toBe(2)
+    await eventually(async () => (await redis.hget(key, StateFields.owner)) === app.status().partitions.find((s) => s.partition === partition)?.owner, 'the processor to own it again', 60_000)
+    expect((await inspect(cli(), 'contract-account', account)).verdict).toBe('agree')
+  })
+
   it('projection rebuild and reset, through the read model API', async () => {
     const accounts = app.repository(ContractAccount)
     const { id: account } = await accounts.save(new Open('pr', 3))
