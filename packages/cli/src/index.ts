@@ -11,7 +11,7 @@ export type { AggregateReport, PartitionReport, ProjectionReport, StatusReport }
 export { inspect } from './commands/inspect.js'
 export type { InspectReport } from './commands/inspect.js'
 export { rebuild } from './commands/rebuild.js'
-export type { PartitionRebuild, RebuildOptions, RebuildReport } from './commands/rebuild.js'
+export type { PartitionRebuild, RebuildOptions, RebuildProgress, RebuildReport } from './commands/rebuild.js'
 export { projectionRebuild, projectionReset } from './commands/projection.js'
 export type { ProjectionRebuildOptions, ProjectionReport as ProjectionActionReport } from './commands/projection.js'
 export { listDeadLetters, parseEntry, replayDeadLetter, showDeadLetter } from './commands/dlq.js'

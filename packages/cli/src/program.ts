@@ -131,7 +131,7 @@ export async function run(argv: string[], io: Partial<CliIo> = {}): Promise<numb
           const report = await rebuild(ctx, aggregate, {
             ...(options.partition !== undefined && { partition: options.partition }),
             timeoutMs: options.timeout * 1000,
-            onProgress: (p) => bar?.update(`partition ${p.partition}`, p.offset, p.end),
+            onProgress: (p) => bar?.update(`${aggregate} partition ${p.partition}`, p.overall.done, p.overall.total),
           })
           bar?.stop()
           return { data: report, text: formatRebuild(report), code: ExitCode.Ok }
@@ -274,11 +274,13 @@ function progressBar(io: CliIo, unit: string): { update(label: string, value: nu
   return {
     update(label, value, total) {
       if (stopped) return
+      // An empty log is done at once: show it full, not at 0 of 1.
+      if (total === 0) value = total = 1
       if (!started) {
-        bar.start(Math.max(total, 1), value, { label })
+        bar.start(total, value, { label })
         started = true
       } else {
-        bar.setTotal(Math.max(total, 1))
+        bar.setTotal(total)
         bar.update(value, { label })
       }
     },

@@ -20,6 +20,7 @@ import {
   status,
   topicsCheck,
   type EskCliConfig,
+  type RebuildProgress,
 } from '@esk/cli'
 import { createEsk, defineProjection, on, partitionFor, type Esk } from '@esk/core'
 import { kafkaTransport } from '@esk/kafka'
@@ -158,15 +159,17 @@ describe('esk CLI against Kafka and Redis', () => {
       await accounts.update(account, new Deposit(100))
       ids.push(account)
     }
-    const progress: Array<{ partition: number; offset: number; end: number }> = []
+    const progress: RebuildProgress[] = []
     const report = await rebuild(cli(), 'contract-account', { onProgress: (p) => progress.push(p) })
     expect(report.partitions.map((p) => p.partition)).toEqual([0, 1])
     for (const p of report.partitions) {
       expect(p.heldBy).toEqual(expect.stringContaining('@'))
       if (p.result === 'rebuilt') expect(p.events).toBeGreaterThan(0)
       // Progress reached the end of each partition's log.
-      expect(progress.filter((e) => e.partition === p.partition).at(-1)).toEqual({ partition: p.partition, offset: p.end, end: p.end })
+      expect(progress.filter((e) => e.partition === p.partition).at(-1)).toMatchObject({ partition: p.partition, offset: p.end, end: p.end })
     }
+    const total = report.partitions.reduce((sum, p) => sum + p.end, 0)
+    expect(progress.at(-1)!.overall).toEqual({ done: total, total })
     // Every partition is served again, and every aggregate is as its events say.
     for (const [i, account] of ids.entries()) expect((await accounts.get(account)).state.balance).toBe(i + 100)
     // The running processors stand down at their next command and take their partitions back.
@@ -182,7 +185,7 @@ describe('esk CLI against Kafka and Redis', () => {
     const { id: account } = await accounts.save(new Open('tk', 1))
     const partition = partitionFor(account, PARTITIONS)
     const key = stateKey(partition)
-    const calls: Array<{ offset: number; end: number }> = []
+    const calls: RebuildProgress[] = []
     let taken: Promise<unknown> | undefined
     const rebuilding = rebuild(cli(), 'contract-account', {
       partition,

@@ -31,7 +31,19 @@ export interface RebuildOptions {
    * Called as events are replayed: the partition, the offset reached, and the end of its event log
    * when the rebuild started (offsets, which transaction markers take too: not a count of events).
    */
-  onProgress?: (progress: { partition: number; offset: number; end: number }) => void
+  onProgress?: (progress: RebuildProgress) => void
+}
+
+/** Where a rebuild stands (offsets, which transaction markers take too: not a count of events). */
+export interface RebuildProgress {
+  /** The partition being rebuilt. */
+  partition: number
+  /** The offset its replay reached. */
+  offset: number
+  /** The end of its event log when the rebuild started. */
+  end: number
+  /** Over every partition of this rebuild: the offsets done, and their sum of ends. */
+  overall: { done: number; total: number }
 }
 
 /** How the rebuild of one partition ended. */
@@ -85,9 +97,15 @@ export async function rebuild(context: CliContext, aggregate: string, options: R
   const holders = await holdersOf(context, target)
   const bounds = await context.transport.eventLogBounds(target.stream)
   const report: RebuildReport = { aggregate: target.name, partitions: [] }
+  const total = chosen.reduce((sum, p) => sum + (bounds[p]?.end ?? 0), 0)
+  let finished = 0
   for (const partition of chosen) {
     const end = bounds[partition]?.end ?? 0
-    report.partitions.push(await rebuildOne(context, target, runtime, partition, end, holders.get(partition) ?? null, options))
+    const onProgress = options.onProgress
+      ? (offset: number): void => options.onProgress!({ partition, offset, end, overall: { done: finished + Math.min(offset, end), total } })
+      : undefined
+    report.partitions.push(await rebuildOne(context, target, runtime, partition, end, holders.get(partition) ?? null, options.timeoutMs, onProgress))
+    finished += end
   }
   return report
 }
@@ -99,7 +117,8 @@ async function rebuildOne(
   partition: number,
   end: number,
   heldBy: string | null,
-  options: RebuildOptions,
+  timeoutMs: number | undefined,
+  onProgress: ((offset: number) => void) | undefined,
 ): Promise<PartitionRebuild> {
   const started = Date.now()
   const observers = new Observers()
@@ -108,7 +127,7 @@ async function rebuildOne(
   observers.on('recovery', (progress) => {
     if (progress.partition !== partition) return
     events = progress.events
-    options.onProgress?.({ partition, offset, end })
+    onProgress?.(offset)
   })
   // The transport as recovery sees it, noting how far each batch it reads reaches.
   const inner = context.transport
@@ -150,10 +169,10 @@ async function rebuildOne(
     },
     lease,
   )
-  options.onProgress?.({ partition, offset: 0, end })
+  onProgress?.(0)
   try {
     await processor.open()
-    options.onProgress?.({ partition, offset: end, end })
+    onProgress?.(end)
     return { partition, result: 'rebuilt', events, end, heldBy, elapsedMs: Date.now() - started }
   } catch (error) {
     if (!hasCode(error, ErrorCode.Fenced)) throw error
@@ -162,17 +181,23 @@ async function rebuildOne(
     await processor.close().catch(() => undefined)
   }
   // A processor took the partition back: it replays from the checkpoint reached. Follow it.
-  await followProcessor(context, target, partition, end, options)
+  await followProcessor(context, target, partition, end, timeoutMs ?? 600_000, onProgress)
   return { partition, result: 'taken-over', events, end, heldBy, elapsedMs: Date.now() - started }
 }
 
-async function followProcessor(context: CliContext, target: Target, partition: number, end: number, options: RebuildOptions): Promise<void> {
+async function followProcessor(
+  context: CliContext,
+  target: Target,
+  partition: number,
+  end: number,
+  timeoutMs: number,
+  onProgress: ((offset: number) => void) | undefined,
+): Promise<void> {
   const key = new PartitionKeys(context.config.keyPrefix, target.stream, partition).state
-  const timeoutMs = options.timeoutMs ?? 600_000
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const [ready, offset] = await context.store.client.hmget(key, StateFields.ready, StateFields.offset)
-    options.onProgress?.({ partition, offset: Math.min(end, Number(offset ?? 0)), end })
+    onProgress?.(Math.min(end, Number(offset ?? 0)))
     if (ready === '1') return
     if (Date.now() > deadline) {
       throw new UnavailableError(
