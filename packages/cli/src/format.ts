@@ -59,7 +59,7 @@ export function formatStatus(report: StatusReport): string {
           p.live ? `gen ${p.live.id} v${p.live.version}` : p.error ? null : 'none',
           p.caughtUp === undefined ? null : p.caughtUp ? 'yes' : 'no',
           p.lag,
-          p.error ?? null,
+          p.error ?? (p.scope === 'global' ? "global: in each instance's memory" : null),
         ]),
       ),
     )

@@ -45,6 +45,8 @@ export interface ProjectionReport {
   name: string
   kind?: string
   version?: number
+  /** `global`: kept in each instance's memory, so nothing the CLI can see is live. */
+  scope?: string
   /** The live generation's id and version; null when none was built. */
   live?: { id: number; version: number } | null
   caughtUp?: boolean
@@ -86,6 +88,7 @@ export async function status(context: CliContext, options: { aggregate?: string 
           name,
           kind: s.kind,
           version: s.version,
+          scope: s.scope,
           live: s.live ? { id: s.live.id, version: s.live.version } : null,
           caughtUp: s.caughtUp,
           lag: s.lag,
