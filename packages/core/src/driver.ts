@@ -28,6 +28,7 @@ export type { UndecodableCommand } from './codec.js'
 export { commandKey } from './ports.js'
 export type {
   CommandKey,
+  CommandLogPosition,
   LoadedBatch,
   OutcomeChannel,
   PartitionHandle,

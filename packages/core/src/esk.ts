@@ -115,8 +115,20 @@ export interface Esk {
   projection(model: ReadModel): ProjectionView
   /** The logs of each registered aggregate type. */
   readonly streams: readonly StreamSpec[]
-  /** What each partition this process holds is doing; `ready` once all of them take commands. */
+  /**
+   * What each partition this process holds is doing; `ready` once all of them take commands. It
+   * asks nothing of the logs or the store. With `{ lag: true }` it also asks the transport how many
+   * commands wait in each partition, and reports every registered read model with its lag.
+   */
   status(): EskStatus
+  status(options: { lag: true }): Promise<EskStatus>
+  /**
+   * Whether this process should receive traffic, with the reasons when not: for an HTTP readiness
+   * probe. Not ready while closing, while a partition it holds is not `ready`, while a read model it
+   * runs has no live generation of its version or a failed lane, and, when the limits are given,
+   * while more commands or events than that wait.
+   */
+  readiness(options?: ReadinessOptions): Promise<Readiness>
   /** Stops processors (finishing the batch in flight), then closes the driver. Safe to call twice. */
   close(): Promise<void>
 }
@@ -126,6 +138,17 @@ export interface PartitionStatus {
   aggregate: string
   partition: number
   state: PartitionState
+  /**
+   * The owner token its processor holds in the store (the `@owner` field of the partition's Redis
+   * hash): another token there means another process took the partition. Absent before recovery.
+   */
+  owner?: string
+  /** The highest command position its events and outcomes include (-1 before any command). */
+  commandPosition?: number
+  /** The position the command log gives its next command; with `{ lag: true }` and a transport that tells. */
+  commandLogEnd?: number
+  /** Commands waiting: `commandLogEnd` minus the next position to process; with `{ lag: true }`. */
+  lag?: number
   /** When it entered that state (ms since the epoch). */
   since: number
   /** Why, for `failed` and `fenced`: the error's code and message. */
@@ -139,6 +162,38 @@ export interface EskStatus {
   /** True when processing is off, or every partition this process holds is `ready`. */
   ready: boolean
   partitions: PartitionStatus[]
+  /** With `{ lag: true }`: every registered read model, with its lag summed over partitions. */
+  projections?: ProjectionLag[]
+}
+
+/** A read model as {@link Esk.status} with `{ lag: true }` reports it. */
+export interface ProjectionLag {
+  name: string
+  /** True when this process runs it (feeds it events); false when it only reads it. */
+  runs: boolean
+  /** Events still to apply, summed over its partitions. */
+  lag: number
+  /** Every partition has been read to the end of its log, by this version (or a newer one). */
+  caughtUp: boolean
+  /** Partitions this process reads whose lane failed, with the error. */
+  failed: Array<{ aggregate: string; partition: number; error?: { code?: string; message: string } }>
+  /** The status could not be read (the store failed): why. */
+  error?: string
+}
+
+/** Limits of {@link Esk.readiness}. */
+export interface ReadinessOptions {
+  /** Not ready while more commands than this wait in a partition this process holds. Default: no limit. */
+  maxCommandLag?: number
+  /** Not ready while a read model this process runs has more events than this to apply. Default: no limit. */
+  maxProjectionLag?: number
+}
+
+/** What {@link Esk.readiness} found. */
+export interface Readiness {
+  ready: boolean
+  /** One sentence per reason it is not ready; empty when ready. */
+  reasons: string[]
 }
 
 /**
@@ -188,11 +243,14 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
   const { transport, store } = driver
   const observers = new Observers((name, error) => logger.error(`a '${name}' listener threw`, { error }))
   const partitions = new Map<string, PartitionStatus>()
+  // The processor of each partition this process holds, for its owner token and position.
+  const processors = new Map<string, PartitionProcessor<object>>()
   const watched = new WeakSet<AbortSignal>()
   observers.on('state', (change) => {
     const key = `${change.aggregate}/${change.partition}`
     if (change.state === 'closed') {
       partitions.delete(key)
+      processors.delete(key)
       return
     }
     const previous = partitions.get(key)
@@ -254,7 +312,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
           if (!runtime) throw new ConfigurationError(`no aggregate named '${lease.stream.aggregate}' is registered`)
           const where = { aggregate: runtime.model.name, partition: lease.partition }
           observers.emit('state', { ...where, state: 'opening' })
-          const processor = new PartitionProcessor(
+          const processor: PartitionProcessor<object> = new PartitionProcessor(
             {
               runtime,
               transport,
@@ -270,6 +328,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
             },
             lease,
           )
+          processors.set(`${where.aggregate}/${where.partition}`, processor)
           try {
             await processor.open()
           } catch (error) {
@@ -312,6 +371,54 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
     throw error
   }
 
+  const localStatus = (): EskStatus => {
+    const list = [...partitions.values()]
+      .map((p) => {
+        const processor = processors.get(`${p.aggregate}/${p.partition}`)
+        return {
+          ...p,
+          ...(processor?.owner && { owner: processor.owner, commandPosition: processor.commandPosition }),
+        }
+      })
+      .sort((a, b) => a.aggregate.localeCompare(b.aggregate) || a.partition - b.partition)
+    return { ready: list.every((p) => p.state === 'ready'), partitions: list }
+  }
+  const withLag = async (status: EskStatus): Promise<EskStatus> => {
+    if (transport.commandLogPositions) {
+      const held = new Set(status.partitions.map((p) => p.aggregate))
+      const positions = new Map<string, Awaited<ReturnType<NonNullable<Transport['commandLogPositions']>>>>()
+      for (const stream of streams.filter((s) => held.has(s.aggregate))) {
+        positions.set(stream.aggregate, await transport.commandLogPositions(stream))
+      }
+      for (const p of status.partitions) {
+        const position = positions.get(p.aggregate)?.[p.partition]
+        if (!position) continue
+        // The processor may be ahead of what the log shows as committed (its commit just returned).
+        const next = Math.max(position.committed, (p.commandPosition ?? -1) + 1)
+        p.commandLogEnd = position.end
+        p.lag = Math.max(0, position.end - next)
+      }
+    }
+    const projections: ProjectionLag[] = []
+    for (const { view, runs } of readSide.list()) {
+      try {
+        const projection = await view.status()
+        projections.push({
+          name: view.name,
+          runs,
+          lag: projection.lag,
+          caughtUp: projection.caughtUp,
+          failed: projection.lanes
+            .filter((l) => l.state === 'failed')
+            .map((l) => ({ aggregate: l.aggregate, partition: l.partition, ...(l.error && { error: l.error }) })),
+        })
+      } catch (error) {
+        projections.push({ name: view.name, runs, lag: 0, caughtUp: false, failed: [], error: messageOf(error) })
+      }
+    }
+    return { ...status, projections }
+  }
+
   const repositories = new Map<Class, Repository<object>>()
   return {
     streams,
@@ -342,11 +449,44 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
       return readSide.view(model)
     },
     on: (name, listener) => observers.on(name, listener),
-    status() {
-      const list = [...partitions.values()]
-        .map((p) => ({ ...p }))
-        .sort((a, b) => a.aggregate.localeCompare(b.aggregate) || a.partition - b.partition)
-      return { ready: list.every((p) => p.state === 'ready'), partitions: list }
+    status: ((options?: { lag?: boolean }) => {
+      const status = localStatus()
+      return options?.lag ? withLag(status) : status
+    }) as Esk['status'],
+    async readiness(options = {}) {
+      const reasons: string[] = []
+      if (state !== 'open') return { ready: false, reasons: [`the application is ${state}`] }
+      const measure = options.maxCommandLag !== undefined || options.maxProjectionLag !== undefined
+      const status = measure ? await withLag(localStatus()) : localStatus()
+      for (const p of status.partitions) {
+        const where = `${p.aggregate}/${p.partition}`
+        if (p.state !== 'ready') reasons.push(`partition ${where} is ${p.state}${p.error ? `: ${p.error.message}` : ''}`)
+        else if (options.maxCommandLag !== undefined && (p.lag ?? 0) > options.maxCommandLag) {
+          reasons.push(`partition ${where} has ${plural(p.lag ?? 0, 'command')} waiting (more than ${options.maxCommandLag})`)
+        }
+      }
+      for (const { view, runs } of readSide.list()) {
+        if (!runs) continue
+        let projection: Awaited<ReturnType<ProjectionView['status']>>
+        try {
+          projection = await view.status()
+        } catch (error) {
+          reasons.push(`read model ${view.name}: its status cannot be read (${messageOf(error)})`)
+          continue
+        }
+        if (projection.kind !== 'external' && (!projection.live || projection.live.version < projection.version)) {
+          reasons.push(`read model ${view.name} has no live generation of version ${projection.version} yet`)
+        }
+        for (const lane of projection.lanes) {
+          if (lane.state === 'failed') {
+            reasons.push(`read model ${view.name}: partition ${lane.aggregate}/${lane.partition} failed${lane.error ? `: ${lane.error.message}` : ''}`)
+          }
+        }
+        if (options.maxProjectionLag !== undefined && projection.lag > options.maxProjectionLag) {
+          reasons.push(`read model ${view.name} has ${plural(projection.lag, 'event')} to apply (more than ${options.maxProjectionLag})`)
+        }
+      }
+      return { ready: reasons.length === 0, reasons }
     },
     close() {
       // Every call, even one made while an earlier one is still stopping, waits for the same close.
@@ -383,6 +523,10 @@ async function embeddedDriver(): Promise<Driver> {
 function describe(error: unknown): { code?: string; message: string } {
   const code = (error as { code?: unknown } | undefined)?.code
   return { ...(typeof code === 'string' && { code }), message: messageOf(error) }
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`
 }
 
 function checkTimeout(name: string, value: number): void {

@@ -38,7 +38,18 @@ export {
 export type { ErrorDetails } from './errors.js'
 
 export { createEsk, ESK_DEFAULTS } from './esk.js'
-export type { AggregateRegistration, Driver, Esk, EskListeners, EskOptions, EskStatus, PartitionStatus } from './esk.js'
+export type {
+  AggregateRegistration,
+  Driver,
+  Esk,
+  EskListeners,
+  EskOptions,
+  EskStatus,
+  PartitionStatus,
+  ProjectionLag,
+  Readiness,
+  ReadinessOptions,
+} from './esk.js'
 
 export { Repository } from './repository.js'
 export type { CommandResult, FindOptions, Found, SaveOptions, UpdateOptions } from './repository.js'

@@ -102,8 +102,22 @@ export interface Transport {
   subscribeEvents?(spec: EventFeedSpec, host: EventFeedHost): Promise<EventFeed>
   /** The first and next offsets of every partition of a stream's event log, now (committed events only). */
   eventLogBounds?(stream: StreamSpec): Promise<LogBounds[]>
+  /**
+   * Where every partition of a stream's command log stands now: its end (the position its next
+   * command gets) and the position processing has committed (the next command to process). Their
+   * difference is the number of commands waiting. Used by `status({ lag: true })` and readiness.
+   */
+  commandLogPositions?(stream: StreamSpec): Promise<CommandLogPosition[]>
   /** Releases every connection. */
   close(): Promise<void>
+}
+
+/** Where one partition of a command log stands (see {@link Transport.commandLogPositions}). */
+export interface CommandLogPosition {
+  /** The position the partition's next command will get. */
+  end: number
+  /** The next position processing will take, as committed with the events (0 when nothing was committed). */
+  committed: number
 }
 
 /** A command as the store knows it: its aggregate and its id (the pair is its identity). */

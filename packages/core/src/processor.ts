@@ -144,6 +144,16 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     return this.current
   }
 
+  /** The owner token this processor holds in the store ('' before its first recovery). */
+  get owner(): string {
+    return this.token
+  }
+
+  /** The highest command position its events and outcomes include (-1 before any). */
+  get commandPosition(): number {
+    return this.checkpoint.commandPosition
+  }
+
   /** Takes the store's ownership and replays the partition into snapshots; resolves when it may take commands. */
   async open(): Promise<void> {
     this.transition('recovering')

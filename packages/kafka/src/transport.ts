@@ -1,5 +1,6 @@
 import { InvalidArgumentError, consoleLogger, type Logger } from '@esk/core'
 import {
+  type CommandLogPosition,
   type EventFeed,
   type EventFeedHost,
   type EventFeedSpec,
@@ -102,6 +103,26 @@ export class KafkaTransport implements Transport {
     const bounds: LogBounds[] = []
     for (const o of offsets) bounds[o.partition] = { start: Number(o.low), end: Number(o.offset) }
     return Array.from({ length: stream.partitions }, (_, p) => bounds[p] ?? { start: 0, end: 0 })
+  }
+
+  /**
+   * High watermark of every partition of the stream's command topic, and the offset its processor
+   * group committed there (in the transaction with the events; the topic's first offset when the
+   * group has committed nothing).
+   */
+  async commandLogPositions(stream: StreamSpec): Promise<CommandLogPosition[]> {
+    await this.connect()
+    const names = this.names(stream.aggregate)
+    const [offsets, [committed]] = await Promise.all([
+      this.admin!.fetchTopicOffsets(names.commands),
+      this.admin!.fetchOffsets({ groupId: names.group, topics: [names.commands] }),
+    ])
+    return Array.from({ length: stream.partitions }, (_, partition) => {
+      const entry = offsets.find((o) => o.partition === partition)
+      const group = Number(committed?.partitions.find((p) => p.partition === partition)?.offset ?? -1)
+      const low = Number(entry?.low ?? 0)
+      return { end: Number(entry?.high ?? 0), committed: group >= 0 ? group : low }
+    })
   }
 
   /**

@@ -1,6 +1,7 @@
 import { ConfigurationError, FencedError, SerializationError } from '@esk/core'
 import {
   sleep,
+  type CommandLogPosition,
   type CommandRecord,
   type DeadLetter,
   type EventFeed,
@@ -97,6 +98,13 @@ export class MemoryTransport implements Transport {
     return Array.from({ length: stream.partitions }, (_, partition) => {
       const log = this.backend.log(stream.aggregate, partition)
       return { start: log.start, end: log.events.length }
+    })
+  }
+
+  async commandLogPositions(stream: StreamSpec): Promise<CommandLogPosition[]> {
+    return Array.from({ length: stream.partitions }, (_, partition) => {
+      const log = this.backend.log(stream.aggregate, partition)
+      return { end: log.commands.length, committed: log.committed }
     })
   }
 

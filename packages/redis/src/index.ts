@@ -11,3 +11,4 @@ export type { RedisOutcomeChannelOptions, RedisSnapshotStoreOptions, RedisStoreO
 export { deleteKeysWithPrefix } from './prefix.js'
 export type { DeleteKeysOptions } from './prefix.js'
 export type { RedisProjectionStoreOptions } from './projection-store.js'
+export { decodeCheckpoint, decodeOutcome, decodeSnapshot } from './codec.js'

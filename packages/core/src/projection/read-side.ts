@@ -44,6 +44,11 @@ export class ReadSide {
     await Promise.all(started.map((r) => r.stop()))
   }
 
+  /** Every registered read model's view, and whether this process runs it. */
+  list(): Array<{ view: ProjectionView; runs: boolean }> {
+    return [...this.runners.values()].map((runner) => ({ view: runner.view, runs: this.running.includes(runner) }))
+  }
+
   /** The view of a registered read model. */
   view(model: ReadModel): ProjectionView {
     const runner = this.runners.get(model)

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { createEsk, type Class, type Driver, type Esk, type EskOptions, type RecoveryProgress } from '@esk/core'
+import { createEsk, type Class, type Driver, type Esk, type EskOptions, type EskStatus, type RecoveryProgress } from '@esk/core'
 import {
   AggregateRuntime,
   partitionFor,
@@ -708,6 +708,43 @@ export function describeDriverContract(
       await accounts.update(id, new Deposit(1))
       expect(states).toEqual(['repairing', 'ready'])
       expect(app.status().partitions.find((p) => p.partition === partitionFor(id, partitions))?.lastBatchAt).toBeGreaterThan(0)
+    })
+
+    it('reports owner, position and commands waiting per partition, and readiness with a lag limit', async () => {
+      const app = await start(await fixture())
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('lag', 0))
+      const partition = partitionFor(id, partitions)
+      const mine = (s: EskStatus) => s.partitions.find((p) => p.partition === partition)
+      const before = mine(await app.status({ lag: true }))
+      expect(before).toMatchObject({ state: 'ready', owner: expect.any(String), commandPosition: expect.any(Number), lag: 0 })
+      expect(before!.commandLogEnd).toBe(before!.commandPosition! + 1)
+      expect(await app.readiness({ maxCommandLag: 0 })).toEqual({ ready: true, reasons: [] })
+
+      // One command held inside its handler, three more waiting behind it in the same partition.
+      const gate = holdGate(`lag-${id}`)
+      const held = accounts.update(id, new Hold(`lag-${id}`, 1))
+      await gate.entered
+      const waiting = [1, 2, 3].map((n) => accounts.update(id, new Deposit(n)))
+      let status = await app.status({ lag: true })
+      for (let i = 0; i < 200 && (mine(status)?.lag ?? 0) < 3; i++) {
+        await sleep(50)
+        status = await app.status({ lag: true })
+      }
+      // The held command is not committed yet: it waits too.
+      expect(mine(status)!.lag).toBe(4)
+      const readiness = await app.readiness({ maxCommandLag: 2 })
+      expect(readiness.ready).toBe(false)
+      expect(readiness.reasons).toEqual([expect.stringContaining(`contract-account/${partition} has 4 commands waiting`)])
+      expect((await app.readiness()).ready).toBe(true)
+
+      gate.open()
+      await held
+      await Promise.all(waiting)
+      const after = mine(await app.status({ lag: true }))
+      expect(after).toMatchObject({ lag: 0, owner: before!.owner, commandPosition: before!.commandPosition! + 4 })
+      await app.close()
+      expect(await app.readiness()).toEqual({ ready: false, reasons: ['the application is closed'] })
     })
 
     it('refuses a command whose handler never returns, and keeps the partition going', async () => {
