@@ -1,5 +1,6 @@
 import { instanceToPlain, plainToInstance } from 'class-transformer'
 import type { Class } from './metadata.js'
+import { decodePlain, encodePlain, isPlainClass } from './plain.js'
 
 /**
  * How deep the comparison follows nested values. Deeper nesting is reported as a difference
@@ -25,11 +26,14 @@ export type RoundTripResult<T> =
 
 /** Encodes an event, command or aggregate state as esk stores it: class-transformer, then JSON. */
 export function encodeInstance(value: object): string {
-  return JSON.stringify(instanceToPlain(value))
+  return encodePlain(value) ?? JSON.stringify(instanceToPlain(value))
 }
 
 /** Decodes parsed JSON into an instance of the declared class, as replay and hydration do. */
 export function decodeInstance<T>(cls: Class<T>, plain: unknown): T {
+  if (typeof plain === 'object' && plain !== null && !Array.isArray(plain) && isPlainClass(cls as Class<object>)) {
+    return decodePlain(cls as new () => T, plain as Record<string, unknown>)
+  }
   return plainToInstance(cls, plain) as T
 }
 
