@@ -1,6 +1,6 @@
 import { CHECKPOINT_FIELDS } from './keys.js'
 import { InvalidArgumentError, SerializationError } from '@esk/core'
-import { type Checkpoint, type Outcome, type SnapshotWrite, type StoredSnapshot } from '@esk/core/driver'
+import { type Checkpoint, type Outcome, type RecentCommand, type SnapshotWrite, type StoredSnapshot } from '@esk/core/driver'
 
 /*
  * Values are JSON written by this package; reads check them anyway, because a key can be edited by
@@ -14,8 +14,25 @@ import { type Checkpoint, type Outcome, type SnapshotWrite, type StoredSnapshot 
  */
 export function encodeSnapshot(snapshot: StoredSnapshot): string {
   const { aggregateId, version, schemaVersion, offset, state } = snapshot
-  const recent = snapshot.recent.map((r) => (r.offset === undefined ? [r.commandId, r.version, r.events] : [r.commandId, r.version, r.events, r.offset]))
-  return JSON.stringify({ aggregateId, version, schemaVersion, offset, state, recent })
+  const head = JSON.stringify({ aggregateId, version, schemaVersion, offset, state })
+  // The same text as JSON.stringify of the whole record, with each window entry encoded once.
+  return `${head.slice(0, -1)},"recent":[${snapshot.recent.map(encodeRecent).join(',')}]}`
+}
+
+/**
+ * Window entries are never changed once made (a processor makes a new one instead), and an
+ * aggregate's entries are saved again with every later command of it: each is encoded once.
+ */
+const encodedEntries = new WeakMap<RecentCommand, string>()
+
+function encodeRecent(entry: RecentCommand): string {
+  let text = encodedEntries.get(entry)
+  if (text === undefined) {
+    const { commandId, version, events, offset } = entry
+    text = JSON.stringify(offset === undefined ? [commandId, version, events] : [commandId, version, events, offset])
+    encodedEntries.set(entry, text)
+  }
+  return text
 }
 
 /** Decodes a stored snapshot; `key` and `field` name where it came from in the error. */
