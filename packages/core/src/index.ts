@@ -55,6 +55,8 @@ export type { RoundTripDifference, RoundTripResult } from './roundtrip.js'
 export { PartitionProcessor } from './processor.js'
 export type { ProcessorContext } from './processor.js'
 
+export type { TelemetryOption } from './telemetry.js'
+
 export { decodeEnvelope, encodeEnvelope, isUndecodable } from './codec.js'
 export type { UndecodableCommand } from './codec.js'
 
@@ -72,6 +74,7 @@ export type {
   Store,
   StreamSpec,
   Transport,
+  TransportDestinations,
 } from './ports.js'
 export type {
   Checkpoint,
@@ -81,6 +84,7 @@ export type {
   EventToAppend,
   Outcome,
   RecentCommand,
+  RecordHeaders,
   Reply,
   StoredEvent,
   StoredSnapshot,

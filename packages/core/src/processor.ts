@@ -31,6 +31,7 @@ import type {
 } from './records.js'
 import type { CommandBinding } from './metadata.js'
 import { messageOf, type AggregateRuntime, type EncodedEvent } from './runtime.js'
+import type { Telemetry } from './telemetry.js'
 import { sleep, unique } from './util.js'
 
 /** What a partition processor needs around it. */
@@ -49,6 +50,8 @@ export interface ProcessorContext<T extends object> {
   dedupWindow: number
   /** Longest a command handler may take; a slower one is refused and abandoned. */
   handlerTimeoutMs: number
+  /** Traces and metrics, when `@opentelemetry/api` is there. */
+  telemetry?: Telemetry
 }
 
 /** An aggregate as a batch sees it: the last good encoded state, and the live instance. */
@@ -106,6 +109,11 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   /** The lifecycle state. */
   get state(): PartitionState {
     return this.current
+  }
+
+  /** Highest command position whose outcome is committed (-1 for none). */
+  get commandPosition(): number {
+    return this.checkpoint.commandPosition
   }
 
   /** Takes the store's ownership and replays the partition into snapshots; resolves when it may take commands. */
@@ -217,6 +225,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     }
 
     const loadedAt = performance.now()
+    const traced = this.context.telemetry?.batch(stream, partition, decoded)
     const events: EventToAppend[] = []
     const unlogged: Outcome[] = []
     const deadLetters: DeadLetter[] = []
@@ -263,6 +272,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         outcome = await this.execute(command, record.position, w, events)
       } catch (error) {
         // Nothing of this batch is committed yet: rebuild, then take the whole batch again.
+        traced?.failed(error)
         if (!(error instanceof CorruptSnapshot) || repaired) throw error
         return this.rebuildCorrupt(records, error)
       }
@@ -277,9 +287,11 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const handledAt = performance.now()
     const lastPosition = fresh[fresh.length - 1]!.position
     let offsets: number[]
+    traced?.committing(events)
     try {
       offsets = await this.lease.writer.commit(events, lastPosition, deadLetters)
     } catch (error) {
+      traced?.failed(error)
       if (hasCode(error, ErrorCode.Fenced)) {
         this.transition('fenced', error)
         this.stop.abort()
@@ -329,6 +341,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     // once they are recorded, so a retry after the reply is always answered the same way.
     await this.saveAfterCommit(written, unlogged)
     const savedAt = performance.now()
+    traced?.done(decided)
     if (replies.length > 0) {
       await this.context.outcomes.publish(stream, partition, replies).catch((error: unknown) => {
         this.context.logger.warn('publishing replies failed; clients find the recorded outcomes by polling', {

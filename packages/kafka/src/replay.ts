@@ -3,7 +3,7 @@ import { SerializationError, sleep, type Logger, type StoredEvent } from '@esk/c
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, PartitionAssigner } from 'kafkajs'
 import { AssignerProtocol } from './kafkajs.js'
 import type { StreamNames } from './options.js'
-import { EventHeaders } from './writer.js'
+import { EventHeaders, textHeaders } from './writer.js'
 
 /** Options of a {@link LogReader}. */
 export interface LogReaderOptions {
@@ -149,6 +149,7 @@ export function decodeEvent(topic: string, partition: number, message: KafkaMess
     }
     return text
   }
+  const traced = message.headers && textHeaders(message.headers)
   return {
     offset: Number(message.offset),
     type: header(EventHeaders.type),
@@ -157,6 +158,7 @@ export function decodeEvent(topic: string, partition: number, message: KafkaMess
     commandId: header(EventHeaders.commandId),
     commandPosition: Number(header(EventHeaders.commandOffset)),
     payload: message.value?.toString('utf8') ?? '',
+    ...(traced && { headers: traced }),
   }
 }
 

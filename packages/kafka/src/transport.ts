@@ -7,9 +7,11 @@ import {
   type LogBounds,
   type Logger,
   type PartitionHost,
+  type RecordHeaders,
   type StoredEvent,
   type StreamSpec,
   type Transport,
+  type TransportDestinations,
 } from '@esk/core'
 import type { Admin, Kafka as KafkaClient, Producer } from 'kafkajs'
 import { Kafka, Partitioners, logLevel } from './kafkajs.js'
@@ -74,12 +76,17 @@ export class KafkaTransport implements Transport {
     return streamNames(this.options.topicPrefix, aggregate)
   }
 
+  destinations(stream: StreamSpec): TransportDestinations {
+    const names = this.names(stream.aggregate)
+    return { system: 'kafka', commands: names.commands, events: names.events, group: names.group }
+  }
+
   async provision(streams: readonly StreamSpec[]): Promise<void> {
     await this.connect()
     await provisionTopics(this.admin!, this.options, streams, (broker) => this.newClient(broker).admin())
   }
 
-  async send(stream: StreamSpec, partition: number, key: string, value: string): Promise<void> {
+  async send(stream: StreamSpec, partition: number, key: string, value: string, headers?: RecordHeaders): Promise<void> {
     const bytes = Buffer.byteLength(value)
     if (bytes > this.options.maxCommandBytes) {
       throw new InvalidArgumentError(
@@ -89,7 +96,7 @@ export class KafkaTransport implements Transport {
       )
     }
     await this.connect()
-    await this.sender!.send(this.names(stream.aggregate).commands, partition, key, value)
+    await this.sender!.send(this.names(stream.aggregate).commands, partition, key, value, headers)
   }
 
   async *readEvents(stream: StreamSpec, partition: number, from: number, until = 0): AsyncIterable<StoredEvent[]> {

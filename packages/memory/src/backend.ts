@@ -1,9 +1,11 @@
 import type { MemoryFeedGroup } from './feed.js'
-import { InMemoryProjectionStore, type Checkpoint, type DeadLetter, type Outcome, type StoredEvent, type StoredSnapshot } from '@esk/core'
+import { InMemoryProjectionStore, type Checkpoint, type DeadLetter, type Outcome, type RecordHeaders, type StoredEvent, type StoredSnapshot } from '@esk/core'
 
 /** The logs of one partition. */
 export interface MemoryPartitionLog {
   commands: string[]
+  /** Headers (trace context) sent beside commands, by position; most commands have none. */
+  commandHeaders: Map<number, RecordHeaders>
   events: StoredEvent[]
   /** Next command position to process, as committed together with events. */
   committed: number
