@@ -13,7 +13,7 @@ import {
   type Transport,
   type TransportDestinations,
 } from '@esk/core'
-import type { Admin, Kafka as KafkaClient, Producer } from 'kafkajs'
+import type { Admin, Kafka as KafkaClient, Producer, logCreator } from 'kafkajs'
 import { Kafka, Partitioners, logLevel } from './kafkajs.js'
 import { resolveOptions, streamNames, type KafkaTransportOptions, type ResolvedKafkaOptions } from './options.js'
 import { CommandSender } from './command-sender.js'
@@ -48,10 +48,13 @@ export class KafkaTransport implements Transport {
   private closed = false
 
   private readonly logger: Logger
+  /** Shared by every kafkajs client of this transport, so their repeated lines are counted together. */
+  private readonly logCreator: logCreator
 
   constructor(options: KafkaTransportOptions = {}) {
     this.options = resolveOptions(options)
     this.logger = options.logger ?? consoleLogger()
+    this.logCreator = kafkaLogCreator(this.logger, { repeatIntervalMs: this.options.logRepeatIntervalMs })
     this.kafka = this.newClient()
   }
 
@@ -62,7 +65,7 @@ export class KafkaTransport implements Transport {
       brokers: broker ? [broker] : this.options.brokers,
       clientId: this.options.clientId,
       logLevel: this.options.logLevel ?? logLevel.WARN,
-      logCreator: kafkaLogCreator(this.logger),
+      logCreator: this.logCreator,
     })
   }
 
