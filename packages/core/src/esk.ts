@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { ClosedError, ConfigurationError } from './errors.js'
-import { consoleLogger, type Logger } from './logger.js'
+import { consoleLogger, selfHealing, type Logger } from './logger.js'
 import type { Class } from './metadata.js'
 import { Observers, type EskEventMap, type Listener, type PartitionState } from './observe.js'
 import type { PartitionHost, PartitionLease, Store, StreamSpec, Transport } from './ports.js'
@@ -214,13 +214,12 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
   for (const [name, listener] of Object.entries(options.listeners ?? {})) {
     observers.on(name as keyof EskEventMap, listener as Listener<EskEventMap[keyof EskEventMap]>)
   }
-  observers.on('error', (e) =>
-    logger.error(`background failure during ${e.during}`, {
-      aggregate: e.aggregate,
-      partition: e.partition,
-      error: e.error,
-    }),
-  )
+  observers.on('error', (e) => {
+    const fields = { aggregate: e.aggregate, partition: e.partition, error: e.error }
+    const healing = selfHealing(e.error)
+    if (healing) logger.warn(`${healing.text} (during ${e.during})`, { code: healing.code, ...fields })
+    else logger.error(`background failure during ${e.during}`, fields)
+  })
   let state: 'open' | 'closing' | 'closed' = 'open'
   // Aborted when close() starts, so calls waiting for an outcome or a version return at once.
   const closingSignal = new AbortController()

@@ -182,7 +182,7 @@ export type {
   RecoveryProgress,
 } from './observe.js'
 
-export { consoleLogger } from './logger.js'
+export { LogCode, consoleLogger } from './logger.js'
 export type { Logger, LogLevel } from './logger.js'
 
 export { partitionFor, sleep } from './util.js'
