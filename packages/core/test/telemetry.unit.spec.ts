@@ -67,4 +67,17 @@ describe('telemetry on the embedded driver', () => {
       await app.close()
     }
   })
+
+  it('counts the events recoveries replay', async () => {
+    const backend = new MemoryBackend()
+    const first = await createEsk({ aggregates: [ContractAccount], driver: memoryDriver({ backend }), telemetry: false })
+    const { id } = await first.repository(ContractAccount).save(new Open('eve', 1))
+    await first.repository(ContractAccount).update(id, new Deposit(2))
+    await first.close()
+    sdk = registerSdk()
+    const again = await createEsk({ aggregates: [ContractAccount], driver: memoryDriver({ backend }), rebuild: true })
+    await again.close()
+    const replayed = (await sdk.collect()).get('esk.recovery.events')
+    expect(replayed?.dataPoints.map((p) => [p.attributes['esk.recovery.rebuild'], p.value])).toEqual([[true, 2]])
+  })
 })
