@@ -16,7 +16,8 @@ import { isGroupChange } from './errors.js'
 import { PartitionAssigners } from './kafkajs.js'
 import { streamNames, type ResolvedKafkaOptions, type StreamNames } from './options.js'
 import type { LogReader } from './replay.js'
-import { TransactionalWriter, textHeaders } from './writer.js'
+import { textHeaders } from './headers.js'
+import { TransactionalWriter } from './writer.js'
 
 /** The lease the Kafka transport hands to core: a {@link PartitionLease} that can also tell where its command log ends. */
 export interface KafkaPartitionLease extends PartitionLease {

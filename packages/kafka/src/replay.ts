@@ -3,7 +3,8 @@ import { SerializationError, sleep, type Logger, type StoredEvent } from '@esk/c
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, PartitionAssigner } from 'kafkajs'
 import { AssignerProtocol } from './kafkajs.js'
 import type { StreamNames } from './options.js'
-import { EventHeaders, textHeaders } from './writer.js'
+import { textHeaders } from './headers.js'
+import { EventHeaders } from './writer.js'
 
 /** Options of a {@link LogReader}. */
 export interface LogReaderOptions {

@@ -1,5 +1,5 @@
-import { FencedError, sleep, type DeadLetter, type EventToAppend, type PartitionWriter, type RecordHeaders } from '@esk/core'
-import type { IHeaders, Kafka, Producer } from 'kafkajs'
+import { FencedError, sleep, type DeadLetter, type EventToAppend, type PartitionWriter } from '@esk/core'
+import type { Kafka, Producer } from 'kafkajs'
 import { Partitioners } from './kafkajs.js'
 import { MAX_REQUEST_BYTES, chunksByBytes } from './requests.js'
 import { isConcurrentTransactions, isFenced } from './errors.js'
@@ -22,22 +22,6 @@ export const DeadLetterHeaders = {
   aggregateId: 'esk-aggregate-id',
   commandId: 'esk-command-id',
 } as const
-
-/**
- * The headers of a record that are not esk's own (trace context, in practice) as text, or
- * undefined when there are none.
- */
-export function textHeaders(headers: IHeaders): RecordHeaders | undefined {
-  let text: Record<string, string> | undefined
-  for (const name in headers) {
-    if (name.startsWith('esk-')) continue
-    const raw = headers[name]
-    const value = Array.isArray(raw) ? raw[0] : raw
-    if (value === undefined) continue
-    ;(text ??= {})[name] = typeof value === 'string' ? value : value.toString('utf8')
-  }
-  return text
-}
 
 /** How many times a transaction is restarted after CONCURRENT_TRANSACTIONS before giving up. */
 const CONCURRENT_RETRIES = 30
