@@ -29,6 +29,7 @@ export { commandKey } from './ports.js'
 export type {
   CommandKey,
   CommandLogPosition,
+  TransportDestinations,
   LoadedBatch,
   OutcomeChannel,
   PartitionHandle,
@@ -53,6 +54,7 @@ export type {
   Reply,
   StoredEvent,
   StoredSnapshot,
+  RecordHeaders,
 } from './records.js'
 
 export { readModelSpec } from './projection/model.js'

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { ClosedError, ConfigurationError } from './errors.js'
-import { consoleLogger, type Logger } from './logger.js'
+import { consoleLogger, selfHealing, type Logger } from './logger.js'
 import type { Class } from './metadata.js'
 import { Observers, type EskEventMap, type Listener, type PartitionState } from './observe.js'
 import type { PartitionHost, PartitionLease, Store, StreamSpec, Transport } from './ports.js'
@@ -11,6 +11,7 @@ import { ReadSide } from './projection/read-side.js'
 import type { ProjectionView } from './projection/runner.js'
 import { Repository } from './repository.js'
 import { AggregateRuntime, messageOf } from './runtime.js'
+import { loadTelemetry, type TelemetryOption } from './telemetry.js'
 
 /** A transport (command and event logs) and a store (snapshots and outcomes), used together. */
 export interface Driver {
@@ -84,6 +85,12 @@ export interface EskOptions {
   projections?: Array<ReadModel | ReadModelRegistration>
   /** How often a running read model looks for resets, rebuilds and new versions made by other processes, ms. Default 1000. */
   projectionPollMs?: number
+  /**
+   * OpenTelemetry traces and metrics (see "Metrics and traces" in docs/operations.md). By default
+   * they are on when the optional package `@opentelemetry/api` can be loaded, and record only once
+   * an OpenTelemetry SDK is registered; `false` switches them off; `true` requires the package.
+   */
+  telemetry?: TelemetryOption
 }
 
 /** One optional listener per observable event. */
@@ -242,6 +249,13 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
   const driver = options.driver ?? (await embeddedDriver())
   const { transport, store } = driver
   const observers = new Observers((name, error) => logger.error(`a '${name}' listener threw`, { error }))
+  const telemetry = await loadTelemetry(options.telemetry, transport).catch(async (error: unknown) => {
+    await Promise.allSettled([transport.close(), store.close()])
+    throw error
+  })
+  telemetry?.observe(observers)
+  // Partitions this process holds, for the command lag gauge.
+  const held = new Map<string, { lease: PartitionLease; processor: PartitionProcessor<object> }>()
   const partitions = new Map<string, PartitionStatus>()
   // The processor of each partition this process holds, for its owner token and position.
   const processors = new Map<string, PartitionProcessor<object>>()
@@ -270,13 +284,12 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
   for (const [name, listener] of Object.entries(options.listeners ?? {})) {
     observers.on(name as keyof EskEventMap, listener as Listener<EskEventMap[keyof EskEventMap]>)
   }
-  observers.on('error', (e) =>
-    logger.error(`background failure during ${e.during}`, {
-      aggregate: e.aggregate,
-      partition: e.partition,
-      error: e.error,
-    }),
-  )
+  observers.on('error', (e) => {
+    const fields = { aggregate: e.aggregate, partition: e.partition, error: e.error }
+    const healing = selfHealing(e.error)
+    if (healing) logger.warn(`${healing.text} (during ${e.during})`, { code: healing.code, ...fields })
+    else logger.error(`background failure during ${e.during}`, fields)
+  })
   let state: 'open' | 'closing' | 'closed' = 'open'
   // Aborted when close() starts, so calls waiting for an outcome or a version return at once.
   const closingSignal = new AbortController()
@@ -303,6 +316,21 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
       pollMs: settings.projectionPollMs,
       readTimeoutMs: settings.readTimeoutMs,
       closing: closingSignal.signal,
+      ...(telemetry && { telemetry }),
+    })
+    telemetry?.gauges({
+      partitions: () => [...partitions.values()],
+      projectionLag: () => readSide.lags(),
+      commandLag: async () => {
+        const lags = await Promise.all(
+          [...held.values()].map(async ({ lease, processor }) => {
+            const end = await lease.commandLogEnd?.().catch(() => undefined)
+            if (end === undefined) return []
+            return [{ aggregate: lease.stream.aggregate, partition: lease.partition, lag: Math.max(0, end - processor.commandPosition - 1) }]
+          }),
+        )
+        return lags.flat()
+      },
     })
     await transport.provision(streams)
     if (settings.processing) {
@@ -325,6 +353,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
               dedupWindow: settings.dedupWindow,
               handlerTimeoutMs: settings.handlerTimeoutMs,
               snapshotCacheSize: settings.snapshotCacheSize,
+              ...(telemetry && { telemetry }),
             },
             lease,
           )
@@ -354,9 +383,16 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
             throw new ClosedError(`partition ${where.aggregate}/${where.partition}`, `${where.aggregate}/${where.partition} was revoked while it recovered`)
           }
           observers.emit('partition', { ...where, change: 'assigned' })
-          lease.signal.addEventListener('abort', () => observers.emit('partition', { ...where, change: 'revoked' }), {
-            once: true,
-          })
+          const key = `${where.aggregate}/${where.partition}`
+          held.set(key, { lease, processor: processor as PartitionProcessor<object> })
+          lease.signal.addEventListener(
+            'abort',
+            () => {
+              if (held.get(key)?.lease === lease) held.delete(key)
+              observers.emit('partition', { ...where, change: 'revoked' })
+            },
+            { once: true },
+          )
           return processor
         },
         reportError(error, context) {
@@ -439,6 +475,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
           settings,
           assertOpen,
           closingSignal.signal,
+          telemetry,
         )
         repositories.set(aggregate, repository)
       }

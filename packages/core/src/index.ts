@@ -57,6 +57,8 @@ export type { CommandResult, FindOptions, Found, SaveOptions, UpdateOptions } fr
 export { describeDifference, firstDifference, roundTrip } from './roundtrip.js'
 export type { RoundTripDifference, RoundTripResult } from './roundtrip.js'
 
+export type { TelemetryOption } from './telemetry.js'
+
 export {
   On,
   Projection,
@@ -120,5 +122,5 @@ export type {
   RecoveryProgress,
 } from './observe.js'
 
-export { consoleLogger } from './logger.js'
+export { LogCode, consoleLogger } from './logger.js'
 export type { Logger, LogLevel } from './logger.js'

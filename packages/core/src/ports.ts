@@ -4,6 +4,7 @@ import type {
   DeadLetter,
   EventToAppend,
   Outcome,
+  RecordHeaders,
   Reply,
   StoredEvent,
   StoredSnapshot,
@@ -77,8 +78,11 @@ export interface PartitionHost {
 export interface Transport {
   /** Creates the logs of these streams, or checks that existing ones match. */
   provision(streams: readonly StreamSpec[]): Promise<void>
-  /** Appends an encoded command to a partition of the command log. */
-  send(stream: StreamSpec, partition: number, key: string, value: string): Promise<void>
+  /**
+   * Appends an encoded command to a partition of the command log, with `headers` (trace context)
+   * beside it when given; they come back in its {@link CommandRecord}.
+   */
+  send(stream: StreamSpec, partition: number, key: string, value: string, headers?: RecordHeaders): Promise<void>
   /**
    * Reads committed events of a partition from `from` to the end of the log as it stands when
    * the call starts, in batches, and at least up to `until` (exclusive): a writer knows what it
@@ -108,6 +112,8 @@ export interface Transport {
    * difference is the number of commands waiting. Used by `status({ lag: true })` and readiness.
    */
   commandLogPositions?(stream: StreamSpec): Promise<CommandLogPosition[]>
+  /** What telemetry calls this transport and its logs (`messaging.system`, topic and group names). */
+  destinations?(stream: StreamSpec): TransportDestinations
   /** Releases every connection. */
   close(): Promise<void>
 }
@@ -118,6 +124,18 @@ export interface CommandLogPosition {
   end: number
   /** The next position processing will take, as committed with the events (0 when nothing was committed). */
   committed: number
+}
+
+/** Names of a stream's logs as the transport knows them, for telemetry attributes. */
+export interface TransportDestinations {
+  /** `messaging.system`: `kafka`, or the embedded driver's name. */
+  system: string
+  /** Name of the command log (the Kafka topic). */
+  commands: string
+  /** Name of the event log. */
+  events: string
+  /** Consumer group of the stream's processors, where there is one. */
+  group?: string
 }
 
 /** A command as the store knows it: its aggregate and its id (the pair is its identity). */

@@ -31,6 +31,7 @@ import type {
 } from './records.js'
 import type { CommandBinding } from './metadata.js'
 import { messageOf, type AggregateRuntime, type EncodedEvent } from './runtime.js'
+import type { Telemetry } from './telemetry.js'
 import { sleep, unique } from './util.js'
 
 /** What a partition processor needs around it. */
@@ -51,6 +52,8 @@ export interface ProcessorContext<T extends object> {
   handlerTimeoutMs: number
   /** Aggregates held in memory between batches (0: none). */
   snapshotCacheSize: number
+  /** Traces and metrics, when `@opentelemetry/api` is there. */
+  telemetry?: Telemetry
 }
 
 /** An aggregate as a batch sees it: the last good encoded state, and the live instance. */
@@ -277,6 +280,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     }
 
     const loadedAt = performance.now()
+    const traced = this.context.telemetry?.batch(stream, partition, decoded)
     const events: EventToAppend[] = []
     const unlogged: Outcome[] = []
     const deadLetters: DeadLetter[] = []
@@ -323,6 +327,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         outcome = await this.execute(command, record.position, w, events)
       } catch (error) {
         // Nothing of this batch is committed yet: rebuild, then take the whole batch again.
+        traced?.failed(error)
         if (!(error instanceof CorruptSnapshot) || repaired) throw error
         return this.rebuildCorrupt(records, error)
       }
@@ -337,9 +342,11 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const handledAt = performance.now()
     const lastPosition = fresh[fresh.length - 1]!.position
     let offsets: number[]
+    traced?.committing(events)
     try {
       offsets = await this.lease.writer.commit(events, lastPosition, deadLetters)
     } catch (error) {
+      traced?.failed(error)
       if (hasCode(error, ErrorCode.Fenced)) {
         this.transition('fenced', error)
         this.stop.abort()
@@ -390,6 +397,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const published = await this.saveAfterCommit(written, unlogged, replies)
     this.hold(working)
     const savedAt = performance.now()
+    traced?.done(decided)
     if (replies.length > 0 && !published) {
       await this.context.outcomes.publish(stream, partition, replies).catch((error: unknown) => {
         this.context.logger.warn('publishing replies failed; clients find the recorded outcomes by polling', {

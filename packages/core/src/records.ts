@@ -19,12 +19,20 @@ export interface CommandEnvelope {
   sentAt: number
 }
 
+/**
+ * Headers a record carries beside its value: the W3C trace context (`traceparent`, `tracestate`)
+ * of the command that led to it, when telemetry is on. Kafka keeps them as record headers.
+ */
+export type RecordHeaders = Readonly<Record<string, string>>
+
 /** A command read back from the command log: its position there and its raw text. */
 export interface CommandRecord {
   /** Position in the command log partition (the Kafka offset). */
   position: number
   /** The encoded envelope; may be anything a producer wrote, so it is decoded defensively. */
   value: string
+  /** Trace context its sender put beside it, if any. */
+  headers?: RecordHeaders
 }
 
 /** An event the processor asks the event log to append. */
@@ -39,6 +47,8 @@ export interface EventToAppend {
   commandPosition: number
   /** The event's fields as JSON text. */
   payload: string
+  /** Trace context of the command's processing, so read models continue its trace (set when telemetry is on). */
+  headers?: RecordHeaders
 }
 
 /**

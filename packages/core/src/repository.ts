@@ -17,8 +17,9 @@ import {
 import { messageOf } from './runtime.js'
 import type { OutcomeChannel, SnapshotStore, StreamSpec, Transport } from './ports.js'
 import type { EventPosition } from './projection/runner.js'
-import type { CommandEnvelope } from './records.js'
+import type { CommandEnvelope, RecordHeaders } from './records.js'
 import type { AggregateRuntime } from './runtime.js'
+import type { Telemetry } from './telemetry.js'
 import { partitionFor, sleep } from './util.js'
 
 /** Options of {@link Repository.save}. */
@@ -96,6 +97,7 @@ export class Repository<T extends object> {
     private readonly settings: RepositorySettings,
     private readonly assertOpen: () => void,
     private readonly closing: AbortSignal,
+    private readonly telemetry?: Telemetry,
   ) {}
 
   /** Creates an aggregate with a creating command. Throws `ESK_AGGREGATE_EXISTS` if the id is taken. */
@@ -205,6 +207,15 @@ export class Repository<T extends object> {
       sentAt: Date.now(),
     }
     const partition = partitionFor(id, this.stream.partitions)
+    const traced = this.telemetry?.command(this.stream, partition, envelope)
+    if (traced) return traced.settle(this.deliver(envelope, partition, timeoutMs, traced.headers))
+    return this.deliver(envelope, partition, timeoutMs)
+  }
+
+  /** Sends an envelope and waits for its outcome. */
+  private async deliver(envelope: CommandEnvelope, partition: number, timeoutMs: number, headers?: RecordHeaders): Promise<CommandResult> {
+    const { aggregateId: id, commandId, kind } = envelope
+    const name = this.runtime.model.name
     const timeout = new AbortController()
     const timer = setTimeout(() => timeout.abort(), timeoutMs)
     const onClose = (): void => timeout.abort()
@@ -214,7 +225,7 @@ export class Repository<T extends object> {
       const waiting = this.outcomes.wait(this.stream, partition, { aggregateId: id, commandId }, timeout.signal)
       // The send is bounded by the same deadline: during an outage the log's client retries for
       // longer than a caller wants to wait.
-      const sent = this.transport.send(this.stream, partition, id, encodeEnvelope(envelope))
+      const sent = this.transport.send(this.stream, partition, id, encodeEnvelope(envelope), headers)
       const stopped = new Promise<'stopped'>((resolve) => timeout.signal.addEventListener('abort', () => resolve('stopped'), { once: true }))
       try {
         if ((await Promise.race([sent, stopped])) === 'stopped') {

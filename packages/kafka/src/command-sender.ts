@@ -1,4 +1,5 @@
 import { UnavailableError } from '@esk/core'
+import { type RecordHeaders } from '@esk/core/driver'
 import type { Producer } from 'kafkajs'
 import { kafkaErrorType } from './errors.js'
 import { MAX_REQUEST_BYTES, fitting } from './requests.js'
@@ -22,6 +23,7 @@ interface Pending {
   partition: number
   key: string
   value: string
+  headers: RecordHeaders | undefined
   resolve: () => void
   reject: (error: unknown) => void
 }
@@ -47,7 +49,7 @@ export class CommandSender {
     private readonly renew?: (broken: Producer) => Promise<Producer>,
   ) {}
 
-  send(topic: string, partition: number, key: string, value: string): Promise<void> {
+  send(topic: string, partition: number, key: string, value: string, headers?: RecordHeaders): Promise<void> {
     // During an outage every caller would otherwise queue here until it times out.
     if (this.queue.length >= this.maxQueued) {
       return Promise.reject(
@@ -59,7 +61,7 @@ export class CommandSender {
       )
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ topic, partition, key, value, resolve, reject })
+      this.queue.push({ topic, partition, key, value, headers, resolve, reject })
       if (!this.flushing) void this.flush()
     })
   }
@@ -82,7 +84,7 @@ export class CommandSender {
             acks: -1,
             topicMessages: [...byTopic].map(([topic, pending]) => ({
               topic,
-              messages: pending.map(({ partition, key, value }) => ({ partition, key, value })),
+              messages: pending.map(({ partition, key, value, headers }) => (headers ? { partition, key, value, headers } : { partition, key, value })),
             })),
           })
           for (const p of batch) p.resolve()

@@ -51,6 +51,12 @@ export interface KafkaTransportOptions {
   logLevel?: logLevel
   /** Where kafkajs's logs go. Default: the console logger (level from `ESK_LOG_LEVEL`). */
   logger?: Logger
+  /**
+   * Window of the kafkajs log limiter, ms: the first line of each condition goes through, and its
+   * repeats within the window become one summary line (code `ESK_KAFKA_LOG_REPEATED`), so a broker
+   * outage does not flood the logs. 0 logs every line. Default 10000.
+   */
+  logRepeatIntervalMs?: number
 }
 
 /** Defaults of {@link KafkaTransportOptions}, in one place. */
@@ -69,6 +75,7 @@ export const KAFKA_DEFAULTS = {
   maxWaitTimeMs: 500,
   transactionRetryMs: 5,
   partitionsConsumedConcurrently: 16,
+  logRepeatIntervalMs: 10_000,
 } as const
 
 /** Options after defaults, validated. */
@@ -109,6 +116,9 @@ export function resolveOptions(options: KafkaTransportOptions): ResolvedKafkaOpt
     if (!Number.isInteger(value) || value < 1) {
       throw new ConfigurationError(`kafkaTransport: ${name} must be a positive integer, got ${String(value)}`)
     }
+  }
+  if (!Number.isInteger(resolved.logRepeatIntervalMs) || resolved.logRepeatIntervalMs < 0) {
+    throw new ConfigurationError('kafkaTransport: logRepeatIntervalMs must be a non-negative integer (0 logs every line)')
   }
   if (!Number.isInteger(resolved.transactionRetryMs) || resolved.transactionRetryMs < 0) {
     throw new ConfigurationError('kafkaTransport: transactionRetryMs must be a non-negative integer')

@@ -14,6 +14,7 @@ import { isGroupChange } from './errors.js'
 import { PartitionAssigners } from './kafkajs.js'
 import { streamNames, type ResolvedKafkaOptions, type StreamNames } from './options.js'
 import type { LogReader } from './replay.js'
+import { textHeaders } from './headers.js'
 import { TransactionalWriter } from './writer.js'
 
 /** The lease the Kafka transport hands to core: a {@link PartitionLease} that can also tell where its command log ends. */
@@ -349,10 +350,12 @@ export class StreamProcessor {
     for (let start = 0; start < batch.messages.length; start += max) {
       if (!isRunning() || isStale() || owned.retired || rebalance.signal.aborted || this.stopping) return
       const chunk = batch.messages.slice(start, start + max)
-      const records: CommandRecord[] = chunk.map((m) => ({
-        position: Number(m.offset),
-        value: m.value?.toString('utf8') ?? '',
-      }))
+      const records: CommandRecord[] = chunk.map((m) => {
+        const headers = m.headers && textHeaders(m.headers)
+        return headers
+          ? { position: Number(m.offset), value: m.value?.toString('utf8') ?? '', headers }
+          : { position: Number(m.offset), value: m.value?.toString('utf8') ?? '' }
+      })
       const first = records[0]!.position
       const processing = handle.process(records)
       let outcome: 'done' | 'rebalance'

@@ -4,6 +4,7 @@ import { sleep, type StoredEvent } from '@esk/core/driver'
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, PartitionAssigner } from 'kafkajs'
 import { AssignerProtocol } from './kafkajs.js'
 import type { StreamNames } from './options.js'
+import { textHeaders } from './headers.js'
 import { EventHeaders } from './writer.js'
 
 /** Options of a {@link LogReader}. */
@@ -150,6 +151,7 @@ export function decodeEvent(topic: string, partition: number, message: KafkaMess
     }
     return text
   }
+  const traced = message.headers && textHeaders(message.headers)
   return {
     offset: Number(message.offset),
     type: header(EventHeaders.type),
@@ -158,6 +160,7 @@ export function decodeEvent(topic: string, partition: number, message: KafkaMess
     commandId: header(EventHeaders.commandId),
     commandPosition: Number(header(EventHeaders.commandOffset)),
     payload: message.value?.toString('utf8') ?? '',
+    ...(traced && { headers: traced }),
   }
 }
 

@@ -6,11 +6,13 @@ import {
   type EventFeedSpec,
   type LogBounds,
   type PartitionHost,
+  type RecordHeaders,
   type StoredEvent,
   type StreamSpec,
   type Transport,
+  type TransportDestinations,
 } from '@esk/core/driver'
-import type { Admin, Kafka as KafkaClient, Producer } from 'kafkajs'
+import type { Admin, Kafka as KafkaClient, Producer, logCreator } from 'kafkajs'
 import { Kafka, Partitioners, logLevel } from './kafkajs.js'
 import { resolveOptions, streamNames, type KafkaTransportOptions, type ResolvedKafkaOptions } from './options.js'
 import { CommandSender } from './command-sender.js'
@@ -45,10 +47,13 @@ export class KafkaTransport implements Transport {
   private closed = false
 
   private readonly logger: Logger
+  /** Shared by every kafkajs client of this transport, so their repeated lines are counted together. */
+  private readonly logCreator: logCreator
 
   constructor(options: KafkaTransportOptions = {}) {
     this.options = resolveOptions(options)
     this.logger = options.logger ?? consoleLogger()
+    this.logCreator = kafkaLogCreator(this.logger, { repeatIntervalMs: this.options.logRepeatIntervalMs })
     this.kafka = this.newClient()
   }
 
@@ -59,7 +64,7 @@ export class KafkaTransport implements Transport {
       brokers: broker ? [broker] : this.options.brokers,
       clientId: this.options.clientId,
       logLevel: this.options.logLevel ?? logLevel.WARN,
-      logCreator: kafkaLogCreator(this.logger),
+      logCreator: this.logCreator,
     })
   }
 
@@ -73,12 +78,17 @@ export class KafkaTransport implements Transport {
     return streamNames(this.options.topicPrefix, aggregate)
   }
 
+  destinations(stream: StreamSpec): TransportDestinations {
+    const names = this.names(stream.aggregate)
+    return { system: 'kafka', commands: names.commands, events: names.events, group: names.group }
+  }
+
   async provision(streams: readonly StreamSpec[]): Promise<void> {
     await this.connect()
     await provisionTopics(this.admin!, this.options, streams, (broker) => this.newClient(broker).admin())
   }
 
-  async send(stream: StreamSpec, partition: number, key: string, value: string): Promise<void> {
+  async send(stream: StreamSpec, partition: number, key: string, value: string, headers?: RecordHeaders): Promise<void> {
     const bytes = Buffer.byteLength(value)
     if (bytes > this.options.maxCommandBytes) {
       throw new InvalidArgumentError(
@@ -88,7 +98,7 @@ export class KafkaTransport implements Transport {
       )
     }
     await this.connect()
-    await this.sender!.send(this.names(stream.aggregate).commands, partition, key, value)
+    await this.sender!.send(this.names(stream.aggregate).commands, partition, key, value, headers)
   }
 
   async *readEvents(stream: StreamSpec, partition: number, from: number, until = 0): AsyncIterable<StoredEvent[]> {

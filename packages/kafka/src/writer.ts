@@ -93,6 +93,7 @@ export class TransactionalWriter implements PartitionWriter {
               key: event.aggregateId,
               value: event.payload,
               headers: {
+                ...event.headers,
                 [EventHeaders.type]: event.type,
                 [EventHeaders.aggregateId]: event.aggregateId,
                 [EventHeaders.version]: String(event.version),

@@ -4,6 +4,7 @@ import {
   type Checkpoint,
   type DeadLetter,
   type Outcome,
+  type RecordHeaders,
   type StoredEvent,
   type StoredSnapshot,
 } from '@esk/core/driver'
@@ -11,6 +12,8 @@ import {
 /** The logs of one partition. */
 export interface MemoryPartitionLog {
   commands: string[]
+  /** Headers (trace context) sent beside commands, by position; most commands have none. */
+  commandHeaders: Map<number, RecordHeaders>
   events: StoredEvent[]
   /** Next command position to process, as committed together with events. */
   committed: number

@@ -11,9 +11,11 @@ import {
   type LogBounds,
   type PartitionHandle,
   type PartitionHost,
+  type RecordHeaders,
   type StoredEvent,
   type StreamSpec,
   type Transport,
+  type TransportDestinations,
 } from '@esk/core/driver'
 import type { MemoryBackend, MemoryPartitionLog } from './backend.js'
 import { MemoryFeed } from './feed.js'
@@ -60,6 +62,7 @@ export class MemoryTransport implements Transport {
           stream.aggregate,
           Array.from({ length: stream.partitions }, () => ({
             commands: [],
+            commandHeaders: new Map(),
             events: [],
             committed: 0,
             deadLetters: [],
@@ -73,8 +76,9 @@ export class MemoryTransport implements Transport {
     }
   }
 
-  async send(stream: StreamSpec, partition: number, _key: string, value: string): Promise<void> {
+  async send(stream: StreamSpec, partition: number, _key: string, value: string, headers?: RecordHeaders): Promise<void> {
     const log = this.backend.log(stream.aggregate, partition)
+    if (headers) log.commandHeaders.set(log.commands.length, headers)
     log.commands.push(value)
     for (const wake of log.waiting.splice(0)) wake()
   }
@@ -92,6 +96,10 @@ export class MemoryTransport implements Transport {
     for (let offset = from; offset < end; offset += this.replayBatchSize) {
       yield log.events.slice(offset, Math.min(offset + this.replayBatchSize, end)).map((e) => ({ ...e }))
     }
+  }
+
+  destinations(stream: StreamSpec): TransportDestinations {
+    return { system: 'esk.memory', commands: `${stream.aggregate}.commands`, events: `${stream.aggregate}.events` }
   }
 
   async eventLogBounds(stream: StreamSpec): Promise<LogBounds[]> {
@@ -282,7 +290,8 @@ export class MemoryTransport implements Transport {
       const end = Math.min(next + this.maxBatchSize, log.commands.length)
       const records: CommandRecord[] = []
       for (let position = next; position < end; position++) {
-        records.push({ position, value: log.commands[position]! })
+        const headers = log.commandHeaders.get(position)
+        records.push(headers ? { position, value: log.commands[position]!, headers } : { position, value: log.commands[position]! })
       }
       try {
         await handle.process(records)

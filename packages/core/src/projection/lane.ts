@@ -3,6 +3,7 @@ import { ClosedError, ErrorCode, ProjectionFailedError, UnavailableError, errorT
 import type { StoredEvent } from '../records.js'
 import type { StreamSpec } from '../ports.js'
 import { messageOf } from '../runtime.js'
+import type { Telemetry } from '../telemetry.js'
 import { sleep } from '../util.js'
 import type { EventMeta, HandlerEntry, ReadModelSpec } from './model.js'
 import type { LaneState } from './observe.js'
@@ -39,6 +40,8 @@ export interface LaneHost {
   parked(deadLetter: ProjectionDeadLetter): void
   /** A write of the lane succeeded, with `count` events handled (rebuild progress; clears a failure streak). */
   applied(stream: StreamSpec, partition: number, count: number): void
+  /** Traces of event handling, when on. */
+  readonly telemetry?: Telemetry | undefined
 }
 
 type Attempt = { ok: true; handled: number } | { ok: false; error: unknown; attempts: number }
@@ -91,7 +94,9 @@ abstract class LaneBase implements EventFeedHandle {
         this.assertOpen()
         const chunk = fresh.slice(i, i + max)
         const end = chunk[chunk.length - 1]!.offset + 1
-        await this.stubborn(() => this.apply(chunk.filter((e) => e.offset >= this.position), i + max >= fresh.length ? Math.max(next, end) : end))
+        const traced = this.host.telemetry?.delivery(this.host.spec.name, this.stream, this.partition, chunk)
+        const applying = this.stubborn(() => this.apply(chunk.filter((e) => e.offset >= this.position), i + max >= fresh.length ? Math.max(next, end) : end))
+        await (traced ? applying.then(() => traced.end(), (error: unknown) => (traced.end(error), Promise.reject(error))) : applying)
       }
     })
     this.tail = run.catch(() => undefined)

@@ -49,6 +49,19 @@ export class ReadSide {
     return [...this.runners.values()].map((runner) => ({ view: runner.view, runs: this.running.includes(runner) }))
   }
 
+  /** Offsets each read model run here still has to read; one whose status cannot be read now is left out. */
+  async lags(): Promise<Array<{ projection: string; lag: number }>> {
+    const lags = await Promise.all(
+      this.started.map((runner) =>
+        runner.view.status().then(
+          (status) => [{ projection: runner.spec.name, lag: status.lag }],
+          () => [],
+        ),
+      ),
+    )
+    return lags.flat()
+  }
+
   /** The view of a registered read model. */
   view(model: ReadModel): ProjectionView {
     const runner = this.runners.get(model)

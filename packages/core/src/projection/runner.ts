@@ -12,6 +12,7 @@ import type { Logger } from '../logger.js'
 import type { Observers } from '../observe.js'
 import type { StreamSpec, Transport } from '../ports.js'
 import type { StoredEvent } from '../records.js'
+import type { Telemetry } from '../telemetry.js'
 import { decodeInstance } from '../roundtrip.js'
 import { messageOf } from '../runtime.js'
 import { sleep } from '../util.js'
@@ -136,6 +137,8 @@ export interface ReadSideContext {
   readTimeoutMs: number
   /** Aborted when the application closes. */
   closing: AbortSignal
+  /** Traces of event handling, when `@opentelemetry/api` is there. */
+  telemetry?: Telemetry
 }
 
 /** Runs one read model in one application: its feed, its lanes, its generations. */
@@ -176,6 +179,11 @@ export class ReadModelRunner implements LaneHost {
       this.store = context.store
     }
     this.view = this.makeView()
+  }
+
+  /** Traces of event handling, when on. */
+  get telemetry(): Telemetry | undefined {
+    return this.context.telemetry
   }
 
   /** Joins the read model's consumer group (or reads every partition, when global) and opens the first lanes. */
