@@ -13,6 +13,7 @@ import { Account, commandClasses } from './domain.js'
 import { classify, HistoryWriter, type Attempt, type AttemptResult } from './history.js'
 import { CommandType } from './model.js'
 import { probePartitions } from './probe.js'
+import { startWithin } from './start.js'
 
 /** What one client does. */
 export interface ClientPlan {
@@ -59,15 +60,19 @@ interface Intent {
 export async function runClient(config: RunConfig, plan: ClientPlan): Promise<void> {
   const random = rng(plan.seed)
   const history = new HistoryWriter(plan.historyPath)
-  const app = await createEsk({
-    aggregates: [{ aggregate: Account, partitions: config.partitions }],
-    driver: {
-      transport: kafkaTransport({ brokers: config.brokers, topicPrefix: config.topicPrefix, replicationFactor: config.replicationFactor ?? -1 }),
-      store: redisStore({ url: config.redisPath, keyPrefix: config.keyPrefix }),
-    },
-    processing: false,
-    commandTimeoutMs: plan.commandTimeoutMs,
-  })
+  // Started while the stack restarts, the first attempts find no broker: try again, as an
+  // application's supervisor would, for a bounded time.
+  const app = await startWithin(60_000, () =>
+    createEsk({
+      aggregates: [{ aggregate: Account, partitions: config.partitions }],
+      driver: {
+        transport: kafkaTransport({ brokers: config.brokers, topicPrefix: config.topicPrefix, replicationFactor: config.replicationFactor ?? -1 }),
+        store: redisStore({ url: config.redisPath, keyPrefix: config.keyPrefix }),
+      },
+      processing: false,
+      commandTimeoutMs: plan.commandTimeoutMs,
+    }),
+  )
   const accounts = app.repository(Account)
   const created = new Set<string>()
   const versions = new Map<string, number>()
@@ -165,3 +170,4 @@ export async function runClient(config: RunConfig, plan: ClientPlan): Promise<vo
   clearTimeout(timer)
   process.exit(0)
 }
+

@@ -1,5 +1,6 @@
-import { InvalidArgumentError, consoleLogger, type Logger } from '@esk/core'
+import { EskError, InvalidArgumentError, UnavailableError, consoleLogger, type Logger } from '@esk/core'
 import {
+  messageOf,
   type CommandLogPosition,
   type EventFeed,
   type EventFeedHost,
@@ -84,8 +85,19 @@ export class KafkaTransport implements Transport {
   }
 
   async provision(streams: readonly StreamSpec[]): Promise<void> {
-    await this.connect()
-    await provisionTopics(this.admin!, this.options, streams, (broker) => this.newClient(broker).admin())
+    try {
+      await this.connect()
+      await provisionTopics(this.admin!, this.options, streams, (broker) => this.newClient(broker).admin())
+    } catch (error) {
+      if (error instanceof EskError) throw error
+      // kafkajs gave up (its retries are spent): the cluster is down or unreachable, for now.
+      throw new UnavailableError(
+        `creating or checking the topics of ${streams.map((s) => s.aggregate).join(', ')} failed: ${messageOf(error)}; ` +
+          `check that Kafka answers at ${this.options.brokers.join(', ')}, then start again`,
+        { brokers: this.options.brokers },
+        error,
+      )
+    }
   }
 
   async send(stream: StreamSpec, partition: number, key: string, value: string, headers?: RecordHeaders): Promise<void> {

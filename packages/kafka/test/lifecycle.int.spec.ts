@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
-import { FencedError, type BackgroundError, type Esk, type EskOptions } from '@esk/core'
+import { FencedError, createEsk, type BackgroundError, type Esk, type EskOptions } from '@esk/core'
 import { sleep, type CommandRecord, type PartitionHost, type PartitionLease, type StreamSpec } from '@esk/core/driver'
-import { resolveKafkaOptions, streamNames } from '@esk/kafka'
+import { kafkaTransport, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { TransactionalWriter } from '@esk/kafka/driver'
 import { failingSaves } from '@esk/testing'
 import { contractModel } from '@esk/testing/contract'
@@ -32,6 +32,20 @@ describe('kafka partition lifecycle', () => {
       },
     }
   }
+
+  it('fails createEsk with ESK_UNAVAILABLE naming the brokers when Kafka does not answer', async () => {
+    // Fails before the fix: kafkajs's KafkaJSNumberOfRetriesExceeded reached the caller as is (no
+    // EskError code), and the fault suite's client ended on it when it started during a stack restart.
+    const stack = env()
+    const attempt = createEsk({
+      aggregates: [{ aggregate: ContractAccount, partitions: 1 }],
+      driver: {
+        transport: kafkaTransport({ brokers: ['127.0.0.1:1'], kafka: { connectionTimeout: 200, retry: { retries: 1, initialRetryTime: 50 } } }),
+        store: stack.driver().store,
+      },
+    })
+    await expect(attempt).rejects.toMatchObject({ code: 'ESK_UNAVAILABLE', retriable: true, message: expect.stringContaining('127.0.0.1:1') })
+  })
 
   it('reopens a partition whose writer was fenced while the group still assigns it to this process', async () => {
     // Fails before the fix: the fenced partition was paused until a rebalance that never came, so
