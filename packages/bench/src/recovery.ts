@@ -1,0 +1,107 @@
+/**
+ * Recovery: a partition of N events is rebuilt into Redis snapshots (`rebuild: true`), against a
+ * bare read of the same events; then a new processor takes the partition over and the time until
+ * it answers its first command is measured.
+ */
+import { randomUUID } from 'node:crypto'
+import { createEsk, type EventToAppend, type StreamSpec } from '@esk/core'
+import { TransactionalWriter, kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
+import { redisStore } from '@esk/redis'
+import { BenchAccount, Deposit } from './domain.js'
+import { dropKeys } from './memory.js'
+import type { BenchEnv } from './session.js'
+import { dropTopics } from './systems.js'
+
+/** The figures of one recovery run. */
+export interface RecoveryResult {
+  events: number
+  aggregates: number
+  writeSeconds: number
+  bareReadSeconds: number
+  bareReadEventsPerSecond: number
+  rebuildSeconds: number
+  rebuildEventsPerSecond: number
+  /** Rebuild rate over bare-read rate. */
+  rebuildOverRead: number
+  /** From `createEsk` of the new owner to its first command answered, with the partition's snapshots current. */
+  takeoverSeconds: number
+}
+
+/** Writes `events` events over `aggregates` aggregates to one partition and measures. */
+export async function recovery(env: BenchEnv, events: number, aggregates: number): Promise<RecoveryResult> {
+  const prefix = `bench${randomUUID().slice(0, 8)}.`
+  const quiet = { brokers: env.brokers, logLevel: logLevel.ERROR, topicPrefix: prefix }
+  const stream: StreamSpec = { aggregate: 'bench-account', partitions: 1 }
+  const driver = () => ({ transport: kafkaTransport(quiet), store: redisStore({ url: env.redisUrl, keyPrefix: prefix }) })
+  const setup = kafkaTransport(quiet)
+  try {
+    await setup.provision([stream])
+    const options = resolveKafkaOptions(quiet)
+    const writer = await TransactionalWriter.open(setup.client, options, streamNames(prefix, stream.aggregate), 0)
+    const versions = new Map<string, number>()
+    let started = performance.now()
+    for (let written = 0; written < events; written += 500) {
+      const batch: EventToAppend[] = []
+      for (let i = written; i < Math.min(written + 500, events); i++) {
+        const id = `a${i % aggregates}`
+        const version = (versions.get(id) ?? 0) + 1
+        versions.set(id, version)
+        batch.push({
+          aggregateId: id,
+          type: version === 1 ? 'bench.Opened' : 'bench.Deposited',
+          version,
+          commandId: `c${i}`,
+          commandPosition: i,
+          payload: JSON.stringify(version === 1 ? { owner: 'bench' } : { amount: 1, note: '' }),
+        })
+      }
+      await writer.commit(batch, written)
+    }
+    await writer.close()
+    const writeSeconds = (performance.now() - started) / 1000
+
+    started = performance.now()
+    let read = 0
+    for await (const batch of setup.readEvents(stream, 0, 0)) read += batch.length
+    const bareReadSeconds = (performance.now() - started) / 1000
+
+    let end: { events: number; elapsedMs: number } | undefined
+    const rebuilt = await createEsk({
+      aggregates: [{ aggregate: BenchAccount, partitions: 1 }],
+      driver: driver(),
+      rebuild: true,
+      listeners: { recovery: (p) => (p.phase === 'end' ? (end = p) : undefined) },
+    })
+    await rebuilt.close()
+    const rebuildSeconds = (end?.elapsedMs ?? NaN) / 1000
+
+    // The takeover: a new owner of the partition, whose snapshots are current, answers a command.
+    started = performance.now()
+    const owner = await createEsk({ aggregates: [{ aggregate: BenchAccount, partitions: 1 }], driver: driver(), commandTimeoutMs: 120_000 })
+    await owner.repository(BenchAccount).update('a0', new Deposit(1, ''))
+    const takeoverSeconds = (performance.now() - started) / 1000
+    await owner.close()
+
+    const readRate = read / bareReadSeconds
+    const rebuildRate = (end?.events ?? 0) / rebuildSeconds
+    return {
+      events,
+      aggregates: versions.size,
+      writeSeconds: round(writeSeconds),
+      bareReadSeconds: round(bareReadSeconds),
+      bareReadEventsPerSecond: Math.round(readRate),
+      rebuildSeconds: round(rebuildSeconds),
+      rebuildEventsPerSecond: Math.round(rebuildRate),
+      rebuildOverRead: round(rebuildRate / readRate),
+      takeoverSeconds: round(takeoverSeconds),
+    }
+  } finally {
+    await setup.close()
+    await dropKeys(env.redisUrl, prefix)
+    await dropTopics(env.brokers, prefix).catch(() => undefined)
+  }
+}
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100
+}
