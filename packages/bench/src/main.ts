@@ -5,13 +5,15 @@
  * interleaved window by window, and writes `reports/bench-<date>.json`, docs/benchmarks.md's
  * figures section and its charts. See docs/benchmarks.md for what each stage measures.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { randomUUID } from 'node:crypto'
 import { TransactionalWriter, kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { localStack } from '@esk/testing/stack'
 import { stackPids } from './cpu.js'
+import { topFunctions, type CpuProfile, type HotFunction } from './cpuprofile.js'
 import { dropKeys, measureMemory, type MemoryResult } from './memory.js'
 import { full, quick, uniform, workloads as allWorkloads, type Profile } from './profile.js'
 import { projections, type ProjectionResult } from './projections.js'
@@ -42,8 +44,12 @@ export interface BenchReport {
   openLoop: WindowResult[]
   workloads: WindowResult[]
   memory: MemoryResult[]
+  /** With --cpu-prof: each processor's top functions by self time, over its whole life. */
+  cpuProfiles?: Array<{ system: SystemName; partitions: number; processors: number; file: string; top: HotFunction[] }>
   recovery?: RecoveryResult
   projections?: ProjectionResult[]
+  /** Stages that failed; the others still ran. */
+  failures: Array<{ stage: string; error: string }>
   durationSeconds: number
 }
 
@@ -58,9 +64,11 @@ const { values: args } = parseArgs({
     'measure-s': { type: 'string' },
     aggregates: { type: 'string' },
     partitions: { type: 'string' },
+    'recovery-events': { type: 'string' },
     out: { type: 'string', default: 'reports' },
     docs: { type: 'string', default: 'yes' },
     from: { type: 'string' },
+    'cpu-prof': { type: 'boolean', default: false },
   },
 })
 
@@ -74,6 +82,7 @@ function chooseProfile(): Profile {
   if (args['measure-s']) profile.measureS = Number(args['measure-s'])
   if (args.partitions) profile.partitions = list(args.partitions)
   if (args.aggregates) profile.aggregates = Number(args.aggregates)
+  if (args['recovery-events']) profile.recoveryEvents = Number(args['recovery-events'])
   // --only workloads runs them in the quick profile too, at its aggregate count.
   if (profile.workloads.length === 0 || args.aggregates) profile.workloads = allWorkloads(profile.aggregates)
   return profile
@@ -155,6 +164,8 @@ async function loadStages(env: BenchEnv, profile: Profile, stages: Set<string>, 
         const setup = await session.setup(profile.aggregates)
         report.setups.push({ system, partitions, processors, aggregates: profile.aggregates, seconds: Math.round(setup.seconds * 100) / 100, failed: setup.failed })
       }
+      // One unrecorded window each, so no system's first recorded window pays for its JIT or cold caches.
+      for (const session of sessions) await session.measure(uniform(profile.aggregates), { mode: 'closed', inFlight: profile.inFlight[0]! }, profile.warmS, 1)
       const closedMedian = new Map<SystemName, number>()
       if (stages.has('throughput')) {
         for (const inFlight of profile.inFlight) {
@@ -209,6 +220,16 @@ async function loadStages(env: BenchEnv, profile: Profile, stages: Set<string>, 
     } finally {
       await closeAll(env, sessions)
     }
+    if (env.cpuProfileDir) {
+      for (const session of sessions) {
+        for (let i = 1; i <= processors; i++) {
+          const file = `${env.cpuProfileDir}/${session.system}-p${partitions}-x${processors}-${i}.cpuprofile`
+          if (!existsSync(file)) continue
+          const top = topFunctions(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, 15)
+          ;(report.cpuProfiles ??= []).push({ system: session.system, partitions, processors, file, top })
+        }
+      }
+    }
   }
 }
 
@@ -226,10 +247,16 @@ async function main(): Promise<void> {
   if (profile.projectionEvents === 0 && !args.only) stages.delete('projections')
   if (profile.workloads.length === 0 || (profile.name === 'quick' && !args.only)) stages.delete('workloads')
   const stack = localStack()
-  const env: BenchEnv = { brokers: stack.brokers, redisUrl: stack.redisUrl, stackDir: process.env.ESK_STACK_DIR }
+  const date = new Date().toISOString()
+  const env: BenchEnv = {
+    brokers: stack.brokers,
+    redisUrl: stack.redisUrl,
+    stackDir: process.env.ESK_STACK_DIR,
+    ...(args['cpu-prof'] && { cpuProfileDir: resolve(args.out!, `profiles-${date.replace(/[:.]/g, '-')}`) }),
+  }
   const started = performance.now()
   const report: BenchReport = {
-    date: new Date().toISOString(),
+    date,
     profile,
     stages: [...stages],
     machine: {
@@ -246,23 +273,40 @@ async function main(): Promise<void> {
     openLoop: [],
     workloads: [],
     memory: [],
+    failures: [],
     durationSeconds: 0,
   }
   log(`profile ${profile.name}, stages ${[...stages].join(',')}, brokers ${env.brokers.join(',')}, load average ${report.machine.loadAverageStart.join(' ')}`)
-  if (stages.has('warmup')) {
-    report.warmup = await warmup(env, profile.warmupTransactions)
-    log(`warm-up: ${report.warmup.transactions} transactions in ${report.warmup.seconds} s`)
+  // A stage that fails is reported, and the others still run.
+  const attempt = async (stage: string, run: () => Promise<void>): Promise<void> => {
+    try {
+      await run()
+    } catch (error) {
+      const text = String((error as Error)?.stack ?? error)
+      report.failures.push({ stage, error: text })
+      log(`${stage} failed: ${text}`)
+    }
   }
-  await loadStages(env, profile, stages, report)
+  if (stages.has('warmup')) {
+    await attempt('warmup', async () => {
+      report.warmup = await warmup(env, profile.warmupTransactions)
+      log(`warm-up: ${report.warmup.transactions} transactions in ${report.warmup.seconds} s`)
+    })
+  }
+  await attempt('load', () => loadStages(env, profile, stages, report))
   if (stages.has('recovery')) {
-    log(`recovery: ${profile.recoveryEvents} events`)
-    report.recovery = await recovery(env, profile.recoveryEvents, profile.recoveryAggregates)
-    log(`  rebuild ${report.recovery.rebuildEventsPerSecond}/s, bare read ${report.recovery.bareReadEventsPerSecond}/s, takeover ${report.recovery.takeoverSeconds} s`)
+    await attempt('recovery', async () => {
+      log(`recovery: ${profile.recoveryEvents} events`)
+      report.recovery = await recovery(env, profile.recoveryEvents, profile.recoveryAggregates)
+      log(`  rebuild ${report.recovery.rebuildEventsPerSecond}/s, bare read ${report.recovery.bareReadEventsPerSecond}/s, takeover ${report.recovery.takeoverSeconds} s`)
+    })
   }
   if (stages.has('projections')) {
-    const events = profile.projectionEvents || 20_000
-    log(`projections: ${events} events`)
-    report.projections = await projections(env, events, 256, 600_000)
+    await attempt('projections', async () => {
+      const events = profile.projectionEvents || 20_000
+      log(`projections: ${events} events`)
+      report.projections = await projections(env, events, 256, 600_000)
+    })
   }
   report.machine.loadAverageEnd = loadavg().map((l) => Math.round(l * 100) / 100)
   report.durationSeconds = Math.round((performance.now() - started) / 1000)
@@ -274,6 +318,7 @@ async function main(): Promise<void> {
     writeDocs(report, file, docsDir)
     log('docs/benchmarks.md and its charts regenerated')
   }
+  if (report.failures.length > 0) process.exitCode = 1
 }
 
 await main()

@@ -4,7 +4,7 @@
  * it answers its first command is measured.
  */
 import { randomUUID } from 'node:crypto'
-import { createEsk, type EventToAppend, type StreamSpec } from '@esk/core'
+import { createEsk, encodeEnvelope, type EventToAppend, type StreamSpec } from '@esk/core'
 import { TransactionalWriter, kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { redisStore } from '@esk/redis'
 import { BenchAccount, Deposit } from './domain.js'
@@ -37,7 +37,17 @@ export async function recovery(env: BenchEnv, events: number, aggregates: number
   try {
     await setup.provision([stream])
     const options = resolveKafkaOptions(quiet)
-    const writer = await TransactionalWriter.open(setup.client, options, streamNames(prefix, stream.aggregate), 0)
+    const names = streamNames(prefix, stream.aggregate)
+    // The events are written directly, not by processing commands; they all name command offset 0,
+    // where the last event's command is put, so the command log agrees with the event log (a new
+    // owner checks that, and refuses a partition whose command topic looks recreated).
+    const last = { commandId: `c${events - 1}`, aggregateId: `a${(events - 1) % aggregates}` }
+    const producer = setup.client.producer()
+    await producer.connect()
+    const command = encodeEnvelope({ ...last, type: 'bench.Deposit', kind: 'update', payload: { amount: 1, note: '' }, sentAt: Date.now() })
+    await producer.send({ topic: names.commands, acks: -1, messages: [{ partition: 0, key: last.aggregateId, value: command }] })
+    await producer.disconnect()
+    const writer = await TransactionalWriter.open(setup.client, options, names, 0)
     const versions = new Map<string, number>()
     let started = performance.now()
     for (let written = 0; written < events; written += 500) {
@@ -51,11 +61,11 @@ export async function recovery(env: BenchEnv, events: number, aggregates: number
           type: version === 1 ? 'bench.Opened' : 'bench.Deposited',
           version,
           commandId: `c${i}`,
-          commandPosition: i,
+          commandPosition: 0,
           payload: JSON.stringify(version === 1 ? { owner: 'bench' } : { amount: 1, note: '' }),
         })
       }
-      await writer.commit(batch, written)
+      await writer.commit(batch, 0)
     }
     await writer.close()
     const writeSeconds = (performance.now() - started) / 1000
@@ -77,7 +87,7 @@ export async function recovery(env: BenchEnv, events: number, aggregates: number
 
     // The takeover: a new owner of the partition, whose snapshots are current, answers a command.
     started = performance.now()
-    const owner = await createEsk({ aggregates: [{ aggregate: BenchAccount, partitions: 1 }], driver: driver(), commandTimeoutMs: 120_000 })
+    const owner = await createEsk({ aggregates: [{ aggregate: BenchAccount, partitions: 1 }], driver: driver(), commandTimeoutMs: 60_000 })
     await owner.repository(BenchAccount).update('a0', new Deposit(1, ''))
     const takeoverSeconds = (performance.now() - started) / 1000
     await owner.close()

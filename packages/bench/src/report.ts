@@ -109,6 +109,11 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
   const txRow = (partitions: number, processors = 1, inFlight = p.inFlight[0]!) =>
     rows.find((r) => r.system === 'tx' && r.partitions === partitions && r.processors === processors && r.inFlight === inFlight)
 
+  if (report.failures?.length > 0) {
+    out.push(`**Failed stages:** ${report.failures.map((f) => `${f.stage} (${f.error.split('\n')[0]})`).join('; ')}.`)
+    out.push('')
+  }
+
   // Goals.
   out.push('### Goals')
   out.push('')
@@ -302,6 +307,19 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
       ),
     )
     out.push('')
+  }
+
+  if (report.cpuProfiles && report.cpuProfiles.length > 0) {
+    out.push('### Processor CPU profiles (top functions by self time)')
+    out.push('')
+    out.push('From `--cpu-prof`: each processor\'s whole life (setup and every window). Profiling slows every system, so the figures of such a run are not comparable with an unprofiled one.')
+    out.push('')
+    for (const prof of report.cpuProfiles) {
+      out.push(`**${NAMES[prof.system]}, ${prof.partitions} partition(s), ${prof.processors} processor(s)** (\`${basename(prof.file)}\`)`)
+      out.push('')
+      out.push(table(['function', 'where', 'self'], prof.top.map((f) => [`\`${f.name}\``, f.where, `${f.selfPercent}%`])))
+      out.push('')
+    }
   }
 
   if (rec) {

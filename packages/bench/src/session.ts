@@ -16,6 +16,8 @@ export interface BenchEnv {
   brokers: string[]
   redisUrl: string
   stackDir: string | undefined
+  /** When set, processors run with `--cpu-prof` and write their profiles here. */
+  cpuProfileDir?: string
 }
 
 /** How a window loads the system. */
@@ -69,6 +71,7 @@ export class Session {
 
   /** Provisions fresh topics, starts `processors` processors and a client, waits until all are ready. */
   static async open(env: BenchEnv, system: SystemName, partitions: number, processors: number): Promise<Session> {
+    const profileDir = env.cpuProfileDir
     const config: SystemConfig = {
       system,
       brokers: env.brokers,
@@ -80,7 +83,10 @@ export class Session {
     const started: Child[] = []
     try {
       for (let i = 0; i < processors; i++) {
-        const child = new Child(`${system}-processor-${i + 1}`, { role: 'processor', config })
+        const name = `${system}-processor-${i + 1}`
+        // A profiled processor writes `<system>-p<partitions>-x<processors>-<n>.cpuprofile` when it exits.
+        const execArgv = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${system}-p${partitions}-x${processors}-${i + 1}.cpuprofile`] : []
+        const child = new Child(name, { role: 'processor', config }, execArgv)
         started.push(child)
         live.add(child)
         await child.next('ready', 120_000)

@@ -115,15 +115,19 @@ async function runClient(): Promise<void> {
 
   const issue = (startedAt: number): Promise<void> => {
     const command = source.next()
+    // A reply that arrives after its load was halted (beyond the halt's wait) belongs to no window.
+    const generation = runs
     counts.sent += 1
     const call = command.kind === 'create' ? client.create(command.id) : client.deposit(command.id, command.amount, command.note)
     const done = call.then(
       (accepted) => {
+        if (generation !== runs) return
         recordMs(histogram, performance.now() - startedAt)
         counts.completed += 1
         if (!accepted) counts.refused += 1
       },
       (error: unknown) => {
+        if (generation !== runs) return
         counts.errors += 1
         firstError ??= String((error as Error)?.message ?? error)
       },
@@ -134,9 +138,10 @@ async function runClient(): Promise<void> {
   }
 
   const findLoops = (): void => {
+    const generation = runs
     for (let i = 0; i < (workload.findInFlight ?? 0); i++) {
       void (async () => {
-        while (running) {
+        while (running && generation === runs) {
           const started = performance.now()
           try {
             await client.find(source.pickExisting())
@@ -168,9 +173,10 @@ async function runClient(): Promise<void> {
       }
       case 'closed': {
         begin(message.workload, message.seed)
+        const generation = runs
         for (let i = 0; i < message.inFlight; i++) {
           void (async () => {
-            while (running) {
+            while (running && generation === runs) {
               const errors = counts.errors
               await issue(performance.now())
               // A failing system must not turn this loop into a busy one.
