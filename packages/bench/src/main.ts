@@ -64,6 +64,8 @@ const { values: args } = parseArgs({
     'measure-s': { type: 'string' },
     aggregates: { type: 'string' },
     partitions: { type: 'string' },
+    processors: { type: 'string' },
+    'in-flight': { type: 'string' },
     'recovery-events': { type: 'string' },
     out: { type: 'string', default: 'reports' },
     docs: { type: 'string', default: 'yes' },
@@ -80,7 +82,15 @@ function chooseProfile(): Profile {
   if (args.systems) profile.systems = args.systems.split(',') as SystemName[]
   if (args.repetitions) profile.repetitions = profile.workloadRepetitions = Number(args.repetitions)
   if (args['measure-s']) profile.measureS = Number(args['measure-s'])
-  if (args.partitions) profile.partitions = list(args.partitions)
+  if (args.partitions) {
+    profile.partitions = list(args.partitions)
+    // The profile's open-loop partition counts among those asked for, else the first one asked for.
+    const kept = profile.openLoopPartitions.filter((p) => profile.partitions.includes(p))
+    profile.openLoopPartitions = kept.length > 0 ? kept : profile.partitions.slice(0, 1)
+    if (!profile.partitions.includes(profile.workloadPartitions)) profile.workloadPartitions = profile.partitions[0]!
+  }
+  if (args.processors) profile.processors = list(args.processors)
+  if (args['in-flight']) profile.inFlight = list(args['in-flight'])
   if (args.aggregates) profile.aggregates = Number(args.aggregates)
   if (args['recovery-events']) profile.recoveryEvents = Number(args['recovery-events'])
   // --only workloads runs them in the quick profile too, at its aggregate count.

@@ -19,7 +19,10 @@ export interface Profile {
   measureS: number
   /** Partition counts with an open-loop sweep (1 processor, the first in-flight value's maximum). */
   openLoopPartitions: number[]
-  /** Offered rates as fractions of each system's closed-loop median. */
+  /**
+   * Offered rates as fractions of each system's closed-loop median (at the first in-flight value):
+   * a closed loop is bounded by its in-flight count, so the sweep goes beyond 1 to find saturation.
+   */
   openLoopFractions: number[]
   /** Workloads beyond uniform updates, at `workloadPartitions`, with `workloadRepetitions` each. */
   workloads: Workload[]
@@ -62,7 +65,7 @@ export const quick: Profile = {
   warmS: 2,
   measureS: 6,
   openLoopPartitions: [4],
-  openLoopFractions: [0.25, 0.5, 0.75, 1, 1.25],
+  openLoopFractions: [0.25, 0.5, 1, 1.5, 2],
   workloads: [],
   workloadPartitions: 4,
   workloadRepetitions: 1,
@@ -84,7 +87,7 @@ export const full: Profile = {
   warmS: 3,
   measureS: 15,
   openLoopPartitions: [1, 4, 8],
-  openLoopFractions: [0.1, 0.25, 0.5, 0.75, 0.9, 1, 1.1, 1.25],
+  openLoopFractions: [0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 2.5],
   workloads: workloads(100_000),
   workloadPartitions: 4,
   workloadRepetitions: 3,

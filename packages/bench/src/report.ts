@@ -24,6 +24,8 @@ export const GOALS = {
 }
 
 const NAMES: Record<SystemName, string> = { esk: 'esk', tx: 'hand-written, transactional', plain: 'hand-written, not transactional' }
+/** The same, short enough for a chart's legend. */
+const LEGEND: Record<SystemName, string> = { esk: 'esk', tx: 'hand-written tx', plain: 'hand-written plain' }
 
 const int = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a')
 const dec = (n: number, digits = 2): string => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a')
@@ -131,7 +133,7 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
   for (const partitions of p.openLoopPartitions) {
     const half = openLoopAtHalf(report, partitions)
     goalRows.push([
-      `p99 ≤ ${GOALS.p99AtHalfMs} ms at 50% of the maximum, open loop, ${partitions} partition(s)`,
+      `p99 ≤ ${GOALS.p99AtHalfMs} ms at 50% of the maximum (the closed-loop median), open loop, ${partitions} partition(s)`,
       half ? `${ms(half.latency.p99Ms)} at ${int(offeredOf(half))}/s (p99.9 ${ms(half.latency.p999Ms)})` : 'n/a',
       verdict(half ? half.latency.p99Ms <= GOALS.p99AtHalfMs : undefined),
     ])
@@ -215,7 +217,8 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
     out.push('')
     out.push(
       'A separate client process sends on a schedule, whatever the replies do; latency runs from each command\'s intended send time ' +
-        '(so a client that falls behind still counts the delay) and is recorded in an HDR histogram. Rates are fractions of each system\'s own closed-loop median.',
+        '(so a client that falls behind still counts the delay) and is recorded in an HDR histogram. Rates are fractions of each system\'s own closed-loop median, ' +
+        'beyond 1 too: a closed loop is bounded by its calls in flight, not by what the system sustains. Achieved can exceed offered when the measured part of a window drains a backlog built during its unmeasured start.',
     )
     out.push('')
     out.push('![achieved against offered load](benchmarks/open-loop-throughput.svg)')
@@ -246,11 +249,16 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
         windows.map((w) => ({ offered: offeredOf(w), achieved: w.commandsPerSecond, p99Ms: w.latency.p99Ms })),
         GOALS.p99AtHalfMs,
       )
-      knees.push([key.split('/')[0]!, NAMES[windows[0]!.system], k === undefined ? 'below the lowest rate' : `${int(k)}/s`])
+      const kept = knee(
+        windows.map((w) => ({ offered: offeredOf(w), achieved: w.commandsPerSecond, p99Ms: w.latency.p99Ms })),
+        Infinity,
+      )
+      const show = (rate: number | undefined): string => (rate === undefined ? 'below the lowest rate' : `${int(rate)}/s`)
+      knees.push([key.split('/')[0]!, NAMES[windows[0]!.system], show(kept), show(k)])
     }
-    out.push(`The knee: the highest offered rate that was achieved (within 5%) with p99 ≤ ${GOALS.p99AtHalfMs} ms.`)
+    out.push(`The knee: the highest offered rate that was achieved (within 5%), and the highest also with p99 ≤ ${GOALS.p99AtHalfMs} ms.`)
     out.push('')
-    out.push(table(['partitions', 'system', 'knee'], knees))
+    out.push(table(['partitions', 'system', 'achieved up to', `achieved with p99 ≤ ${GOALS.p99AtHalfMs} ms up to`], knees))
     out.push('')
   }
 
@@ -374,7 +382,7 @@ export function charts(report: BenchReport): Record<string, string> {
       const mine = rows.filter((r) => r.system === system)
       if (mine.length === 0) continue
       series.push({
-        name: NAMES[system],
+        name: LEGEND[system],
         points: mine.map((r) => {
           const s = spread(rate(r.windows))
           return { x: r.partitions, y: s.median, low: s.min, high: s.max }
@@ -392,14 +400,14 @@ export function charts(report: BenchReport): Record<string, string> {
       xLabel: 'offered commands/s',
       yLabel: 'achieved commands/s',
       diagonal: true,
-      series: bySystem.map((w) => ({ name: NAMES[w[0]!.system], points: w.map((x) => ({ x: offeredOf(x), y: x.commandsPerSecond })) })),
+      series: bySystem.map((w) => ({ name: LEGEND[w[0]!.system], points: w.map((x) => ({ x: offeredOf(x), y: x.commandsPerSecond })) })),
     })
     files['open-loop-p99.svg'] = lineChart({
       title: `Open loop, ${partitions} partition(s): p99 latency`,
       xLabel: 'offered commands/s',
       yLabel: 'p99 (ms)',
       reference: { y: GOALS.p99AtHalfMs, label: `goal ${GOALS.p99AtHalfMs} ms` },
-      series: bySystem.map((w) => ({ name: NAMES[w[0]!.system], points: w.map((x) => ({ x: offeredOf(x), y: x.latency.p99Ms })) })),
+      series: bySystem.map((w) => ({ name: LEGEND[w[0]!.system], points: w.map((x) => ({ x: offeredOf(x), y: x.latency.p99Ms })) })),
     })
   }
   if (report.recovery) {
