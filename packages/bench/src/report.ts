@@ -320,7 +320,7 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
   if (report.cpuProfiles && report.cpuProfiles.length > 0) {
     out.push('### Processor CPU profiles (top functions by self time)')
     out.push('')
-    out.push('From `--cpu-prof`: each processor\'s whole life (setup and every window). Profiling slows every system, so the figures of such a run are not comparable with an unprofiled one.')
+    out.push('From `--cpu-prof`: shares of each processor\'s busy time (idle left out) over its whole life, setup and every window. Profiling slows every system, so the figures of such a run are not comparable with an unprofiled one.')
     out.push('')
     for (const prof of report.cpuProfiles) {
       out.push(`**${NAMES[prof.system]}, ${prof.partitions} partition(s), ${prof.processors} processor(s)** (\`${basename(prof.file)}\`)`)
