@@ -141,6 +141,12 @@ async function warmup(env: BenchEnv, transactions: number): Promise<{ transactio
   return { transactions: done, seconds: Math.round((performance.now() - started) / 10) / 100 }
 }
 
+/** The systems in turn, starting one further each repetition, so none always follows the same one. */
+function rotated<T>(items: T[], by: number): T[] {
+  const start = by % Math.max(1, items.length)
+  return [...items.slice(start), ...items.slice(0, start)]
+}
+
 /** Closes the sessions and deletes their topics and keys. */
 async function closeAll(env: BenchEnv, sessions: Session[]): Promise<void> {
   for (const session of sessions) {
@@ -180,7 +186,7 @@ async function loadStages(env: BenchEnv, profile: Profile, stages: Set<string>, 
       if (stages.has('throughput')) {
         for (const inFlight of profile.inFlight) {
           for (let rep = 0; rep < profile.repetitions; rep++) {
-            for (const session of sessions) {
+            for (const session of rotated(sessions, rep)) {
               const result = await session.measure(uniform(profile.aggregates), { mode: 'closed', inFlight }, profile.warmS, profile.measureS)
               report.throughput.push(result)
               log(`  closed ${inFlight} in flight, ${session.system} #${rep + 1}: ${result.commandsPerSecond}/s p99 ${result.latency.p99Ms} ms, ${result.cpuUsPerCommand} µs/cmd, others ${result.cpu.others.toFixed(2)} cores`)
@@ -219,7 +225,7 @@ async function loadStages(env: BenchEnv, profile: Profile, stages: Set<string>, 
       if (stages.has('workloads') && partitions === workloadCombo.partitions && processors === workloadCombo.processors) {
         for (const workload of profile.workloads) {
           for (let rep = 0; rep < profile.workloadRepetitions; rep++) {
-            for (const session of sessions) {
+            for (const session of rotated(sessions, rep)) {
               const result = await session.measure(workload, { mode: 'closed', inFlight: profile.inFlight[0]! }, profile.warmS, profile.measureS)
               report.workloads.push(result)
               log(`  ${workload.name}, ${session.system} #${rep + 1}: ${result.commandsPerSecond}/s p99 ${result.latency.p99Ms} ms${result.find ? `, find p99 ${result.find.p99Ms} ms` : ''}`)

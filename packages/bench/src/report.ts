@@ -50,12 +50,18 @@ function groups(windows: WindowResult[], key: (w: WindowResult) => string): Map<
   return map
 }
 
+/** The broker's CPU: every stack process named kafka (one, or one per node of a cluster). */
+const brokerCores = (w: WindowResult): number => {
+  const names = Object.keys(w.cpu.processes).filter((name) => name.startsWith('kafka'))
+  return names.length === 0 ? NaN : names.reduce((sum, name) => sum + w.cpu.processes[name]!, 0)
+}
+
 const inFlightOf = (w: WindowResult): number => (w.load.mode === 'closed' ? w.load.inFlight : NaN)
 const offeredOf = (w: WindowResult): number => (w.load.mode === 'open' ? w.load.rate : NaN)
 
 /**
  * The ratio of two systems' windows paired repetition by repetition (the i-th window of each, which
- * ran next to each other): median and spread of the per-pair ratios.
+ * ran within the same repetition): median and spread of the per-pair ratios.
  */
 export function pairedRatio(a: number[], b: number[]): Spread {
   const pairs = Math.min(a.length, b.length)
@@ -191,7 +197,7 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
             ms(med((x) => x.latency.p999Ms)),
             int(med((x) => x.cpuUsPerCommand)),
             `${Math.round(med((x) => x.eventLoopUtilization) * 100)}%`,
-            dec(med((x) => x.cpu.processes.kafka ?? NaN)),
+            dec(med(brokerCores)),
             dec(med((x) => x.cpu.others)),
             dec(med((x) => x.loadAverage[0] ?? NaN)),
           ]
@@ -206,7 +212,7 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
       const pr = (a?: ThroughputRow, b?: ThroughputRow): string => (a && b ? `${withRange(pairedRatio(rate(a.windows), rate(b.windows)), (x) => dec(x))}×` : 'n/a')
       ratioRows.push([...key.split('/'), pr(e, t), pr(e, n), pr(t, n)])
     }
-    out.push('Ratios of windows that ran next to each other (median, min–max over the pairs):')
+    out.push('Ratios of the windows of the same repetition (median, min–max over the repetitions):')
     out.push('')
     out.push(table(['partitions', 'processors', 'in flight', 'esk / transactional', 'esk / not transactional', 'transactional / not (the cost of exactly-once)'], ratioRows))
     out.push('')
