@@ -87,7 +87,7 @@ export const full: Profile = {
   warmS: 3,
   measureS: 15,
   openLoopPartitions: [1, 4, 8],
-  openLoopFractions: [0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 2.5],
+  openLoopFractions: [0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2],
   workloads: workloads(100_000),
   workloadPartitions: 4,
   workloadRepetitions: 3,

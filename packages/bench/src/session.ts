@@ -35,7 +35,7 @@ export interface WindowResult {
   refused: number
   errors: number
   firstError?: string
-  /** Left without a reply when the client stopped (30 s after the window). */
+  /** Left without a reply when the client stopped waiting (up to 120 s after the window). */
   unanswered: number
   latency: LatencySummary
   find?: LatencySummary
@@ -129,8 +129,9 @@ export class Session {
     const processorReports = await Promise.all(this.processors.map((p) => p.next<ProcessorReport>('report', 30_000)))
     const client = await this.client.next<ClientReport>('report', 30_000)
     const use = cpu.stop()
-    this.client.send({ type: 'halt', timeoutMs: 30_000 })
-    const { unanswered } = await this.client.next<{ unanswered: number }>('halted', 60_000)
+    // An overloaded open-loop window leaves a backlog: let it drain (bounded) before the next window.
+    this.client.send({ type: 'halt', timeoutMs: 120_000 })
+    const { unanswered } = await this.client.next<{ unanswered: number }>('halted', 150_000)
     const commands = processorReports.reduce((a, r) => a + r.commands, 0)
     const cpuUs = processorReports.reduce((a, r) => a + r.cpuUs, 0)
     return {
