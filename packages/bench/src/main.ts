@@ -80,7 +80,7 @@ function chooseProfile(): Profile {
   const profile: Profile = { ...base }
   const list = (text: string): number[] => text.split(',').map(Number)
   if (args.systems) profile.systems = args.systems.split(',') as SystemName[]
-  if (args.repetitions) profile.repetitions = profile.workloadRepetitions = Number(args.repetitions)
+  if (args.repetitions) profile.repetitions = profile.workloadRepetitions = profile.openLoopRepetitions = Number(args.repetitions)
   if (args['measure-s']) profile.measureS = Number(args['measure-s'])
   if (args.partitions) {
     profile.partitions = list(args.partitions)
@@ -208,13 +208,15 @@ async function loadStages(env: BenchEnv, profile: Profile, stages: Set<string>, 
           }
           rates.set(session.system, sweepRates(Math.max(1, maximum ?? 1), profile.openLoopFractions))
         }
-        for (let step = 0; step < profile.openLoopFractions.length; step++) {
-          for (const session of sessions) {
-            const rate = rates.get(session.system)![step]
-            if (rate === undefined) continue
-            const result = await session.measure(uniform(profile.aggregates), { mode: 'open', rate }, profile.warmS, profile.measureS)
-            report.openLoop.push(result)
-            log(`  open ${rate}/s, ${session.system}: ${result.commandsPerSecond}/s p99 ${result.latency.p99Ms} ms p99.9 ${result.latency.p999Ms} ms`)
+        for (let rep = 0; rep < profile.openLoopRepetitions; rep++) {
+          for (let step = 0; step < profile.openLoopFractions.length; step++) {
+            for (const session of rotated(sessions, rep + step)) {
+              const rate = rates.get(session.system)![step]
+              if (rate === undefined) continue
+              const result = await session.measure(uniform(profile.aggregates), { mode: 'open', rate }, profile.warmS, profile.measureS)
+              report.openLoop.push(result)
+              log(`  open ${rate}/s, ${session.system} #${rep + 1}: ${result.commandsPerSecond}/s p99 ${result.latency.p99Ms} ms p99.9 ${result.latency.p999Ms} ms`)
+            }
           }
         }
       }

@@ -25,6 +25,8 @@ export interface Profile {
    */
   openLoopFractions: number[]
   /** Workloads beyond uniform updates, at `workloadPartitions`, with `workloadRepetitions` each. */
+  /** Sweeps per open-loop partition count (each rate's windows interleaved system by system). */
+  openLoopRepetitions: number
   workloads: Workload[]
   workloadPartitions: number
   workloadRepetitions: number
@@ -66,6 +68,7 @@ export const quick: Profile = {
   measureS: 6,
   openLoopPartitions: [4],
   openLoopFractions: [0.25, 0.5, 1, 1.5, 2],
+  openLoopRepetitions: 1,
   workloads: [],
   workloadPartitions: 4,
   workloadRepetitions: 1,
@@ -88,6 +91,7 @@ export const full: Profile = {
   measureS: 15,
   openLoopPartitions: [1, 4, 8],
   openLoopFractions: [0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2],
+  openLoopRepetitions: 3,
   workloads: workloads(100_000),
   workloadPartitions: 4,
   workloadRepetitions: 3,

@@ -38,10 +38,10 @@ function table(header: string[], rows: string[][]): string {
   return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n')
 }
 
-/** Windows grouped by configuration, in first-seen order. */
-function groups(windows: WindowResult[], key: (w: WindowResult) => string): Map<string, WindowResult[]> {
-  const map = new Map<string, WindowResult[]>()
-  for (const w of windows) {
+/** Items grouped by a key, in first-seen order. */
+function groups<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
+  const map = new Map<string, T[]>()
+  for (const w of items) {
     const k = key(w)
     const list = map.get(k)
     if (list) list.push(w)
@@ -58,6 +58,38 @@ const brokerCores = (w: WindowResult): number => {
 
 const inFlightOf = (w: WindowResult): number => (w.load.mode === 'closed' ? w.load.inFlight : NaN)
 const offeredOf = (w: WindowResult): number => (w.load.mode === 'open' ? w.load.rate : NaN)
+
+/** The open-loop windows of one system at one offered rate (one per repetition). */
+interface OpenPoint {
+  partitions: number
+  system: SystemName
+  offered: number
+  achieved: Spread
+  p50: Spread
+  p99: Spread
+  p999: Spread
+  max: Spread
+  unanswered: number
+  others: Spread
+}
+
+/** Open-loop windows grouped by partitions, system and offered rate, ascending by rate. */
+function openPoints(report: BenchReport): OpenPoint[] {
+  return [...groups(report.openLoop, (w) => `${w.partitions}/${w.system}/${offeredOf(w)}`).values()]
+    .map((w) => ({
+      partitions: w[0]!.partitions,
+      system: w[0]!.system,
+      offered: offeredOf(w[0]!),
+      achieved: spread(rate(w)),
+      p50: spread(w.map((x) => x.latency.p50Ms)),
+      p99: spread(w.map((x) => x.latency.p99Ms)),
+      p999: spread(w.map((x) => x.latency.p999Ms)),
+      max: spread(w.map((x) => x.latency.maxMs)),
+      unanswered: w.reduce((sum, x) => sum + x.unanswered, 0),
+      others: spread(w.map((x) => x.cpu.others)),
+    }))
+    .sort((a, b) => a.partitions - b.partitions || a.system.localeCompare(b.system) || a.offered - b.offered)
+}
 
 /**
  * The ratio of two systems' windows paired repetition by repetition (the i-th window of each, which
@@ -131,7 +163,7 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
     const t = txRow(partitions)
     const r = e && t ? pairedRatio(rate(e.windows), rate(t.windows)) : undefined
     goalRows.push([
-      `commands/s ≥ ${GOALS.throughputRatio}× hand-written, ${partitions} partition(s)`,
+      `commands/s ≥ ${GOALS.throughputRatio}× hand-written, ${partitions} partition(s), ${p.inFlight[0]} in flight`,
       r ? `${withRange(r, (n) => dec(n))}× (${int(spread(rate(e!.windows)).median)} against ${int(spread(rate(t!.windows)).median)}/s)` : 'n/a',
       verdict(r && r.n > 0 ? r.median >= GOALS.throughputRatio : undefined),
     ])
@@ -140,8 +172,8 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
     const half = openLoopAtHalf(report, partitions)
     goalRows.push([
       `p99 ≤ ${GOALS.p99AtHalfMs} ms at 50% of the maximum (the closed-loop median), open loop, ${partitions} partition(s)`,
-      half ? `${ms(half.latency.p99Ms)} at ${int(offeredOf(half))}/s (p99.9 ${ms(half.latency.p999Ms)})` : 'n/a',
-      verdict(half ? half.latency.p99Ms <= GOALS.p99AtHalfMs : undefined),
+      half ? `${withRange(half.p99, ms)} at ${int(half.offered)}/s (p99.9 ${ms(half.p999.median)})` : 'n/a',
+      verdict(half ? half.p99.median <= GOALS.p99AtHalfMs : undefined),
     ])
   }
   for (const partitions of p.partitions) {
@@ -234,35 +266,30 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
     out.push(
       table(
         ['partitions', 'system', 'offered/s', 'achieved/s', 'p50', 'p99', 'p99.9', 'max', 'unanswered', 'others cores'],
-        report.openLoop.map((w) => [
-          String(w.partitions),
-          NAMES[w.system],
-          int(offeredOf(w)),
-          int(w.commandsPerSecond),
-          ms(w.latency.p50Ms),
-          ms(w.latency.p99Ms),
-          ms(w.latency.p999Ms),
-          ms(w.latency.maxMs),
-          int(w.unanswered),
-          dec(w.cpu.others),
+        openPoints(report).map((o) => [
+          String(o.partitions),
+          NAMES[o.system],
+          int(o.offered),
+          withRange(o.achieved),
+          ms(o.p50.median),
+          withRange(o.p99, ms),
+          ms(o.p999.median),
+          ms(o.max.median),
+          int(o.unanswered),
+          dec(o.others.median),
         ]),
       ),
     )
     out.push('')
     const knees: string[][] = []
-    for (const [key, windows] of groups(report.openLoop, (w) => `${w.partitions}/${w.system}`)) {
-      const k = knee(
-        windows.map((w) => ({ offered: offeredOf(w), achieved: w.commandsPerSecond, p99Ms: w.latency.p99Ms })),
-        GOALS.p99AtHalfMs,
-      )
-      const kept = knee(
-        windows.map((w) => ({ offered: offeredOf(w), achieved: w.commandsPerSecond, p99Ms: w.latency.p99Ms })),
-        Infinity,
-      )
-      const show = (rate: number | undefined): string => (rate === undefined ? 'below the lowest rate' : `${int(rate)}/s`)
-      knees.push([key.split('/')[0]!, NAMES[windows[0]!.system], show(kept), show(k)])
+    for (const points of groups(openPoints(report), (o) => `${o.partitions}/${o.system}`).values()) {
+      const curve = points.map((o) => ({ offered: o.offered, achieved: o.achieved.median, p99Ms: o.p99.median }))
+      const highest = Math.max(...curve.map((c) => c.offered))
+      const show = (value: number | undefined): string =>
+        value === undefined ? 'below the lowest rate' : value === highest ? `${int(value)}/s (the highest tried)` : `${int(value)}/s`
+      knees.push([String(points[0]!.partitions), NAMES[points[0]!.system], show(knee(curve, Infinity)), show(knee(curve, GOALS.p99AtHalfMs))])
     }
-    out.push(`The knee: the highest offered rate that was achieved (within 5%), and the highest also with p99 ≤ ${GOALS.p99AtHalfMs} ms.`)
+    out.push(`The knee (medians over repetitions): the highest offered rate that was achieved (within 5%), and the highest also with p99 ≤ ${GOALS.p99AtHalfMs} ms.`)
     out.push('')
     out.push(table(['partitions', 'system', 'achieved up to', `achieved with p99 ≤ ${GOALS.p99AtHalfMs} ms up to`], knees))
     out.push('')
@@ -369,13 +396,11 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
   return out.join('\n')
 }
 
-/** esk's open-loop window closest to 50% of its closed-loop maximum at `partitions`. */
-function openLoopAtHalf(report: BenchReport, partitions: number): WindowResult | undefined {
-  const fractions = report.profile.openLoopFractions
-  const index = fractions.indexOf(0.5)
+/** esk's open-loop point at 50% of its closed-loop maximum at `partitions` (the sweep's 0.5 step). */
+function openLoopAtHalf(report: BenchReport, partitions: number): OpenPoint | undefined {
+  const index = [...report.profile.openLoopFractions].sort((a, b) => a - b).indexOf(0.5)
   if (index < 0) return undefined
-  const esk = report.openLoop.filter((w) => w.system === 'esk' && w.partitions === partitions)
-  return esk.sort((a, b) => offeredOf(a) - offeredOf(b))[index]
+  return openPoints(report).filter((o) => o.system === 'esk' && o.partitions === partitions)[index]
 }
 
 /** The SVG charts, by file name. */
@@ -399,21 +424,26 @@ export function charts(report: BenchReport): Record<string, string> {
   }
   if (report.openLoop.length > 0) {
     const partitions = report.openLoop[0]!.partitions
-    const windows = report.openLoop.filter((w) => w.partitions === partitions)
-    const bySystem = [...groups(windows, (w) => w.system).values()]
+    const points = openPoints(report).filter((o) => o.partitions === partitions)
+    const systems = [...new Set(points.map((o) => o.system))]
+    const series = (value: (o: OpenPoint) => Spread): Series[] =>
+      systems.map((system) => ({
+        name: LEGEND[system],
+        points: points.filter((o) => o.system === system).map((o) => ({ x: o.offered, y: value(o).median, low: value(o).min, high: value(o).max })),
+      }))
     files['open-loop-throughput.svg'] = lineChart({
       title: `Open loop, ${partitions} partition(s): achieved against offered`,
       xLabel: 'offered commands/s',
       yLabel: 'achieved commands/s',
       diagonal: true,
-      series: bySystem.map((w) => ({ name: LEGEND[w[0]!.system], points: w.map((x) => ({ x: offeredOf(x), y: x.commandsPerSecond })) })),
+      series: series((o) => o.achieved),
     })
     files['open-loop-p99.svg'] = lineChart({
-      title: `Open loop, ${partitions} partition(s): p99 latency`,
+      title: `Open loop, ${partitions} partition(s): p99 latency (median, min–max)`,
       xLabel: 'offered commands/s',
       yLabel: 'p99 (ms)',
       reference: { y: GOALS.p99AtHalfMs, label: `goal ${GOALS.p99AtHalfMs} ms` },
-      series: bySystem.map((w) => ({ name: LEGEND[w[0]!.system], points: w.map((x) => ({ x: offeredOf(x), y: x.latency.p99Ms })) })),
+      series: series((o) => o.p99),
     })
   }
   if (report.recovery) {
