@@ -3,7 +3,7 @@
  * state stays the same size whatever the load (a balance and a count), so a hot aggregate costs
  * the same per command as a cold one, as it does in the baselines.
  */
-import { Aggregate, Command, CommandHandler, CommandRejected, Event, EventHandler } from '@esk/core'
+import { Aggregate, Command, CommandHandler, CommandRejected, Event, EventHandler, type EventToAppend } from '@esk/core'
 
 /** An account was opened. */
 @Event('bench.Opened')
@@ -77,3 +77,33 @@ export class BenchAccount {
 
 /** The aggregate type name, which is also the baselines' topic stem. */
 export const AGGREGATE = 'bench-account'
+
+/**
+ * Writes event logs directly (recovery, projections): event `i` of a log spread round-robin over
+ * `aggregates` aggregates, `bench.Opened` first for each, then `bench.Deposited`.
+ */
+export class EventSeries {
+  private readonly versions = new Map<string, number>()
+
+  constructor(private readonly aggregates: number) {}
+
+  /** How many aggregates have events so far. */
+  get size(): number {
+    return this.versions.size
+  }
+
+  /** Event `i`, recorded as the outcome of command offset `commandPosition`. */
+  event(i: number, commandPosition: number): EventToAppend {
+    const aggregateId = `a${i % this.aggregates}`
+    const version = (this.versions.get(aggregateId) ?? 0) + 1
+    this.versions.set(aggregateId, version)
+    return {
+      aggregateId,
+      type: version === 1 ? 'bench.Opened' : 'bench.Deposited',
+      version,
+      commandId: `c${i}`,
+      commandPosition,
+      payload: JSON.stringify(version === 1 ? { owner: 'bench' } : { amount: 1, note: '' }),
+    }
+  }
+}

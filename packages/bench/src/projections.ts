@@ -8,7 +8,7 @@ import { createEsk, defineProjection, on, partitionFor, type Driver, type EventT
 import { TransactionalWriter, kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { redisStore } from '@esk/redis'
-import { BenchAccount, Deposited, Opened } from './domain.js'
+import { BenchAccount, Deposited, EventSeries, Opened } from './domain.js'
 import { dropKeys } from './memory.js'
 import type { BenchEnv } from './session.js'
 import { dropTopics } from './systems.js'
@@ -41,19 +41,10 @@ export async function projections(env: BenchEnv, events: number, aggregates: num
   const partitions = 4
   const stream: StreamSpec = { aggregate: 'bench-account', partitions }
   const byPartition: EventToAppend[][] = Array.from({ length: partitions }, () => [])
-  const versions = new Map<string, number>()
+  const series = new EventSeries(aggregates)
   for (let i = 0; i < events; i++) {
-    const id = `a${i % aggregates}`
-    const version = (versions.get(id) ?? 0) + 1
-    versions.set(id, version)
-    byPartition[partitionFor(id, partitions)]!.push({
-      aggregateId: id,
-      type: version === 1 ? 'bench.Opened' : 'bench.Deposited',
-      version,
-      commandId: `c${i}`,
-      commandPosition: i,
-      payload: JSON.stringify(version === 1 ? { owner: 'bench' } : { amount: 1, note: '' }),
-    })
+    const event = series.event(i, i)
+    byPartition[partitionFor(event.aggregateId, partitions)]!.push(event)
   }
   const results: ProjectionResult[] = []
 

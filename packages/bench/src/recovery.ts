@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { createEsk, encodeEnvelope, type EventToAppend, type StreamSpec } from '@esk/core'
 import { TransactionalWriter, kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { redisStore } from '@esk/redis'
-import { BenchAccount, Deposit } from './domain.js'
+import { BenchAccount, Deposit, EventSeries } from './domain.js'
 import { dropKeys } from './memory.js'
 import type { BenchEnv } from './session.js'
 import { dropTopics } from './systems.js'
@@ -48,23 +48,11 @@ export async function recovery(env: BenchEnv, events: number, aggregates: number
     await producer.send({ topic: names.commands, acks: -1, messages: [{ partition: 0, key: last.aggregateId, value: command }] })
     await producer.disconnect()
     const writer = await TransactionalWriter.open(setup.client, options, names, 0)
-    const versions = new Map<string, number>()
+    const series = new EventSeries(aggregates)
     let started = performance.now()
     for (let written = 0; written < events; written += 500) {
       const batch: EventToAppend[] = []
-      for (let i = written; i < Math.min(written + 500, events); i++) {
-        const id = `a${i % aggregates}`
-        const version = (versions.get(id) ?? 0) + 1
-        versions.set(id, version)
-        batch.push({
-          aggregateId: id,
-          type: version === 1 ? 'bench.Opened' : 'bench.Deposited',
-          version,
-          commandId: `c${i}`,
-          commandPosition: 0,
-          payload: JSON.stringify(version === 1 ? { owner: 'bench' } : { amount: 1, note: '' }),
-        })
-      }
+      for (let i = written; i < Math.min(written + 500, events); i++) batch.push(series.event(i, 0))
       await writer.commit(batch, 0)
     }
     await writer.close()
@@ -96,7 +84,7 @@ export async function recovery(env: BenchEnv, events: number, aggregates: number
     const rebuildRate = (end?.events ?? 0) / rebuildSeconds
     return {
       events,
-      aggregates: versions.size,
+      aggregates: series.size,
       writeSeconds: round(writeSeconds),
       bareReadSeconds: round(bareReadSeconds),
       bareReadEventsPerSecond: Math.round(readRate),
