@@ -1,346 +1,343 @@
-import { randomUUID } from 'node:crypto'
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { cpus, totalmem } from 'node:os'
+/**
+ * `npm run bench -- --profile quick|full [--only stages] [--systems esk,tx,plain] [--from report.json]`
+ *
+ * Warms the broker, then measures esk against the hand-written baselines in the same run,
+ * interleaved window by window, and writes `reports/bench-<date>.json`, docs/benchmarks.md's
+ * figures section and its charts. See docs/benchmarks.md for what each stage measures.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, totalmem } from 'node:os'
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { createEsk, defineProjection, on, type BatchProcessed, type Driver } from '@esk/core'
-import { partitionFor, type EventToAppend, type StreamSpec } from '@esk/core/driver'
+import { randomUUID } from 'node:crypto'
 import { kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { TransactionalWriter } from '@esk/kafka/driver'
-import { MemoryBackend, memoryDriver } from '@esk/memory'
-import { deleteKeysWithPrefix, redisStore } from '@esk/redis'
-import { ContractAccount, Deposit, Deposited, Open, Opened } from '@esk/testing/model'
 import { localStack } from '@esk/testing/stack'
-import { Redis } from 'ioredis'
+import { stackPids } from './cpu.js'
+import { topFunctions, type CpuProfile, type HotFunction } from './cpuprofile.js'
+import { dropKeys, measureMemory, type MemoryResult } from './memory.js'
+import { full, quick, uniform, workloads as allWorkloads, type Profile } from './profile.js'
+import { projections, type ProjectionResult } from './projections.js'
+import { recovery, type RecoveryResult } from './recovery.js'
+import { writeDocs } from './report.js'
+import { spread } from './stats.js'
+import { sweepRates } from './schedule.js'
+import { Session, type BenchEnv, type WindowResult } from './session.js'
+import { dropTopics, type SystemName } from './systems.js'
 
+/** Everything a run measured; the JSON report and the input of the docs. */
+export interface BenchReport {
+  date: string
+  profile: Profile
+  stages: string[]
+  machine: {
+    cpus: number
+    cpuModel: string | undefined
+    memoryGiB: number
+    node: string
+    kafkaVersion: string
+    loadAverageStart: number[]
+    loadAverageEnd: number[]
+  }
+  warmup?: { transactions: number; seconds: number }
+  setups: Array<{ system: SystemName; partitions: number; processors: number; aggregates: number; seconds: number; failed: number }>
+  throughput: WindowResult[]
+  openLoop: WindowResult[]
+  workloads: WindowResult[]
+  memory: MemoryResult[]
+  /** With --cpu-prof: each processor's top functions by self time, over its whole life. */
+  cpuProfiles?: Array<{ system: SystemName; partitions: number; processors: number; file: string; top: HotFunction[] }>
+  recovery?: RecoveryResult
+  projections?: ProjectionResult[]
+  /** Stages that failed; the others still ran. */
+  failures: Array<{ stage: string; error: string }>
+  durationSeconds: number
+}
 
+const STAGES = ['warmup', 'throughput', 'openloop', 'workloads', 'memory', 'recovery', 'projections']
 
-// Every figure comes with a baseline measured in the same run, on the same machine.
 const { values: args } = parseArgs({
   options: {
-    commands: { type: 'string', default: '4000' },
-    concurrency: { type: 'string', default: '128' },
-    aggregates: { type: 'string', default: '256' },
-    'recovery-events': { type: 'string', default: '20000' },
-    transactions: { type: 'string', default: '150' },
-    'projection-events': { type: 'string', default: '20000' },
-    only: { type: 'string', default: 'throughput,transactions,recovery,projections' },
-    'time-limit-s': { type: 'string', default: '90' },
+    profile: { type: 'string', default: 'quick' },
+    only: { type: 'string' },
+    systems: { type: 'string' },
+    repetitions: { type: 'string' },
+    'measure-s': { type: 'string' },
+    aggregates: { type: 'string' },
+    partitions: { type: 'string' },
+    processors: { type: 'string' },
+    'in-flight': { type: 'string' },
+    'recovery-events': { type: 'string' },
     out: { type: 'string', default: 'reports' },
+    docs: { type: 'string', default: 'yes' },
+    from: { type: 'string' },
+    'cpu-prof': { type: 'boolean', default: false },
   },
 })
-const COMMANDS = Number(args.commands)
-const CONCURRENCY = Number(args.concurrency)
-const AGGREGATES = Number(args.aggregates)
-const RECOVERY_EVENTS = Number(args['recovery-events'])
-const TRANSACTIONS = Number(args.transactions)
-const PROJECTION_EVENTS = Number(args['projection-events'])
-const TIME_LIMIT_MS = Number(args['time-limit-s']) * 1000
-const only = new Set(args.only!.split(','))
-const stack = localStack()
-const quiet = { brokers: stack.brokers, logLevel: logLevel.ERROR }
 
-interface ThroughputResult {
-  driver: string
-  partitions: number
-  commands: number
-  seconds: number
-  commandsPerSecond: number
-  p50Ms: number
-  p99Ms: number
-  batches: number
-  meanBatchSize: number
-  maxBatchSize: number
-  meanCommitMs: number
-}
-
-function kafkaRedis(prefix: string): Driver {
-  return {
-    transport: kafkaTransport({ ...quiet, topicPrefix: `${prefix}.` }),
-    store: redisStore({ url: stack.redisUrl, keyPrefix: `${prefix}:` }),
+function chooseProfile(): Profile {
+  const base = args.profile === 'full' ? full : args.profile === 'quick' ? quick : undefined
+  if (!base) throw new Error(`--profile is quick or full, got ${args.profile}`)
+  const profile: Profile = { ...base }
+  const list = (text: string): number[] => text.split(',').map(Number)
+  if (args.systems) profile.systems = args.systems.split(',') as SystemName[]
+  if (args.repetitions) profile.repetitions = profile.workloadRepetitions = profile.openLoopRepetitions = Number(args.repetitions)
+  if (args['measure-s']) profile.measureS = Number(args['measure-s'])
+  if (args.partitions) {
+    profile.partitions = list(args.partitions)
+    // The profile's open-loop partition counts among those asked for, else the first one asked for.
+    const kept = profile.openLoopPartitions.filter((p) => profile.partitions.includes(p))
+    profile.openLoopPartitions = kept.length > 0 ? kept : profile.partitions.slice(0, 1)
+    if (!profile.partitions.includes(profile.workloadPartitions)) profile.workloadPartitions = profile.partitions[0]!
   }
+  if (args.processors) profile.processors = list(args.processors)
+  if (args['in-flight']) profile.inFlight = list(args['in-flight'])
+  if (args.aggregates) profile.aggregates = Number(args.aggregates)
+  if (args['recovery-events']) profile.recoveryEvents = Number(args['recovery-events'])
+  // --only workloads runs them in the quick profile too, at its aggregate count.
+  if (profile.workloads.length === 0 || args.aggregates) profile.workloads = allWorkloads(profile.aggregates)
+  return profile
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!
-}
-
-/** Commands per second end to end: callers in this process, processors in this process. */
-async function throughput(name: string, driver: Driver, partitions: number): Promise<ThroughputResult> {
-  const batches: BatchProcessed[] = []
-  const app = await createEsk({
-    aggregates: [{ aggregate: ContractAccount, partitions }],
-    driver,
-    commandTimeoutMs: 60_000,
-    listeners: { batch: (b) => batches.push(b) },
-  })
-  try {
-    const accounts = app.repository(ContractAccount)
-    const ids = await runLimited(AGGREGATES, CONCURRENCY, async () => (await accounts.save(new Open('bench', 0))).id)
-    batches.length = 0
-    const latencies: number[] = []
-    const started = performance.now()
-    const deadline = Date.now() + TIME_LIMIT_MS
-    let sent = 0
-    await runLimited(COMMANDS, CONCURRENCY, async (i) => {
-      if (Date.now() > deadline) return
-      const t = performance.now()
-      await accounts.update(ids[i % ids.length]!, new Deposit(1))
-      latencies.push(performance.now() - t)
-      sent += 1
-    })
-    const seconds = (performance.now() - started) / 1000
-    latencies.sort((a, b) => a - b)
-    const sizes = batches.map((b) => b.commands)
-    return {
-      driver: name,
-      partitions,
-      commands: sent,
-      seconds: round(seconds),
-      commandsPerSecond: Math.round(sent / seconds),
-      p50Ms: round(percentile(latencies, 0.5)),
-      p99Ms: round(percentile(latencies, 0.99)),
-      batches: batches.length,
-      meanBatchSize: round(sizes.reduce((a, b) => a + b, 0) / Math.max(1, sizes.length)),
-      maxBatchSize: Math.max(0, ...sizes),
-      meanCommitMs: round(batches.reduce((a, b) => a + b.commitMs, 0) / Math.max(1, batches.length)),
+/** The Kafka version of the stack's broker, from its class path; "unknown" elsewhere. */
+function kafkaVersion(stackDir: string | undefined): string {
+  for (const [name, pid] of Object.entries(stackPids(stackDir))) {
+    if (!name.startsWith('kafka')) continue
+    try {
+      const match = /kafka_[\d.]+-(\d+\.\d+\.\d+)/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))
+      if (match) return match[1]!
+    } catch {
+      // not running
     }
-  } finally {
-    await app.close()
   }
+  return process.env.ESK_KAFKA_VERSION ?? 'unknown'
 }
 
-/** Back-to-back transactions of one writer: our retry setting against kafkajs's default 300 ms. */
-async function transactions(retryMs: number): Promise<{ transactionRetryMs: number; transactions: number; msPerTransaction: number }> {
-  const prefix = `bench-${randomUUID().slice(0, 8)}`
-  const transport = kafkaTransport({ ...quiet, topicPrefix: `${prefix}.` })
-  const stream: StreamSpec = { aggregate: 'txn', partitions: 1 }
-  await transport.provision([stream])
-  const options = resolveKafkaOptions({ ...quiet, topicPrefix: `${prefix}.`, transactionRetryMs: retryMs })
-  const writer = await TransactionalWriter.open(transport.client, options, streamNames(options.topicPrefix, 'txn'), 0)
+const log = (text: string): void => console.log(`[${new Date().toISOString().slice(11, 19)}] ${text}`)
+
+/** A few thousand transactions on 4 partitions in parallel, so the broker's JIT and caches are warm. */
+async function warmup(env: BenchEnv, transactions: number): Promise<{ transactions: number; seconds: number }> {
+  const prefix = `bench${randomUUID().slice(0, 8)}.`
+  const quiet = { brokers: env.brokers, logLevel: logLevel.ERROR, topicPrefix: prefix }
+  const transport = kafkaTransport(quiet)
+  const started = performance.now()
+  let done = 0
   try {
-    const started = performance.now()
-    for (let i = 0; i < TRANSACTIONS; i++) {
-      await writer.commit([event(`a${i}`, 1, i)], i)
-    }
-    return {
-      transactionRetryMs: retryMs,
-      transactions: TRANSACTIONS,
-      msPerTransaction: round((performance.now() - started) / TRANSACTIONS),
-    }
+    await transport.provision([{ aggregate: 'warmup', partitions: 4 }])
+    const options = resolveKafkaOptions(quiet)
+    const deadline = Date.now() + 120_000
+    await Promise.all(
+      [0, 1, 2, 3].map(async (p) => {
+        const writer = await TransactionalWriter.open(transport.client, options, streamNames(prefix, 'warmup'), p)
+        for (let i = 0; i < transactions / 4 && Date.now() < deadline; i++, done++) {
+          await writer.commit([{ aggregateId: `w${i}`, type: 'warmup', version: 1, commandId: `c${i}`, commandPosition: i, payload: '{}' }], i)
+        }
+        await writer.close()
+      }),
+    )
   } finally {
-    await writer.close()
     await transport.close()
+    await dropTopics(env.brokers, prefix).catch(() => undefined)
   }
+  return { transactions: done, seconds: Math.round((performance.now() - started) / 10) / 100 }
 }
 
-/** Time to rebuild a partition's snapshots from N events, against a bare read of the same events. */
-async function recovery(): Promise<Record<string, number>> {
-  const prefix = `bench-${randomUUID().slice(0, 8)}`
-  const driver = kafkaRedis(prefix)
-  const stream: StreamSpec = { aggregate: 'contract-account', partitions: 1 }
-  const transport = driver.transport as ReturnType<typeof kafkaTransport>
-  await transport.provision([stream])
-  const options = resolveKafkaOptions({ ...quiet, topicPrefix: `${prefix}.` })
-  const writer = await TransactionalWriter.open(transport.client, options, streamNames(options.topicPrefix, stream.aggregate), 0)
-  const versions = new Map<string, number>()
-  const perTransaction = 500
-  for (let written = 0; written < RECOVERY_EVENTS; written += perTransaction) {
-    const events: EventToAppend[] = []
-    for (let i = written; i < Math.min(written + perTransaction, RECOVERY_EVENTS); i++) {
-      const id = `agg-${i % AGGREGATES}`
-      const version = (versions.get(id) ?? 0) + 1
-      versions.set(id, version)
-      events.push(version === 1 ? opened(id, i) : event(id, version, i))
-    }
-    await writer.commit(events, written)
-  }
-  await writer.close()
-
-  let started = performance.now()
-  let read = 0
-  for await (const batch of transport.readEvents(stream, 0, 0)) read += batch.length
-  const readSeconds = (performance.now() - started) / 1000
-
-  let end: { events: number; elapsedMs: number } | undefined
-  started = performance.now()
-  const app = await createEsk({
-    aggregates: [{ aggregate: ContractAccount, partitions: 1 }],
-    driver,
-    rebuild: true,
-    listeners: { recovery: (p) => (p.phase === 'end' ? (end = p) : undefined) },
-  })
-  const startupSeconds = (performance.now() - started) / 1000
-  await app.close()
-  const redis = new Redis(stack.redisUrl)
-  await deleteKeysWithPrefix(redis, `${prefix}:`)
-  redis.disconnect()
-  const recoverySeconds = (end?.elapsedMs ?? NaN) / 1000
-  return {
-    events: end?.events ?? 0,
-    aggregates: versions.size,
-    recoverySeconds: round(recoverySeconds),
-    eventsPerSecond: Math.round((end?.events ?? 0) / recoverySeconds),
-    startupSeconds: round(startupSeconds),
-    baselineReadSeconds: round(readSeconds),
-    baselineReadEventsPerSecond: Math.round(read / readSeconds),
-  }
+/** The systems in turn, starting one further each repetition, so none always follows the same one. */
+function rotated<T>(items: T[], by: number): T[] {
+  const start = by % Math.max(1, items.length)
+  return [...items.slice(start), ...items.slice(0, start)]
 }
 
-/** A view of the usual shape: a balance per aggregate (a hash field each) and a running total (shared by every partition). */
-const BenchBalances = defineProjection({
-  name: 'bench-balances',
-  handlers: [
-    on(Opened, (e, meta, store) => store.hash('balance').set(meta.aggregateId, e.initial)),
-    on(Deposited, (e, meta, store) => {
-      store.hash('balance').incr(meta.aggregateId, e.amount)
-      store.incr('total', e.amount)
-    }),
-  ],
-})
+/** Closes the sessions and deletes their topics and keys. */
+async function closeAll(env: BenchEnv, sessions: Session[]): Promise<void> {
+  for (const session of sessions) {
+    await session.close()
+    await dropKeys(env.redisUrl, session.config.prefix)
+    await dropTopics(env.brokers, session.config.prefix).catch(() => undefined)
+  }
+}
 
 /**
- * A projection built from N events spread over 4 partitions: the first build (lanes from offset 0,
- * until ready()) and rebuild() beside the live view, on the embedded driver (baseline) and on
- * Kafka+Redis, against a bare read of the same events.
+ * For each partition count and processor count: a session per system, then the closed-loop
+ * windows interleaved system by system, the open-loop sweep, the Redis memory, and the workloads.
  */
-async function projections(): Promise<Array<Record<string, unknown>>> {
-  const partitions = 4
-  const stream: StreamSpec = { aggregate: 'contract-account', partitions }
-  const byPartition: EventToAppend[][] = Array.from({ length: partitions }, () => [])
-  const versions = new Map<string, number>()
-  for (let i = 0; i < PROJECTION_EVENTS; i++) {
-    const id = `agg-${i % AGGREGATES}`
-    const version = (versions.get(id) ?? 0) + 1
-    versions.set(id, version)
-    byPartition[partitionFor(id, partitions)]!.push(version === 1 ? opened(id, i) : event(id, version, i))
+async function loadStages(env: BenchEnv, profile: Profile, stages: Set<string>, report: BenchReport): Promise<void> {
+  const workloadCombo = { partitions: profile.workloadPartitions, processors: profile.processors[0]! }
+  const combos: Array<{ partitions: number; processors: number }> = []
+  if (stages.has('throughput') || stages.has('openloop') || stages.has('memory')) {
+    for (const partitions of profile.partitions) for (const processors of profile.processors) combos.push({ partitions, processors })
   }
-  const rows: Array<Record<string, unknown>> = []
-
-  const backend = new MemoryBackend()
-  const memory = memoryDriver({ backend })
-  await memory.transport.provision([stream])
-  byPartition.forEach((events, p) => {
-    const log = backend.log(stream.aggregate, p)
-    for (const e of events) log.events.push({ ...e, offset: log.events.length, timestamp: Date.now() })
-  })
-  rows.push(await buildAndRebuild('memory (baseline)', memory, partitions, undefined))
-
-  const prefix = `bench-${randomUUID().slice(0, 8)}`
-  const driver = kafkaRedis(prefix)
-  const transport = driver.transport as ReturnType<typeof kafkaTransport>
-  await transport.provision([stream])
-  const options = resolveKafkaOptions({ ...quiet, topicPrefix: `${prefix}.` })
-  for (let p = 0; p < partitions; p++) {
-    const writer = await TransactionalWriter.open(transport.client, options, streamNames(options.topicPrefix, stream.aggregate), p)
-    const events = byPartition[p]!
-    for (let start = 0; start < events.length; start += 500) await writer.commit(events.slice(start, start + 500), start)
-    await writer.close()
+  if (stages.has('workloads') && !combos.some((c) => c.partitions === workloadCombo.partitions && c.processors === workloadCombo.processors)) {
+    combos.push(workloadCombo)
   }
-  let started = performance.now()
-  let read = 0
-  for (let p = 0; p < partitions; p++) for await (const batch of transport.readEvents(stream, p, 0)) read += batch.length
-  const readSeconds = (performance.now() - started) / 1000
-  rows.push(await buildAndRebuild('kafka+redis', driver, partitions, { seconds: readSeconds, events: read }))
-  const redis = new Redis(stack.redisUrl)
-  await deleteKeysWithPrefix(redis, `${prefix}:`)
-  redis.disconnect()
-  return rows
-}
-
-async function buildAndRebuild(name: string, driver: Driver, partitions: number, baseline: { seconds: number; events: number } | undefined) {
-  const started = performance.now()
-  const app = await createEsk({
-    aggregates: [{ aggregate: ContractAccount, partitions }],
-    driver,
-    processing: false,
-    projections: [BenchBalances],
-  })
-  const view = app.projection(BenchBalances)
-  await view.ready({ timeoutMs: TIME_LIMIT_MS })
-  const buildSeconds = (performance.now() - started) / 1000
-  const rebuild = await view.rebuild({ timeoutMs: TIME_LIMIT_MS })
-  const total = await view.get<number>('total')
-  await app.close()
-  return {
-    driver: name,
-    events: PROJECTION_EVENTS,
-    partitions,
-    buildSeconds: round(buildSeconds),
-    buildEventsPerSecond: Math.round(PROJECTION_EVENTS / buildSeconds),
-    rebuildSeconds: round(rebuild.elapsedMs / 1000),
-    rebuildEventsPerSecond: rebuild.eventsPerSecond,
-    ...(baseline && { baselineReadSeconds: round(baseline.seconds), baselineReadEventsPerSecond: Math.round(baseline.events / baseline.seconds) }),
-    total,
-  }
-}
-
-function opened(id: string, i: number): EventToAppend {
-  return { aggregateId: id, type: 'contract.Opened', version: 1, commandId: `c${i}`, commandPosition: i, payload: JSON.stringify({ owner: 'b', initial: 0 }) }
-}
-
-function event(id: string, version: number, i: number): EventToAppend {
-  return { aggregateId: id, type: 'contract.Deposited', version, commandId: `c${i}`, commandPosition: i, payload: JSON.stringify({ amount: 1 }) }
-}
-
-async function runLimited<T>(count: number, concurrency: number, task: (i: number) => Promise<T>): Promise<T[]> {
-  const results: T[] = new Array(count)
-  let next = 0
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, count) }, async () => {
-      while (next < count) {
-        const i = next++
-        results[i] = await task(i)
+  let memoryDone = false
+  for (const { partitions, processors } of combos) {
+    const sessions: Session[] = []
+    try {
+      for (const system of profile.systems) {
+        log(`${system}: ${partitions} partition(s), ${processors} processor(s): starting and creating ${profile.aggregates} aggregates`)
+        const session = await Session.open(env, system, partitions, processors)
+        sessions.push(session)
+        const setup = await session.setup(profile.aggregates)
+        report.setups.push({ system, partitions, processors, aggregates: profile.aggregates, seconds: Math.round(setup.seconds * 100) / 100, failed: setup.failed })
       }
-    }),
-  )
-  return results
-}
-
-function round(value: number): number {
-  return Math.round(value * 100) / 100
+      // One unrecorded window each, so no system's first recorded window pays for its JIT or cold caches.
+      for (const session of sessions) await session.measure(uniform(profile.aggregates), { mode: 'closed', inFlight: profile.inFlight[0]! }, profile.warmS, 1)
+      const closedMedian = new Map<SystemName, number>()
+      if (stages.has('throughput')) {
+        for (const inFlight of profile.inFlight) {
+          for (let rep = 0; rep < profile.repetitions; rep++) {
+            for (const session of rotated(sessions, rep)) {
+              const result = await session.measure(uniform(profile.aggregates), { mode: 'closed', inFlight }, profile.warmS, profile.measureS)
+              report.throughput.push(result)
+              log(`  closed ${inFlight} in flight, ${session.system} #${rep + 1}: ${result.commandsPerSecond}/s p99 ${result.latency.p99Ms} ms, ${result.cpuUsPerCommand} µs/cmd, others ${result.cpu.others.toFixed(2)} cores`)
+            }
+          }
+        }
+        for (const session of sessions) {
+          const windows = report.throughput.filter((r) => r.system === session.system && r.partitions === partitions && r.processors === processors && r.load.mode === 'closed' && r.load.inFlight === profile.inFlight[0])
+          closedMedian.set(session.system, spread(windows.map((w) => w.commandsPerSecond)).median)
+        }
+      }
+      if (stages.has('openloop') && processors === 1 && profile.openLoopPartitions.includes(partitions)) {
+        // Each system at fractions of its own closed-loop maximum (a probe window if none was measured).
+        const rates = new Map<SystemName, number[]>()
+        for (const session of sessions) {
+          let maximum = closedMedian.get(session.system)
+          if (!(maximum! > 0)) {
+            maximum = (await session.measure(uniform(profile.aggregates), { mode: 'closed', inFlight: profile.inFlight[0]! }, profile.warmS, profile.measureS)).commandsPerSecond
+          }
+          rates.set(session.system, sweepRates(Math.max(1, maximum ?? 1), profile.openLoopFractions))
+        }
+        for (let rep = 0; rep < profile.openLoopRepetitions; rep++) {
+          for (let step = 0; step < profile.openLoopFractions.length; step++) {
+            for (const session of rotated(sessions, rep + step)) {
+              const rate = rates.get(session.system)![step]
+              if (rate === undefined) continue
+              const result = await session.measure(uniform(profile.aggregates), { mode: 'open', rate }, profile.warmS, profile.measureS)
+              report.openLoop.push(result)
+              log(`  open ${rate}/s, ${session.system} #${rep + 1}: ${result.commandsPerSecond}/s p99 ${result.latency.p99Ms} ms p99.9 ${result.latency.p999Ms} ms`)
+            }
+          }
+        }
+      }
+      if (stages.has('memory') && !memoryDone && processors === 1) {
+        for (const session of sessions) report.memory.push(await measureMemory(session.config))
+        memoryDone = true
+      }
+      if (stages.has('workloads') && partitions === workloadCombo.partitions && processors === workloadCombo.processors) {
+        for (const workload of profile.workloads) {
+          for (let rep = 0; rep < profile.workloadRepetitions; rep++) {
+            for (const session of rotated(sessions, rep)) {
+              const result = await session.measure(workload, { mode: 'closed', inFlight: profile.inFlight[0]! }, profile.warmS, profile.measureS)
+              report.workloads.push(result)
+              log(`  ${workload.name}, ${session.system} #${rep + 1}: ${result.commandsPerSecond}/s p99 ${result.latency.p99Ms} ms${result.find ? `, find p99 ${result.find.p99Ms} ms` : ''}`)
+            }
+          }
+        }
+      }
+    } finally {
+      await closeAll(env, sessions)
+    }
+    if (env.cpuProfileDir) {
+      for (const session of sessions) {
+        for (let i = 1; i <= processors; i++) {
+          const file = `${env.cpuProfileDir}/${session.system}-p${partitions}-x${processors}-${i}.cpuprofile`
+          if (!existsSync(file)) continue
+          const top = topFunctions(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, 15)
+          ;(report.cpuProfiles ??= []).push({ system: session.system, partitions, processors, file, top })
+        }
+      }
+    }
+  }
 }
 
 async function main(): Promise<void> {
-  const report: Record<string, unknown> = {
-    date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-    settings: {
-      commands: COMMANDS,
-      concurrency: CONCURRENCY,
-      aggregates: AGGREGATES,
-      recoveryEvents: RECOVERY_EVENTS,
-      transactions: TRANSACTIONS,
-      projectionEvents: PROJECTION_EVENTS,
+  const docsDir = new URL('../../../docs/', import.meta.url)
+  if (args.from) {
+    const report = JSON.parse(readFileSync(args.from, 'utf8')) as BenchReport
+    writeDocs(report, args.from, docsDir)
+    log(`docs/benchmarks.md regenerated from ${args.from}`)
+    return
+  }
+  const profile = chooseProfile()
+  const stages = new Set(args.only ? args.only.split(',') : STAGES)
+  for (const stage of stages) if (!STAGES.includes(stage)) throw new Error(`--only takes ${STAGES.join(',')}; got ${stage}`)
+  if (profile.projectionEvents === 0 && !args.only) stages.delete('projections')
+  if (profile.workloads.length === 0 || (profile.name === 'quick' && !args.only)) stages.delete('workloads')
+  const stack = localStack()
+  const date = new Date().toISOString()
+  const env: BenchEnv = {
+    brokers: stack.brokers,
+    redisUrl: stack.redisUrl,
+    stackDir: process.env.ESK_STACK_DIR,
+    ...(args['cpu-prof'] && { cpuProfileDir: resolve(args.out!, `profiles-${date.replace(/[:.]/g, '-')}`) }),
+  }
+  const started = performance.now()
+  const report: BenchReport = {
+    date,
+    profile,
+    stages: [...stages],
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      kafkaVersion: kafkaVersion(env.stackDir),
+      loadAverageStart: loadavg().map((l) => Math.round(l * 100) / 100),
+      loadAverageEnd: [],
     },
+    setups: [],
+    throughput: [],
+    openLoop: [],
+    workloads: [],
+    memory: [],
+    failures: [],
+    durationSeconds: 0,
   }
-  if (only.has('throughput')) {
-    const rows: ThroughputResult[] = []
-    for (const partitions of [1, 8]) {
-      rows.push(await throughput('memory (baseline)', memoryDriver(), partitions))
-      rows.push(await throughput('kafka+redis', kafkaRedis(`bench-${randomUUID().slice(0, 8)}`), partitions))
-      console.table(rows.slice(-2))
+  log(`profile ${profile.name}, stages ${[...stages].join(',')}, brokers ${env.brokers.join(',')}, load average ${report.machine.loadAverageStart.join(' ')}`)
+  // A stage that fails is reported, and the others still run.
+  const attempt = async (stage: string, run: () => Promise<void>): Promise<void> => {
+    try {
+      await run()
+    } catch (error) {
+      const text = String((error as Error)?.stack ?? error)
+      report.failures.push({ stage, error: text })
+      log(`${stage} failed: ${text}`)
     }
-    report.throughput = rows
   }
-  if (only.has('transactions')) {
-    const rows = [await transactions(300), await transactions(resolveKafkaOptions({}).transactionRetryMs)]
-    console.table(rows)
-    report.transactions = rows
+  if (stages.has('warmup')) {
+    await attempt('warmup', async () => {
+      report.warmup = await warmup(env, profile.warmupTransactions)
+      log(`warm-up: ${report.warmup.transactions} transactions in ${report.warmup.seconds} s`)
+    })
   }
-  if (only.has('recovery')) {
-    const result = await recovery()
-    console.table([result])
-    report.recovery = result
+  await attempt('load', () => loadStages(env, profile, stages, report))
+  if (stages.has('recovery')) {
+    await attempt('recovery', async () => {
+      log(`recovery: ${profile.recoveryEvents} events`)
+      report.recovery = await recovery(env, profile.recoveryEvents, profile.recoveryAggregates)
+      log(`  rebuild ${report.recovery.rebuildEventsPerSecond}/s, bare read ${report.recovery.bareReadEventsPerSecond}/s, takeover ${report.recovery.takeoverSeconds} s`)
+    })
   }
-  if (only.has('projections')) {
-    const rows = await projections()
-    console.table(rows)
-    report.projections = rows
+  if (stages.has('projections')) {
+    await attempt('projections', async () => {
+      const events = profile.projectionEvents || 20_000
+      log(`projections: ${events} events`)
+      report.projections = await projections(env, events, 256, 600_000)
+    })
   }
+  report.machine.loadAverageEnd = loadavg().map((l) => Math.round(l * 100) / 100)
+  report.durationSeconds = Math.round((performance.now() - started) / 1000)
   mkdirSync(args.out!, { recursive: true })
-  const file = `${args.out}/bench-${(report.date as string).replace(/[:.]/g, '-')}.json`
+  const file = `${args.out}/bench-${report.date.replace(/[:.]/g, '-')}.json`
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n')
-  console.log(`report written to ${file}`)
+  log(`report written to ${file} (${report.durationSeconds} s)`)
+  if (args.docs !== 'no') {
+    writeDocs(report, file, docsDir)
+    log('docs/benchmarks.md and its charts regenerated')
+  }
+  if (report.failures.length > 0) process.exitCode = 1
 }
 
 await main()

@@ -1,0 +1,90 @@
+/**
+ * Redis bytes per aggregate and per retained command, from MEMORY USAGE of the keys a run left.
+ * esk keeps one state hash per partition (a snapshot field and an offset field per aggregate, the
+ * de-duplication window inside each snapshot) and an `unlogged` hash of refusals; the baselines
+ * keep one state hash per partition.
+ */
+import { Redis } from 'ioredis'
+import type { SystemConfig } from './systems.js'
+
+/** What the keys of one fixture cost in Redis. */
+export interface MemoryResult {
+  system: string
+  aggregates: number
+  /** MEMORY USAGE (every element sampled) of the state hashes, divided by the aggregates in them. */
+  bytesPerAggregate: number
+  /** Mean entries of the de-duplication window per snapshot (esk). */
+  retainedPerAggregate?: number
+  /** JSON bytes of the window divided by its entries: what one retained command adds to a snapshot (esk). */
+  bytesPerRetainedCommand?: number
+  /** MEMORY USAGE of the refusal hashes divided by their entries (esk, when there are any). */
+  bytesPerUnloggedOutcome?: number
+}
+
+async function usage(redis: Redis, key: string): Promise<number> {
+  return Number((await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')) ?? 0)
+}
+
+/** Measures the keys of `config`'s fixture. */
+export async function measureMemory(config: SystemConfig): Promise<MemoryResult> {
+  const redis = new Redis(config.redisUrl)
+  try {
+    let bytes = 0
+    let aggregates = 0
+    let retained = 0
+    let retainedBytes = 0
+    let sampled = 0
+    let unloggedBytes = 0
+    let unloggedEntries = 0
+    for (let p = 0; p < config.partitions; p++) {
+      if (config.system !== 'esk') {
+        const key = `${config.prefix}{${p}}:state`
+        bytes += await usage(redis, key)
+        aggregates += await redis.hlen(key)
+        continue
+      }
+      const base = `${config.prefix}{bench-account:${p}}:`
+      bytes += await usage(redis, `${base}state`)
+      const fields = (await redis.hkeys(`${base}state`)).filter((f) => f.startsWith('s:'))
+      aggregates += fields.length
+      const sample = fields.slice(0, 100)
+      const snapshots = sample.length > 0 ? await redis.hmget(`${base}state`, ...sample) : []
+      for (const text of snapshots) {
+        const recent = (JSON.parse(text ?? '{}') as { recent?: unknown[] }).recent ?? []
+        retained += recent.length
+        retainedBytes += Buffer.byteLength(JSON.stringify(recent))
+        sampled += 1
+      }
+      unloggedBytes += await usage(redis, `${base}unlogged`)
+      unloggedEntries += await redis.hlen(`${base}unlogged`)
+    }
+    return {
+      system: config.system,
+      aggregates,
+      bytesPerAggregate: aggregates > 0 ? Math.round(bytes / aggregates) : NaN,
+      ...(config.system === 'esk' && {
+        retainedPerAggregate: sampled > 0 ? Math.round((retained / sampled) * 10) / 10 : NaN,
+        bytesPerRetainedCommand: retained > 0 ? Math.round(retainedBytes / retained) : NaN,
+        ...(unloggedEntries > 0 && { bytesPerUnloggedOutcome: Math.round(unloggedBytes / unloggedEntries) }),
+      }),
+    }
+  } finally {
+    redis.disconnect()
+  }
+}
+
+/** Deletes every key of a fixture (SCAN + UNLINK), so runs do not fill the shared redis-server. */
+export async function dropKeys(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl)
+  try {
+    let cursor = '0'
+    for (let rounds = 0; rounds < 100_000; rounds++) {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      if (keys.length > 0) await redis.unlink(...keys)
+      cursor = next
+      if (cursor === '0') break
+    }
+  } finally {
+    redis.disconnect()
+  }
+}

@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest'
+import type { BenchReport } from '../src/main.js'
+import { quick } from '../src/profile.js'
+import { charts, figuresMarkdown } from '../src/report.js'
+import type { WindowResult } from '../src/session.js'
+import type { SystemName } from '../src/systems.js'
+
+function window(system: SystemName, partitions: number, commandsPerSecond: number, extra: Partial<WindowResult> = {}): WindowResult {
+  return {
+    system,
+    partitions,
+    processors: 1,
+    workload: 'uniform',
+    load: { mode: 'closed', inFlight: 128 },
+    commandsPerSecond,
+    completed: commandsPerSecond * 6,
+    refused: 0,
+    errors: 0,
+    unanswered: 0,
+    latency: { count: 1, p50Ms: 10, p99Ms: 40, p999Ms: 60, maxMs: 70 },
+    cpuUsPerCommand: system === 'esk' ? 120 : 60,
+    eventLoopUtilization: 0.5,
+    cpu: { seconds: 6, machine: 1.9, processes: { kafka: 0.8 }, others: 0.3 },
+    loadAverage: [3, 3, 3],
+    ...extra,
+  }
+}
+
+function report(): BenchReport {
+  const profile = { ...quick, partitions: [1, 4], openLoopPartitions: [4], openLoopFractions: [0.25, 0.5, 1] }
+  const throughput: WindowResult[] = []
+  // 1 partition: esk at 0.95x of the transactional pipeline in every pair; 4 partitions: 0.5x.
+  for (const [esk, tx] of [[950, 1000], [1900, 2000], [2850, 3000]] as const) throughput.push(window('esk', 1, esk), window('tx', 1, tx))
+  for (const [esk, tx] of [[500, 1000], [1000, 2000], [1500, 3000]] as const) throughput.push(window('esk', 4, esk), window('tx', 4, tx))
+  const open = (rate: number, p99Ms: number): WindowResult =>
+    window('esk', 4, rate, { load: { mode: 'open', rate }, latency: { count: 1, p50Ms: 5, p99Ms, p999Ms: p99Ms * 2, maxMs: p99Ms * 3 } })
+  return {
+    date: '2026-01-01T00:00:00.000Z',
+    profile,
+    stages: ['throughput', 'openloop', 'recovery'],
+    machine: { cpus: 2, cpuModel: 'test', memoryGiB: 4, node: 'v20', kafkaVersion: '3.9.1', loadAverageStart: [1, 1, 1], loadAverageEnd: [2, 2, 2] },
+    setups: [],
+    throughput,
+    // Two sweeps: at 500/s (the 0.5 step) p99 45 and 55 ms, median 50 ms.
+    openLoop: [open(1000, 80), open(250, 20), open(500, 45), open(250, 30), open(500, 55), open(1000, 90)],
+    workloads: [],
+    memory: [],
+    recovery: {
+      events: 50_000,
+      aggregates: 1000,
+      writeSeconds: 1,
+      bareReadSeconds: 1,
+      bareReadEventsPerSecond: 50_000,
+      rebuildSeconds: 2,
+      rebuildEventsPerSecond: 25_000,
+      rebuildOverRead: 0.5,
+      takeoverSeconds: 0.5,
+    },
+    failures: [],
+    durationSeconds: 600,
+  }
+}
+
+describe('the generated figures', () => {
+  const text = figuresMarkdown(report(), 'reports/bench-x.json')
+  const goal = (start: string): string => text.split('\n').find((line) => line.startsWith(`| ${start}`)) ?? ''
+
+  it('marks each goal pass or miss from the paired ratios and thresholds', () => {
+    expect(goal('commands/s ≥ 0.9× hand-written, 1 partition')).toMatch(/0\.95.*\*\*pass\*\*/)
+    expect(goal('commands/s ≥ 0.9× hand-written, 4 partition')).toMatch(/0\.50.*\*\*miss\*\*/)
+    // The point at 50% of the sweep (500/s, the middle rate once sorted): median p99 of 45 and 55 ms.
+    expect(goal('p99 ≤ 50 ms at 50%')).toMatch(/50 ms \(45 ms–55 ms\) at 500\/s.*\*\*pass\*\*/)
+    expect(goal('processor CPU per command ≤ 100 µs, 1')).toMatch(/120 \(120–120\) µs.*\*\*miss\*\*/)
+    expect(goal('recovery ≥ 0.8×')).toMatch(/0\.50×.*\*\*miss\*\*/)
+    expect(goal('time to take commands')).toMatch(/0\.50 s \| reported/)
+  })
+
+  it('describes the machine and says when the profile uses fewer aggregates than the issue', () => {
+    expect(text).toContain('2 cores (test), 4 GiB, Node v20, Kafka 3.9.1')
+    expect(text).toContain('fewer to stay short')
+  })
+
+  it('finds the knee from the medians over repetitions', () => {
+    expect(text).toMatch(/\| 4 \| esk \| 1,000\/s \(the highest tried\) \| 500\/s \|/)
+  })
+
+  it('charts what was measured', () => {
+    const files = charts(report())
+    expect(Object.keys(files).sort()).toEqual(['open-loop-p99.svg', 'open-loop-throughput.svg', 'recovery.svg', 'throughput.svg'])
+    expect(files['throughput.svg']).toContain('esk')
+  })
+})
