@@ -70,6 +70,14 @@ export interface EskOptions {
    * used go first. Each costs about its snapshot's size in memory. 0 turns it off. Default 4096.
    */
   snapshotCacheSize?: number
+  /**
+   * Aggregates a replay (a partition's recovery, a rebuild) holds in memory while it reads the log:
+   * it saves each aggregate once per 50,000 events (or when half of them changed) rather than once
+   * per batch read, and reads the store only for aggregates it has not met. A partition with more
+   * aggregates than this replays more slowly. Memory is about the snapshot's size each, for the
+   * replay's duration. Default 16384.
+   */
+  replayCacheSize?: number
   /** Where logs go. Default: console, level from `ESK_LOG_LEVEL`, else `warn`. */
   logger?: Logger
   /**
@@ -107,6 +115,7 @@ export const ESK_DEFAULTS = {
   dedupWindow: 32,
   handlerTimeoutMs: 10_000,
   snapshotCacheSize: 4096,
+  replayCacheSize: 16_384,
   projectionPollMs: 1_000,
 } as const
 
@@ -218,6 +227,9 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
   }
   if (!Number.isInteger(settings.snapshotCacheSize) || settings.snapshotCacheSize < 0) {
     throw new ConfigurationError(`snapshotCacheSize must be a non-negative integer (0 turns the cache off), got ${String(settings.snapshotCacheSize)}`)
+  }
+  if (!Number.isInteger(settings.replayCacheSize) || settings.replayCacheSize < 1) {
+    throw new ConfigurationError(`replayCacheSize must be a positive integer, got ${String(settings.replayCacheSize)}`)
   }
   if (!Number.isInteger(settings.maxEventBytes) || settings.maxEventBytes < 1) {
     throw new ConfigurationError(`maxEventBytes must be a positive integer, got ${String(settings.maxEventBytes)}`)
@@ -353,6 +365,7 @@ export async function createEsk(options: EskOptions): Promise<Esk> {
               dedupWindow: settings.dedupWindow,
               handlerTimeoutMs: settings.handlerTimeoutMs,
               snapshotCacheSize: settings.snapshotCacheSize,
+              replayCacheSize: settings.replayCacheSize,
               ...(telemetry && { telemetry }),
             },
             lease,

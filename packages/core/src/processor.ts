@@ -52,6 +52,8 @@ export interface ProcessorContext<T extends object> {
   handlerTimeoutMs: number
   /** Aggregates held in memory between batches (0: none). */
   snapshotCacheSize: number
+  /** Aggregates a replay holds in memory across the batches it reads (at least 1). */
+  replayCacheSize: number
   /** Traces and metrics, when `@opentelemetry/api` is there. */
   telemetry?: Telemetry
 }
@@ -93,8 +95,8 @@ interface Replayed<T> {
   recent: RecentCommand[]
 }
 
-/** Aggregates a replay keeps across its batches when `snapshotCacheSize` is 0 (otherwise that many). */
-const REPLAY_HELD_WITHOUT_CACHE = 4096
+/** Events a replay folds between two saves, at most. */
+const REPLAY_SAVE_EVENTS = 50_000
 
 const INITIAL_CHECKPOINT: Checkpoint = { offset: 0, commandPosition: -1, schemaVersion: 0 }
 
@@ -762,12 +764,39 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     // Aggregates met so far, kept across batches (bounded), so a batch reads the store only for
     // aggregates it has not met, and the save of one batch overlaps the fold of the next.
     const replayed = new Map<string, Replayed<T>>()
-    const bound = this.context.snapshotCacheSize > 0 ? this.context.snapshotCacheSize : REPLAY_HELD_WITHOUT_CACHE
+    const bound = this.context.replayCacheSize
+    // Aggregates changed since the last save, and events folded since then. Saves are made every
+    // REPLAY_SAVE_EVENTS events or when half the held aggregates changed, so an aggregate with
+    // many events is encoded and written once per save, not once per batch read.
+    const dirty = new Set<string>()
+    let unsaved = 0
+    // On a rebuild the store was emptied: an aggregate not met yet has no snapshot to read, until
+    // one met is forgotten (its saved snapshot must then be read back).
+    let forgotten = false
     let saving: Promise<void> | undefined
     const settle = async (): Promise<void> => {
       const pending = saving
       saving = undefined
       await pending
+    }
+    /** Starts saving what changed, with the checkpoint after the last batch folded; awaits the previous save first. */
+    const save = async (at: Checkpoint): Promise<void> => {
+      const written: StoredSnapshot[] = []
+      for (const aggregateId of dirty) {
+        const r = replayed.get(aggregateId)!
+        r.encoded = runtime.dehydrate(r.state!)
+        const { version, offset, encoded } = r
+        written.push({ aggregateId, version, schemaVersion: this.schemaVersion, offset, state: encoded, recent: r.recent.slice() })
+      }
+      dirty.clear()
+      const saved = unsaved
+      unsaved = 0
+      await settle()
+      saving = snapshots.save(stream, partition, token, { snapshots: written, checkpoint: at, unlogged: [] })
+      // Awaited by the next settle; a failure meanwhile must not surface as an unhandled rejection.
+      saving.catch(() => undefined)
+      count += saved
+      progress('batch')
     }
     /** Starts over with a rebuild, once the save in flight (if any) is over. */
     const rebuildInstead = async (): Promise<void> => {
@@ -779,24 +808,28 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       if (batch.length === 0) continue
       if (replayed.size > bound) {
         // Forgotten aggregates are read again from the store: only once their saves are in.
+        if (dirty.size > 0) await save(checkpoint)
         await settle()
         for (const id of replayed.keys()) {
           if (replayed.size <= bound) break
           replayed.delete(id)
+          forgotten = true
         }
       }
       const missing = unique(batch.map((e) => e.aggregateId)).filter((id) => !replayed.has(id))
       if (missing.length > 0) {
-        let loaded: LoadedBatch
-        try {
-          loaded = await snapshots.load(stream, partition, token, missing, [])
-        } catch (error) {
-          if (!hasCode(error, ErrorCode.Serialization) || rebuild) throw error
-          return rebuildInstead()
+        let loaded: LoadedBatch | undefined
+        if (!rebuild || forgotten) {
+          try {
+            loaded = await snapshots.load(stream, partition, token, missing, [])
+          } catch (error) {
+            if (!hasCode(error, ErrorCode.Serialization) || rebuild) throw error
+            return rebuildInstead()
+          }
+          if (!loaded.owned) throw loaded.claimed ? this.superseded() : this.storeLost('while replaying')
         }
-        if (!loaded.owned) throw loaded.claimed ? this.superseded() : this.storeLost('while replaying')
         for (const id of missing) {
-          const snapshot = loaded.snapshots.get(id)
+          const snapshot = loaded?.snapshots.get(id)
           if (snapshot && snapshot.schemaVersion > this.schemaVersion) throw this.schemaAhead(snapshot.schemaVersion)
           if (snapshot && snapshot.schemaVersion !== this.schemaVersion) {
             if (!rebuild) return rebuildInstead()
@@ -812,7 +845,6 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
           })
         }
       }
-      const changed = new Set<string>()
       let commandPosition: number = checkpoint.commandPosition
       for (const event of batch) {
         const r = replayed.get(event.aggregateId)!
@@ -838,28 +870,18 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         }
         r.version = event.version
         r.offset = event.offset
-        changed.add(event.aggregateId)
+        dirty.add(event.aggregateId)
         touched.add(event.aggregateId)
-      }
-      const written: StoredSnapshot[] = []
-      for (const aggregateId of changed) {
-        const r = replayed.get(aggregateId)!
-        r.encoded = runtime.dehydrate(r.state!)
-        const { version, offset, encoded } = r
-        written.push({ aggregateId, version, schemaVersion: this.schemaVersion, offset, state: encoded, recent: r.recent.slice() })
       }
       checkpoint = {
         offset: batch[batch.length - 1]!.offset + 1,
         commandPosition,
         schemaVersion: this.schemaVersion,
       }
-      await settle()
-      saving = snapshots.save(stream, partition, token, { snapshots: written, checkpoint, unlogged: [] })
-      // Awaited by the next settle; a failure meanwhile must not surface as an unhandled rejection.
-      saving.catch(() => undefined)
-      count += batch.length
-      progress('batch')
+      unsaved += batch.length
+      if (unsaved >= REPLAY_SAVE_EVENTS || dirty.size * 2 >= bound) await save(checkpoint)
     }
+    if (unsaved > 0) await save(checkpoint)
     await settle()
     await snapshots.save(stream, partition, token, { snapshots: [], checkpoint, unlogged: [], ready: true })
     if (snapshots.unloggedKeys && this.context.snapshotCacheSize > 0) {

@@ -98,6 +98,7 @@ describe('createEsk options', () => {
       dedupWindow: 32,
       handlerTimeoutMs: 10_000,
       snapshotCacheSize: 4096,
+      replayCacheSize: 16_384,
       partitions: 4,
       processing: true,
       rebuild: false,

@@ -26,7 +26,7 @@ describe('partition processor on the embedded driver', () => {
       aggregates: [{ aggregate: ContractAccount, partitions: 1 }],
       driver: driver(),
       rebuild: true,
-      snapshotCacheSize: 2,
+      replayCacheSize: 2,
     })
     const again = rebuilt.repository(ContractAccount)
     expect(await Promise.all(ids.map((id) => again.get(id)))).toEqual(before)

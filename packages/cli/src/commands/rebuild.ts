@@ -159,6 +159,7 @@ async function rebuildOne(
       logger: context.logger,
       rebuild: true,
       snapshotCacheSize: 0,
+      replayCacheSize: ESK_DEFAULTS.replayCacheSize,
       maxEventBytes: ESK_DEFAULTS.maxEventBytes,
       dedupWindow: context.config.dedupWindow,
       handlerTimeoutMs: ESK_DEFAULTS.handlerTimeoutMs,
