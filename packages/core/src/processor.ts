@@ -789,14 +789,11 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         written.push({ aggregateId, version, schemaVersion: this.schemaVersion, offset, state: encoded, recent: r.recent.slice() })
       }
       dirty.clear()
-      const saved = unsaved
       unsaved = 0
       await settle()
       saving = snapshots.save(stream, partition, token, { snapshots: written, checkpoint: at, unlogged: [] })
       // Awaited by the next settle; a failure meanwhile must not surface as an unhandled rejection.
       saving.catch(() => undefined)
-      count += saved
-      progress('batch')
     }
     /** Starts over with a rebuild, once the save in flight (if any) is over. */
     const rebuildInstead = async (): Promise<void> => {
@@ -879,6 +876,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         schemaVersion: this.schemaVersion,
       }
       unsaved += batch.length
+      count += batch.length
+      progress('batch')
       if (unsaved >= REPLAY_SAVE_EVENTS || dirty.size * 2 >= bound) await save(checkpoint)
     }
     if (unsaved > 0) await save(checkpoint)
