@@ -209,6 +209,12 @@ export interface SnapshotStore {
   read(stream: StreamSpec, partition: number, aggregateId: string): Promise<StoredSnapshot | undefined>
   /** Reads the recorded outcome of a command: from its aggregate's recent commands, or the unlogged ones. */
   readOutcome(stream: StreamSpec, partition: number, command: CommandKey): Promise<Outcome | undefined>
+  /**
+   * Reads the recorded outcomes of many commands of one partition at once (one round trip where
+   * the store can), by {@link commandKey}; those with none recorded are absent. Optional: outcome
+   * channels fall back to {@link readOutcome} per command.
+   */
+  readOutcomes?(stream: StreamSpec, partition: number, commands: readonly CommandKey[]): Promise<Map<string, Outcome>>
   /** The partition's checkpoint, or undefined when nothing was ever saved (or the store was flushed). */
   checkpoint(stream: StreamSpec, partition: number): Promise<Checkpoint | undefined>
   /**

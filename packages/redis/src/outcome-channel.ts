@@ -53,6 +53,9 @@ export class RedisOutcomeChannel implements OutcomeChannel {
   private readonly waiters = new Map<string, Set<Waiter>>()
   private readonly subscription: ReplySubscription
   private closed = false
+  /** Reads waiting to be made together (see {@link check}), and the timer that makes them. */
+  private readonly due: DueRead[] = []
+  private reading: ReturnType<typeof setTimeout> | undefined
 
   /**
    * `client` publishes and is never closed here; the subscriber connection is `client.duplicate()`
@@ -154,6 +157,9 @@ export class RedisOutcomeChannel implements OutcomeChannel {
     this.closed = true
     const error = new ClosedError('this Redis outcome channel')
     for (const set of [...this.waiters.values()]) for (const waiter of [...set]) waiter.fail(error)
+    clearTimeout(this.reading)
+    this.reading = undefined
+    for (const item of this.due.splice(0)) item.done()
     await this.subscription.close()
   }
 
@@ -195,22 +201,95 @@ export class RedisOutcomeChannel implements OutcomeChannel {
     for (const set of this.waiters.values()) for (const waiter of set) waiter.covered = false
   }
 
-  /** Reads the recorded outcome of a waiter and settles it when there is one. Never rejects. */
-  private async check(waiter: Waiter): Promise<void> {
+  /**
+   * Reads the recorded outcome of a waiter and settles it when there is one; resolves once read
+   * (or failed). Never rejects. Reads due within {@link READ_COALESCE_MS} of each other go together,
+   * one round trip per partition: with many calls waiting (a backlog under overload), polling
+   * costs a few reads per interval, not one per waiting call.
+   */
+  private check(waiter: Waiter): Promise<void> {
+    return new Promise((done) => {
+      this.due.push({ waiter, done })
+      this.reading ??= setTimeout(() => void this.readDue(), READ_COALESCE_MS)
+    })
+  }
+
+  private async readDue(): Promise<void> {
+    this.reading = undefined
+    const groups = new Map<string, DueRead[]>()
+    for (const item of this.due.splice(0)) {
+      // Settled meanwhile (its reply arrived): nothing to read.
+      if (!this.waiters.get(item.waiter.key)?.has(item.waiter)) {
+        item.done()
+        continue
+      }
+      const group = `${item.waiter.stream.aggregate}\u0000${item.waiter.partition}`
+      let list = groups.get(group)
+      if (!list) groups.set(group, (list = []))
+      list.push(item)
+    }
+    await Promise.all([...groups.values()].map((items) => this.readGroup(items)))
+  }
+
+  /** Reads the outcomes of one partition's due waiters, in chunks of {@link READ_CHUNK}. */
+  private async readGroup(items: DueRead[]): Promise<void> {
+    const { stream, partition } = items[0]!.waiter
+    try {
+      for (let i = 0; i < items.length; i += READ_CHUNK) {
+        const chunk = items.slice(i, i + READ_CHUNK)
+        const found = await this.readOutcomes(stream, partition, chunk.map((item) => item.waiter.command))
+        for (const { waiter } of chunk) {
+          const outcome = found.get(waiter.key)
+          if (outcome) waiter.settle(outcome)
+        }
+      }
+    } catch (error) {
+      if (hasCode(error, ErrorCode.Serialization)) {
+        // Some record is corrupt: read one by one, so only its callers hear of it.
+        for (const { waiter } of items) await this.checkOne(waiter)
+      } else if (!this.closed) {
+        this.logger.warn('reading recorded outcomes failed; trying again', {
+          aggregate: stream.aggregate,
+          partition,
+          waiting: items.length,
+          error,
+        })
+      }
+    } finally {
+      for (const { done } of items) done()
+    }
+  }
+
+  private async readOutcomes(stream: StreamSpec, partition: number, commands: CommandKey[]): Promise<Map<string, Outcome>> {
+    if (this.snapshots.readOutcomes) return this.snapshots.readOutcomes(stream, partition, commands)
+    const found = new Map<string, Outcome>()
+    for (const command of commands) {
+      const outcome = await this.snapshots.readOutcome(stream, partition, command)
+      if (outcome) found.set(commandKey(command), outcome)
+    }
+    return found
+  }
+
+  /** Reads one waiter's recorded outcome; a corrupt record fails the waiter. Never rejects. */
+  private async checkOne(waiter: Waiter): Promise<void> {
     try {
       const outcome = await this.snapshots.readOutcome(waiter.stream, waiter.partition, waiter.command)
       if (outcome) waiter.settle(outcome)
     } catch (error) {
       // A corrupt record stays corrupt: tell the caller instead of polling until its timeout.
       if (hasCode(error, ErrorCode.Serialization)) return waiter.fail(error)
-      if (this.closed) return
-      this.logger.warn('reading a recorded outcome failed; trying again', {
-        aggregate: waiter.stream.aggregate,
-        partition: waiter.partition,
-        aggregateId: waiter.command.aggregateId,
-        commandId: waiter.command.commandId,
-        error,
-      })
     }
   }
 }
+
+/** A waiter whose recorded outcome is to be read, and what to call once it was. */
+interface DueRead {
+  waiter: Waiter
+  done: () => void
+}
+
+/** How long reads due are gathered before they are made together, ms. */
+const READ_COALESCE_MS = 20
+
+/** Most commands read in one round trip. */
+const READ_CHUNK = 500

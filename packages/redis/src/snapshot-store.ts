@@ -93,20 +93,38 @@ export class RedisSnapshotStore implements SnapshotStore {
   }
 
   async readOutcome(stream: StreamSpec, partition: number, command: CommandKey): Promise<Outcome | undefined> {
+    return (await this.readOutcomes(stream, partition, [command])).get(commandKey(command))
+  }
+
+  /**
+   * Reads the recorded outcomes of many commands of one partition in one round trip: their
+   * aggregates' snapshots (accepted commands are in their windows) and the unlogged outcomes.
+   * Returns those found, by {@link commandKey}.
+   */
+  async readOutcomes(stream: StreamSpec, partition: number, commands: readonly CommandKey[]): Promise<Map<string, Outcome>> {
+    const found = new Map<string, Outcome>()
+    if (commands.length === 0) return found
     const keys = this.keys(stream, partition)
+    const ids = [...new Set(commands.map((c) => c.aggregateId))]
     const transaction = this.client.multi()
-    transaction.hget(keys.state, StateFields.snapshot(command.aggregateId))
-    transaction.hget(keys.unlogged, commandKey(command))
-    const [snapshotText, outcomeText] = (await this.exec(transaction, `reading an outcome of ${where(stream, partition)}`)) as [
-      string | null,
-      string | null,
+    transaction.hmget(keys.state, ...ids.map(StateFields.snapshot))
+    transaction.hmget(keys.unlogged, ...commands.map(commandKey))
+    const [snapshotTexts, outcomeTexts] = (await this.exec(transaction, `reading outcomes of ${where(stream, partition)}`)) as [
+      Array<string | null>,
+      Array<string | null>,
     ]
-    if (snapshotText != null) {
-      const snapshot = decodeSnapshot(snapshotText, keys.state, StateFields.snapshot(command.aggregateId))
-      const entry = snapshot.recent.find((r) => r.commandId === command.commandId)
-      if (entry) return { status: 'accepted', aggregateId: command.aggregateId, ...entry }
-    }
-    return outcomeText == null ? undefined : decodeOutcome(outcomeText, keys.unlogged)
+    const windows = new Map<string, StoredSnapshot['recent']>()
+    ids.forEach((id, i) => {
+      const text = snapshotTexts[i]
+      if (text != null) windows.set(id, decodeSnapshot(text, keys.state, StateFields.snapshot(id)).recent)
+    })
+    commands.forEach((command, i) => {
+      const entry = windows.get(command.aggregateId)?.find((r) => r.commandId === command.commandId)
+      const text = outcomeTexts[i]
+      if (entry) found.set(commandKey(command), { status: 'accepted', aggregateId: command.aggregateId, ...entry })
+      else if (text != null) found.set(commandKey(command), decodeOutcome(text, keys.unlogged))
+    })
+    return found
   }
 
   async checkpoint(stream: StreamSpec, partition: number): Promise<Checkpoint | undefined> {
