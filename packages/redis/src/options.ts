@@ -35,12 +35,14 @@ export interface RedisStoreOptions {
   unloggedWindow?: number
   /**
    * How long a waiting client trusts pub/sub alone before it also reads the recorded outcome, ms;
-   * the fallback for a reply that was never published. Default 1000.
+   * the fallback for a reply that was never published. Replies are published by the same script
+   * that records the outcome, so one goes missing only when a client's subscription or a
+   * processor dropped between the two (a repair publishes separately). Default 3000.
    */
   outcomePollMs?: number
   /**
    * Longest pause between two such reads; the pause doubles from `outcomePollMs` up to this.
-   * Default 2000, or `outcomePollMs` when that is larger.
+   * Default 10000, or `outcomePollMs` when that is larger.
    */
   outcomePollMaxMs?: number
   /** Where connection problems and other background failures are reported. Default `consoleLogger()`. */
@@ -52,8 +54,8 @@ export const REDIS_STORE_DEFAULTS = {
   url: 'redis://127.0.0.1:6379',
   keyPrefix: 'esk:',
   unloggedWindow: 10_000,
-  outcomePollMs: 1_000,
-  outcomePollMaxMs: 2_000,
+  outcomePollMs: 3_000,
+  outcomePollMaxMs: 10_000,
 } as const
 
 /**

@@ -231,9 +231,15 @@ export class RedisOutcomeChannel implements OutcomeChannel {
     await Promise.all([...groups.values()].map((items) => this.readGroup(items)))
   }
 
-  /** Reads the outcomes of one partition's due waiters, in chunks of {@link READ_CHUNK}. */
-  private async readGroup(items: DueRead[]): Promise<void> {
-    const { stream, partition } = items[0]!.waiter
+  /**
+   * Reads the outcomes of one partition's due waiters, in chunks of {@link READ_CHUNK}, at most
+   * {@link MAX_READ} of them: the others read at their next turn, so a huge backlog costs a
+   * bounded read per round.
+   */
+  private async readGroup(all: DueRead[]): Promise<void> {
+    const { stream, partition } = all[0]!.waiter
+    for (const skipped of all.slice(MAX_READ)) skipped.done()
+    const items = all.slice(0, MAX_READ)
     try {
       for (let i = 0; i < items.length; i += READ_CHUNK) {
         const chunk = items.slice(i, i + READ_CHUNK)
@@ -293,3 +299,6 @@ const READ_COALESCE_MS = 20
 
 /** Most commands read in one round trip. */
 const READ_CHUNK = 500
+
+/** Most commands of one partition read in one round. */
+const MAX_READ = 2_000

@@ -199,12 +199,12 @@ describe('RedisOutcomeChannel', () => {
     const processor = open()
     const readOutcomes = vi.spyOn(client.snapshots, 'readOutcomes')
     const commandId = randomUUID()
-    const waiting = client.outcomes.wait(stream, 0, command(commandId), AbortSignal.timeout(10_000))
-    await sleep(1_200)
+    const waiting = client.outcomes.wait(stream, 0, command(commandId), AbortSignal.timeout(20_000))
+    await sleep(3_200)
     expect(readOutcomes).toHaveBeenCalledTimes(1)
     await record(processor, accepted(commandId))
-    // Next read 2 s after the first (1 s, then doubling up to 2 s).
-    expect(await within(waiting, 600)).toBe('pending')
+    // Next read 6 s after the first (3 s, then doubling up to 10 s).
+    expect(await within(waiting, 5_000)).toBe('pending')
     expect(await within(waiting, 2_000)).toEqual(accepted(commandId))
     expect(readOutcomes).toHaveBeenCalledTimes(2)
   })
