@@ -376,8 +376,10 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     }
     for (const [aggregateId, w] of working) {
       if (!w.changed) continue
+      // Entries are never changed in place (stores may keep their encodings): a new one for a new offset.
       w.recent = w.recent.map((entry) => {
-        const offset = entry.offset ?? lastOffsets.get(commandKey({ aggregateId, commandId: entry.commandId }))
+        if (entry.offset !== undefined) return entry
+        const offset = lastOffsets.get(commandKey({ aggregateId, commandId: entry.commandId }))
         return offset === undefined ? entry : { ...entry, offset }
       })
     }

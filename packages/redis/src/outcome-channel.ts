@@ -56,6 +56,8 @@ export class RedisOutcomeChannel implements OutcomeChannel {
   /** Reads waiting to be made together (see {@link check}), and the timer that makes them. */
   private readonly due: DueRead[] = []
   private reading: ReturnType<typeof setTimeout> | undefined
+  /** Reads left per partition in the current second. */
+  private readonly budgets = new Map<string, { since: number; left: number }>()
 
   /**
    * `client` publishes and is never closed here; the subscriber connection is `client.duplicate()`
@@ -233,13 +235,21 @@ export class RedisOutcomeChannel implements OutcomeChannel {
 
   /**
    * Reads the outcomes of one partition's due waiters, in chunks of {@link READ_CHUNK}, at most
-   * {@link MAX_READ} of them: the others read at their next turn, so a huge backlog costs a
-   * bounded read per round.
+   * {@link MAX_READS_PER_SECOND} a second: the others read at their next turn. A backlog of calls
+   * under overload is waiting for the processor, not for a lost reply, and reading for all of them
+   * would take Redis from the processors that are to answer them.
    */
   private async readGroup(all: DueRead[]): Promise<void> {
     const { stream, partition } = all[0]!.waiter
-    for (const skipped of all.slice(MAX_READ)) skipped.done()
-    const items = all.slice(0, MAX_READ)
+    const group = `${stream.aggregate}\u0000${partition}`
+    const now = Date.now()
+    let budget = this.budgets.get(group)
+    if (!budget || now - budget.since >= 1_000) this.budgets.set(group, (budget = { since: now, left: MAX_READS_PER_SECOND }))
+    const allowed = Math.min(all.length, budget.left)
+    budget.left -= allowed
+    for (const skipped of all.slice(allowed)) skipped.done()
+    const items = all.slice(0, allowed)
+    if (items.length === 0) return
     try {
       for (let i = 0; i < items.length; i += READ_CHUNK) {
         const chunk = items.slice(i, i + READ_CHUNK)
@@ -300,5 +310,5 @@ const READ_COALESCE_MS = 20
 /** Most commands read in one round trip. */
 const READ_CHUNK = 500
 
-/** Most commands of one partition read in one round. */
-const MAX_READ = 2_000
+/** Most commands of one partition whose outcomes are read in a second. */
+const MAX_READS_PER_SECOND = 1_000
