@@ -10,6 +10,7 @@ import { cpus, loadavg, totalmem } from 'node:os'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { randomUUID } from 'node:crypto'
+import { ESK_DEFAULTS } from '@esk/core'
 import { kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { TransactionalWriter } from '@esk/kafka/driver'
 import { localStack } from '@esk/testing/stack'
@@ -64,6 +65,7 @@ const { values: args } = parseArgs({
     repetitions: { type: 'string' },
     'measure-s': { type: 'string' },
     aggregates: { type: 'string' },
+    'esk-held': { type: 'string' },
     partitions: { type: 'string' },
     processors: { type: 'string' },
     'in-flight': { type: 'string' },
@@ -271,6 +273,8 @@ async function main(): Promise<void> {
     brokers: stack.brokers,
     redisUrl: stack.redisUrl,
     stackDir: process.env.ESK_STACK_DIR,
+    // Room for every aggregate of the workload, as the baselines have, unless told otherwise.
+    eskHeld: args['esk-held'] !== undefined ? Number(args['esk-held']) : Math.max(ESK_DEFAULTS.snapshotCacheSize, profile.aggregates),
     ...(args['cpu-prof'] && { cpuProfileDir: resolve(args.out!, `profiles-${date.replace(/[:.]/g, '-')}`) }),
   }
   const started = performance.now()

@@ -18,6 +18,11 @@ export interface BenchEnv {
   stackDir: string | undefined
   /** When set, processors run with `--cpu-prof` and write their profiles here. */
   cpuProfileDir?: string
+  /**
+   * esk's `snapshotCacheSize`: the aggregates each partition holds in memory. The hand-written
+   * pipelines hold every aggregate's state; by default esk is given room for all of them too.
+   */
+  eskHeld?: number
 }
 
 /** How a window loads the system. */
@@ -78,6 +83,7 @@ export class Session {
       redisUrl: env.redisUrl,
       prefix: `bench${randomUUID().slice(0, 8)}.`,
       partitions,
+      ...(env.eskHeld !== undefined && { eskHeld: env.eskHeld }),
     }
     await provision(config)
     const started: Child[] = []

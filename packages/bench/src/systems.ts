@@ -20,6 +20,8 @@ export interface SystemConfig {
   /** Topic and key prefix of this fixture. */
   prefix: string
   partitions: number
+  /** esk's `snapshotCacheSize`, when not its default. */
+  eskHeld?: number
 }
 
 /** A running processor. */
@@ -49,6 +51,7 @@ function eskApp(config: SystemConfig, processing: boolean, onBatch?: (commands: 
     },
     processing,
     commandTimeoutMs: COMMAND_TIMEOUT_MS,
+    ...(config.eskHeld !== undefined && { snapshotCacheSize: config.eskHeld }),
     ...(onBatch && { listeners: { batch: (b) => onBatch(b.commands) } }),
   })
 }
