@@ -8,6 +8,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { randomUUID } from 'node:crypto'
 import { ESK_DEFAULTS } from '@esk/core'
@@ -272,7 +273,8 @@ async function main(): Promise<void> {
   const env: BenchEnv = {
     brokers: stack.brokers,
     redisUrl: stack.redisUrl,
-    stackDir: process.env.ESK_STACK_DIR,
+    // The stack script's default directory when none is named, so the broker's CPU and version are found.
+    stackDir: process.env.ESK_STACK_DIR ?? fileURLToPath(new URL('../../../.stack', import.meta.url)),
     // Room for every aggregate of the workload, as the baselines have, unless told otherwise.
     eskHeld: args['esk-held'] !== undefined ? Number(args['esk-held']) : Math.max(ESK_DEFAULTS.snapshotCacheSize, profile.aggregates),
     ...(args['cpu-prof'] && { cpuProfileDir: resolve(args.out!, `profiles-${date.replace(/[:.]/g, '-')}`) }),
