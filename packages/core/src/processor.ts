@@ -231,15 +231,16 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
 
     // Aggregates held from earlier batches are taken out, and put back once the batch is saved:
     // a batch that fails half way leaves nothing half-applied behind.
+    const ids = unique(envelopes.map((e) => e.aggregateId))
     const held = new Map<string, Held<T>>()
-    for (const id of unique(envelopes.map((e) => e.aggregateId))) {
+    for (const id of ids) {
       const entry = this.held.get(id)
       if (entry) {
         held.set(id, entry)
         this.held.delete(id)
       }
     }
-    const missing = unique(envelopes.map((e) => e.aggregateId)).filter((id) => !held.has(id))
+    const missing = ids.filter((id) => !held.has(id))
     const known = this.unlogged
     const maybeUnlogged = envelopes
       .map(({ aggregateId, commandId }) => ({ aggregateId, commandId }))
@@ -480,7 +481,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
 
   /** Keeps what a replay saved for the first batches, as far as `snapshotCacheSize` allows. */
   private holdReplayed(replayed: Map<string, Replayed<T>>): void {
-    const size = this.context.snapshotCacheSize
+    if (this.context.snapshotCacheSize === 0) return
     for (const [aggregateId, r] of replayed) {
       if (r.encoded === undefined) continue
       const { version, offset, recent, encoded } = r
@@ -490,15 +491,14 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         live: undefined,
       })
     }
-    while (this.held.size > size) this.held.delete(this.held.keys().next().value!)
+    this.trimHeld()
   }
 
   /** Keeps a saved batch's aggregates for the next batches, dropping the least recently used. */
   private hold(working: Map<string, Working<T>>): void {
-    const size = this.context.snapshotCacheSize
-    if (size === 0) return
+    if (this.context.snapshotCacheSize === 0) return
+    // The batch took its aggregates out of `held`: set() puts each back as the most recently used.
     for (const [aggregateId, w] of working) {
-      this.held.delete(aggregateId)
       this.held.set(aggregateId, {
         snapshot: w.exists
           ? { aggregateId, version: w.version, schemaVersion: this.schemaVersion, offset: w.offset, state: w.encoded!, recent: w.recent }
@@ -506,7 +506,15 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         live: w.live,
       })
     }
-    while (this.held.size > size) this.held.delete(this.held.keys().next().value!)
+    this.trimHeld()
+  }
+
+  /** Drops the least recently used held aggregates beyond `snapshotCacheSize`. */
+  private trimHeld(): void {
+    for (const id of this.held.keys()) {
+      if (this.held.size <= this.context.snapshotCacheSize) return
+      this.held.delete(id)
+    }
   }
 
   /** A snapshot that cannot be read is the store's fault, not the command's: rebuild the partition from the log. */

@@ -225,7 +225,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
         item.done()
         continue
       }
-      const group = `${item.waiter.stream.aggregate}\u0000${item.waiter.partition}`
+      const group = partitionOf(item.waiter)
       let list = groups.get(group)
       if (!list) groups.set(group, (list = []))
       list.push(item)
@@ -241,7 +241,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
    */
   private async readGroup(all: DueRead[]): Promise<void> {
     const { stream, partition } = all[0]!.waiter
-    const group = `${stream.aggregate}\u0000${partition}`
+    const group = partitionOf(all[0]!.waiter)
     const now = Date.now()
     let budget = this.budgets.get(group)
     if (!budget || now - budget.since >= 1_000) this.budgets.set(group, (budget = { since: now, left: MAX_READS_PER_SECOND }))
@@ -296,6 +296,11 @@ export class RedisOutcomeChannel implements OutcomeChannel {
       if (hasCode(error, ErrorCode.Serialization)) return waiter.fail(error)
     }
   }
+}
+
+/** The partition a waiter waits on, as a map key. */
+function partitionOf(waiter: Waiter): string {
+  return `${waiter.stream.aggregate}\u0000${waiter.partition}`
 }
 
 /** A waiter whose recorded outcome is to be read, and what to call once it was. */
