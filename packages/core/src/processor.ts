@@ -17,7 +17,7 @@ import {
 } from './errors.js'
 import type { Logger } from './logger.js'
 import type { Observers, PartitionState } from './observe.js'
-import { commandKey, type LoadedBatch, type PartitionHandle, type PartitionLease, type SnapshotStore, type OutcomeChannel, type Transport } from './ports.js'
+import { aggregateOfCommandKey, commandKey, type LoadedBatch, type PartitionHandle, type PartitionLease, type SnapshotStore, type OutcomeChannel, type Transport } from './ports.js'
 import type {
   Checkpoint,
   CommandEnvelope,
@@ -71,15 +71,35 @@ interface Working<T> {
   live: { state: T; encoding: string } | undefined
   /** Offset of the last event included, once known. */
   offset: number
-  /** The aggregate's de-duplication window, as stored and then extended by this batch. */
+  /**
+   * The aggregate's de-duplication window, as stored and then extended by this batch. The stored
+   * list is shared with the snapshot it came from: it is copied before this batch first extends it.
+   */
   recent: RecentCommand[]
+  /** True once `recent` is this batch's own copy. */
+  ownsRecent: boolean
+  /** How many entries of `recent` each command id has, made on first use and kept while the aggregate is held. */
+  ids: Map<string, number> | undefined
+  /** Outcomes of this aggregate's commands decided in this batch, by command id (a duplicate in the batch gets the same). */
+  decided: Map<string, Outcome> | undefined
   changed: boolean
+}
+
+/** An accepted command of a batch whose events wait for their offsets: its window entry and outcome learn the last one. */
+interface Placed {
+  w: Working<unknown>
+  entry: RecentCommand
+  outcome: Outcome & { status: 'accepted' }
+  /** Index in the batch's events of the command's last event. */
+  last: number
 }
 
 /** An aggregate held between batches: its snapshot as last saved (undefined: it does not exist) and its live instance. */
 interface Held<T> {
   snapshot: StoredSnapshot | undefined
   live: { state: T; encoding: string } | undefined
+  /** The command ids of the snapshot's window, once a batch needed them. */
+  ids?: Map<string, number> | undefined
 }
 
 /** An aggregate during a replay. */
@@ -134,7 +154,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
    * The command keys of the store's unlogged outcomes, oldest first, when the store can tell them:
    * a batch needs the store's copy only for commands among them. Undefined: load every command.
    */
-  private unlogged: { keys: Set<string>; window: number } | undefined
+  private unlogged: { keys: Set<string>; window: number; aggregates: Map<string, number> } | undefined
 
   constructor(
     private readonly context: ProcessorContext<T>,
@@ -243,8 +263,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const missing = ids.filter((id) => !held.has(id))
     const known = this.unlogged
     const maybeUnlogged = envelopes
+      .filter((e) => !known || (known.aggregates.has(e.aggregateId) && known.keys.has(commandKey(e))))
       .map(({ aggregateId, commandId }) => ({ aggregateId, commandId }))
-      .filter((command) => !known || known.keys.has(commandKey(command)))
     let loaded: LoadedBatch
     if (missing.length === 0 && maybeUnlogged.length === 0) {
       // Everything the batch needs is here; the save that follows is fenced as always.
@@ -288,8 +308,12 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const unlogged: Outcome[] = []
     const deadLetters: DeadLetter[] = []
     const replies: Reply[] = []
-    // Outcomes decided in this batch, so a duplicate inside the batch gets the same answer.
+    const placed: Placed[] = []
+    // Outcomes of undecodable commands decided in this batch, by command key, so a duplicate inside
+    // the batch gets the same answer (decodable ones are kept by their aggregate's working copy).
     const decided = new Map<string, Outcome>()
+    // For telemetry: each record's outcome, undefined for a duplicate answered from an earlier one.
+    const fates: Array<Outcome | undefined> | undefined = traced ? [] : undefined
     for (const { record, command } of decoded) {
       if (isUndecodable(command)) {
         this.context.logger.warn('refusing a command record that cannot be decoded', {
@@ -308,7 +332,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         })
         if (command.commandId && command.aggregateId) {
           const key = commandKey({ aggregateId: command.aggregateId, commandId: command.commandId })
-          let outcome = decided.get(key) ?? loaded.unlogged.get(key)
+          let outcome = decided.get(key) ?? working.get(command.aggregateId)?.decided?.get(command.commandId) ?? loaded.unlogged.get(key)
           if (!outcome) {
             outcome = { status: 'rejected', commandId: command.commandId, aggregateId: command.aggregateId, error: errorToPayload(command.error) }
             decided.set(key, outcome)
@@ -316,25 +340,32 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
           }
           if (command.replyTo) replies.push({ replyTo: command.replyTo, outcome })
         }
+        fates?.push(undefined)
         continue
       }
-      const key = commandKey(command)
       const w = working.get(command.aggregateId)!
-      const previous = decided.get(key) ?? recorded(w, command) ?? loaded.unlogged.get(key)
+      const previous =
+        w.decided?.get(command.commandId) ??
+        recorded(w, command) ??
+        (decided.size > 0 || loaded.unlogged.size > 0
+          ? (decided.get(commandKey(command)) ?? loaded.unlogged.get(commandKey(command)))
+          : undefined)
       if (previous) {
         if (command.replyTo) replies.push({ replyTo: command.replyTo, outcome: previous })
+        fates?.push(undefined)
         continue
       }
       let outcome: Outcome
       try {
-        outcome = await this.execute(command, record.position, w, events)
+        outcome = await this.execute(command, record.position, w, events, placed)
       } catch (error) {
         // Nothing of this batch is committed yet: rebuild, then take the whole batch again.
         traced?.failed(error)
         if (!(error instanceof CorruptSnapshot) || repaired) throw error
         return this.rebuildCorrupt(records, error)
       }
-      decided.set(key, outcome)
+      ;(w.decided ??= new Map()).set(command.commandId, outcome)
+      fates?.push(outcome)
       if (outcome.status === 'rejected' || outcome.events === 0) unlogged.push(outcome)
       if (outcome.status === 'rejected' && POISON.has(outcome.error.code)) {
         deadLetters.push({ position: record.position, value: record.value, reason: outcome.error, aggregateId: command.aggregateId, commandId: command.commandId })
@@ -364,25 +395,14 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       commandPosition: lastPosition,
       schemaVersion: this.schemaVersion,
     }
-    // Each accepted command learns where its last event is, for read-your-writes on read models.
-    const lastOffsets = new Map<string, number>()
-    offsets.forEach((offset, i) => {
-      const event = events[i]!
-      working.get(event.aggregateId)!.offset = offset
-      lastOffsets.set(commandKey(event), offset)
-    })
-    for (const [key, outcome] of decided) {
-      const offset = lastOffsets.get(key)
-      if (outcome.status === 'accepted' && offset !== undefined) outcome.offset = offset
-    }
-    for (const [aggregateId, w] of working) {
-      if (!w.changed) continue
-      // Entries are never changed in place (stores may keep their encodings): a new one for a new offset.
-      w.recent = w.recent.map((entry) => {
-        if (entry.offset !== undefined) return entry
-        const offset = lastOffsets.get(commandKey({ aggregateId, commandId: entry.commandId }))
-        return offset === undefined ? entry : { ...entry, offset }
-      })
+    // Each accepted command learns where its last event is, for read-your-writes on read models,
+    // and so does its window entry (made in this batch, so no store has seen it yet); an aggregate's
+    // offset is that of its last command's last event.
+    for (const { w, entry, outcome, last } of placed) {
+      const offset = offsets[last]!
+      entry.offset = offset
+      outcome.offset = offset
+      w.offset = offset
     }
     const written: StoredSnapshot[] = []
     for (const [aggregateId, w] of working) {
@@ -402,7 +422,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const published = await this.saveAfterCommit(written, unlogged, replies)
     this.hold(working)
     const savedAt = performance.now()
-    traced?.done(decided)
+    if (traced) traced.done(fates!)
     if (replies.length > 0 && !published) {
       await this.context.outcomes.publish(stream, partition, replies).catch((error: unknown) => {
         this.context.logger.warn('publishing replies failed; clients find the recorded outcomes by polling', {
@@ -475,7 +495,12 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       const key = commandKey(outcome)
       if (known.keys.has(key)) continue
       known.keys.add(key)
-      if (known.keys.size > known.window) known.keys.delete(known.keys.values().next().value!)
+      known.aggregates.set(outcome.aggregateId, (known.aggregates.get(outcome.aggregateId) ?? 0) + 1)
+      if (known.keys.size > known.window) {
+        const oldest = known.keys.values().next().value!
+        known.keys.delete(oldest)
+        forgetKey(known.aggregates, oldest)
+      }
     }
   }
 
@@ -504,6 +529,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
           ? { aggregateId, version: w.version, schemaVersion: this.schemaVersion, offset: w.offset, state: w.encoded!, recent: w.recent }
           : undefined,
         live: w.live,
+        ids: w.ids,
       })
     }
     this.trimHeld()
@@ -557,6 +583,9 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         live: entry?.live,
         offset: snapshot?.offset ?? -1,
         recent: snapshot?.recent ?? [],
+        ownsRecent: false,
+        ids: entry?.ids,
+        decided: undefined,
         changed: false,
       })
     }
@@ -587,6 +616,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     position: number,
     w: Working<T>,
     events: EventToAppend[],
+    placed: Placed[],
   ): Promise<Outcome> {
     const { runtime } = this.context
     const { commandId, aggregateId } = envelope
@@ -619,7 +649,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       let encodedEvents: EncodedEvent[]
       let next: { encoded: string; state: T }
       try {
-        produced = await this.handleInTime(state, binding, command)
+        const handled = this.handleInTime(state, binding, command)
+        produced = Array.isArray(handled) ? handled : await handled
         if (runtime.dehydrate(state) !== before) {
           throw new HandlerFailedError(
             `handler ${this.name}.${binding.method} changed the aggregate's fields; command handlers must only ` +
@@ -665,9 +696,13 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       w.live = { state: next.state, encoding: next.encoded }
       w.exists = true
       w.encoded = next.encoded
-      w.recent = remember(w.recent, { commandId, version: w.version, events: produced.length }, this.context.dedupWindow)
+      // Every entry has the same fields (offset set after the commit), so reading windows stays fast.
+      const entry: RecentCommand = { commandId, version: w.version, events: produced.length, offset: undefined }
+      remember(w, entry, this.context.dedupWindow)
       w.changed = true
-      return { status: 'accepted', commandId, aggregateId, version: w.version, events: produced.length }
+      const outcome = { status: 'accepted' as const, commandId, aggregateId, version: w.version, events: produced.length }
+      placed.push({ w, entry, outcome, last: events.length - 1 })
+      return outcome
     } catch (error) {
       if (error instanceof CorruptSnapshot) throw error
       const known =
@@ -691,9 +726,15 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   /**
    * Runs a command handler, refusing it when it has not returned within `handlerTimeoutMs`: a
    * handler that never returns must not hold the partition. It cannot be stopped, so it is
-   * abandoned, and the caller drops the instance it may still change.
+   * abandoned, and the caller drops the instance it may still change. A synchronous handler has
+   * returned when this does (its events come back as they are, with no timer).
    */
-  private async handleInTime(state: T, binding: CommandBinding, command: object): Promise<object[]> {
+  private handleInTime(state: T, binding: CommandBinding, command: object): object[] | Promise<object[]> {
+    const handled = this.context.runtime.handle(state, binding, command)
+    return Array.isArray(handled) ? handled : this.awaitInTime(handled, binding)
+  }
+
+  private async awaitInTime(handled: Promise<object[]>, binding: CommandBinding): Promise<object[]> {
     const ms = this.context.handlerTimeoutMs
     let timer: ReturnType<typeof setTimeout> | undefined
     const late = new Promise<never>((_, reject) => {
@@ -710,7 +751,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       )
     })
     try {
-      return await Promise.race([this.context.runtime.handle(state, binding, command), late])
+      return await Promise.race([handled, late])
     } finally {
       clearTimeout(timer)
     }
@@ -895,7 +936,12 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     await snapshots.save(stream, partition, token, { snapshots: [], checkpoint, unlogged: [], ready: true })
     if (snapshots.unloggedKeys && this.context.snapshotCacheSize > 0) {
       const { keys, window } = await snapshots.unloggedKeys(stream, partition)
-      this.unlogged = { keys: new Set(keys), window }
+      const aggregates = new Map<string, number>()
+      for (const key of keys) {
+        const id = aggregateOfCommandKey(key)
+        aggregates.set(id, (aggregates.get(id) ?? 0) + 1)
+      }
+      this.unlogged = { keys: new Set(keys), window, aggregates }
     }
     this.holdReplayed(replayed)
     this.checkpoint = checkpoint
@@ -953,7 +999,16 @@ class CorruptSnapshot extends Error {}
 
 /** The accepted outcome of a command remembered in its aggregate's window, if it is there. */
 function recorded(w: Working<unknown>, command: CommandEnvelope): Outcome | undefined {
-  const entry = w.recent.find((r) => r.commandId === command.commandId)
+  const { recent } = w
+  const { commandId } = command
+  if (!(w.ids ??= countIds(recent)).has(commandId)) return undefined
+  let entry: RecentCommand | undefined
+  for (let i = recent.length - 1; i >= 0; i--) {
+    if (recent[i]!.commandId === commandId) {
+      entry = recent[i]
+      break
+    }
+  }
   if (!entry) return undefined
   return {
     status: 'accepted',
@@ -965,8 +1020,35 @@ function recorded(w: Working<unknown>, command: CommandEnvelope): Outcome | unde
   }
 }
 
-/** Appends to a window, keeping at most `size` entries (the newest). */
-function remember(recent: RecentCommand[], entry: RecentCommand, size: number): RecentCommand[] {
-  const next = [...recent, entry]
-  return next.length > size ? next.slice(next.length - size) : next
+/** Appends to an aggregate's window, keeping at most `size` entries (the newest); copies the stored list first. */
+function remember(w: Working<unknown>, entry: RecentCommand, size: number): void {
+  if (!w.ownsRecent) {
+    w.recent = w.recent.slice()
+    w.ownsRecent = true
+  }
+  w.recent.push(entry)
+  const dropped = w.recent.length > size ? w.recent.splice(0, w.recent.length - size) : []
+  const ids = w.ids
+  if (!ids) return
+  ids.set(entry.commandId, (ids.get(entry.commandId) ?? 0) + 1)
+  for (const { commandId } of dropped) {
+    const left = ids.get(commandId)! - 1
+    if (left > 0) ids.set(commandId, left)
+    else ids.delete(commandId)
+  }
+}
+
+/** How many entries of a window each command id has. */
+function countIds(recent: RecentCommand[]): Map<string, number> {
+  const ids = new Map<string, number>()
+  for (const { commandId } of recent) ids.set(commandId, (ids.get(commandId) ?? 0) + 1)
+  return ids
+}
+
+/** Counts one key less for its aggregate. */
+function forgetKey(aggregates: Map<string, number>, key: string): void {
+  const id = aggregateOfCommandKey(key)
+  const left = (aggregates.get(id) ?? 1) - 1
+  if (left > 0) aggregates.set(id, left)
+  else aggregates.delete(id)
 }

@@ -98,24 +98,42 @@ export class AggregateRuntime<T extends object = object> {
   }
 
   /**
-   * Runs a command handler on `state` and returns its events, encoded. A {@link CommandRejected}
-   * passes through; anything else thrown becomes a {@link HandlerFailedError}.
+   * Runs a command handler on `state` and returns its events: synchronously when the handler is
+   * synchronous, else as a promise. A {@link CommandRejected} passes through; anything else thrown
+   * becomes a {@link HandlerFailedError}.
    */
-  async handle(state: T, binding: CommandBinding, command: object): Promise<object[]> {
+  handle(state: T, binding: CommandBinding, command: object): object[] | Promise<object[]> {
     const handler = (state as Record<string, unknown>)[binding.method]
     let result: unknown
     try {
-      result = await (handler as (c: object) => unknown).call(state, command)
+      result = (handler as (c: object) => unknown).call(state, command)
     } catch (error) {
-      if (hasCode(error, ErrorCode.CommandRejected)) throw error
-      if (error instanceof CommandRejected) throw error
-      throw new HandlerFailedError(
-        `handler ${this.model.name}.${binding.method} for ${binding.type} threw: ${messageOf(error)}; ` +
-          `throw CommandRejected for business refusals, fix the handler otherwise`,
-        { aggregate: this.model.name, commandType: binding.type },
-        error,
+      throw this.handlerFailed(binding, error)
+    }
+    if (isPromiseLike(result)) {
+      return Promise.resolve(result).then(
+        (value) => this.checkEvents(binding, value),
+        (error: unknown) => {
+          throw this.handlerFailed(binding, error)
+        },
       )
     }
+    return this.checkEvents(binding, result)
+  }
+
+  private handlerFailed(binding: CommandBinding, error: unknown): unknown {
+    if (hasCode(error, ErrorCode.CommandRejected)) return error
+    if (error instanceof CommandRejected) return error
+    return new HandlerFailedError(
+      `handler ${this.model.name}.${binding.method} for ${binding.type} threw: ${messageOf(error)}; ` +
+        `throw CommandRejected for business refusals, fix the handler otherwise`,
+      { aggregate: this.model.name, commandType: binding.type },
+      error,
+    )
+  }
+
+  /** A handler's result as a list of events; throws {@link HandlerFailedError} for anything that is not one. */
+  private checkEvents(binding: CommandBinding, result: unknown): object[] {
     const events = result === undefined || result === null ? [] : Array.isArray(result) ? result : [result]
     for (const event of events) {
       if (typeof event !== 'object' || event === null || !this.model.eventsByClass.has(event.constructor as Class)) {
@@ -251,4 +269,9 @@ function parseJson(text: string, what: string): unknown {
 /** The message of anything thrown. */
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
+}
+
+/** True for a promise or any other thenable (an async handler's result). */
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'
 }

@@ -6,10 +6,9 @@
 import type * as OtelApi from '@opentelemetry/api'
 import { ConfigurationError, ErrorCode, EskError } from './errors.js'
 import type { BatchProcessed, Observers, RecoveryProgress } from './observe.js'
-import type { CommandKey, StreamSpec, Transport, TransportDestinations } from './ports.js'
+import type { StreamSpec, Transport, TransportDestinations } from './ports.js'
 import type { CommandEnvelope, CommandRecord, EventToAppend, Outcome, RecordHeaders, StoredEvent } from './records.js'
 import type { UndecodableCommand } from './codec.js'
-import { commandKey } from './ports.js'
 
 type Api = typeof OtelApi
 
@@ -34,8 +33,11 @@ export interface CommandTelemetry {
 export interface BatchTelemetry {
   /** Gives each event the trace context of its command's processing span, and starts the commit span. */
   committing(events: EventToAppend[]): void
-  /** The batch committed: ends the spans with each command's outcome and counts the outcomes. */
-  done(decided: ReadonlyMap<string, Outcome>): void
+  /**
+   * The batch committed: ends the spans with each command's outcome and counts the outcomes.
+   * `outcomes` follows the batch's records; undefined for a duplicate answered with an earlier outcome.
+   */
+  done(outcomes: ReadonlyArray<Outcome | undefined>): void
   /** The batch failed before its outcomes were final: its spans end with the error. */
   failed(error: unknown): void
 }
@@ -386,9 +388,8 @@ class OtelTelemetry implements Telemetry {
           event.headers = headers
         }
       },
-      done: (decided) => {
-        const seen = new Set<string>()
-        for (const { record, command } of decoded) {
+      done: (outcomes) => {
+        for (const [i, { record, command }] of decoded.entries()) {
           let outcome: string
           let code: string | undefined
           let version: number | undefined
@@ -396,9 +397,7 @@ class OtelTelemetry implements Telemetry {
             outcome = 'rejected'
             code = command.error.code
           } else {
-            const key = commandKey(command as CommandKey)
-            const result = seen.has(key) ? undefined : decided.get(key)
-            seen.add(key)
+            const result = outcomes[i]
             outcome = result ? result.status : 'duplicate'
             if (result?.status === 'rejected') code = result.error.code
             if (result?.status === 'accepted') version = result.version
