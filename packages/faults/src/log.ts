@@ -1,7 +1,14 @@
 import { randomUUID } from 'node:crypto'
 import { Kafka, logLevel, type Admin, type KafkaMessage } from 'kafkajs'
 
-/** Header names esk writes on every event record. */
+/**
+ * The header esk writes on every event record: the JSON array `[type, version, commandId,
+ * commandOffset]`, the aggregate id being the record's key. Read here by hand, not with esk's
+ * decoder, so the checker does not trust the code it checks.
+ */
+export const EVENT_HEADER = 'esk-event'
+
+/** Header names of event records written by earlier versions of esk, one per field. */
 export const EventHeader = {
   type: 'esk-type',
   aggregateId: 'esk-aggregate-id',
@@ -154,10 +161,33 @@ function decodeEventRecord(partition: number, m: KafkaMessage): LogEvent {
     const n = text === undefined ? NaN : Number(text)
     return Number.isSafeInteger(n) ? n : undefined
   }
+  const key = m.key ? m.key.toString('utf8') : null
+  const meta = header(EVENT_HEADER)
+  if (meta !== undefined) {
+    let fields: unknown
+    try {
+      fields = JSON.parse(meta)
+    } catch {
+      fields = undefined
+    }
+    const [type, version, commandId, commandOffset] = Array.isArray(fields) ? (fields as unknown[]) : []
+    const integer = (v: unknown): number | undefined => (Number.isSafeInteger(v) ? (v as number) : undefined)
+    return {
+      partition,
+      offset: Number(m.offset),
+      key,
+      ...(typeof type === 'string' && { type }),
+      ...(key !== null && { aggregateId: key }),
+      ...(integer(version) !== undefined && { version: integer(version) }),
+      ...(typeof commandId === 'string' && { commandId }),
+      ...(integer(commandOffset) !== undefined && { commandOffset: integer(commandOffset) }),
+      value: m.value?.toString('utf8') ?? '',
+    }
+  }
   return {
     partition,
     offset: Number(m.offset),
-    key: m.key ? m.key.toString('utf8') : null,
+    key,
     type: header(EventHeader.type),
     aggregateId: header(EventHeader.aggregateId),
     version: num(EventHeader.version),

@@ -55,7 +55,11 @@ async function runCheck(): Promise<CheckReport> {
   return check({ history, log, partitions: PARTITIONS, store, healed: true })
 }
 
-/** Appends an event record with esk's headers, as any producer with access to the topic could. */
+/**
+ * Appends an event record with the headers earlier versions of esk wrote, one per field, as any
+ * producer with access to the topic could. The app below writes the current header beside them, so
+ * the checker reads both formats in one topic.
+ */
 async function writeEvent(e: { aggregateId: string; version: number; commandId: string; commandOffset: number; type: string; payload: object }): Promise<void> {
   await producer.send({
     topic: topic.events,

@@ -5,7 +5,7 @@ import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, PartitionA
 import { AssignerProtocol } from './kafkajs.js'
 import type { StreamNames } from './options.js'
 import { textHeaders } from './headers.js'
-import { EventHeaders } from './writer.js'
+import { EVENT_HEADER, EventHeaders, decodeEventHeader } from './writer.js'
 
 /** Options of a {@link LogReader}. */
 export interface LogReaderOptions {
@@ -138,29 +138,47 @@ export class LogReader {
   }
 }
 
-/** Decodes an event record written by {@link TransactionalWriter}. */
+/**
+ * Decodes an event record written by {@link TransactionalWriter}: from its {@link EVENT_HEADER} and
+ * key, or from the one-header-per-field format of earlier versions.
+ */
 export function decodeEvent(topic: string, partition: number, message: KafkaMessage): StoredEvent {
-  const header = (name: string): string => {
+  const text = (name: string): string | undefined => {
     const value = message.headers?.[name]
-    const text = Buffer.isBuffer(value) ? value.toString('utf8') : typeof value === 'string' ? value : undefined
-    if (text === undefined) {
-      throw new SerializationError(
-        `record ${topic}[${partition}]@${message.offset} has no ${name} header; only esk writes event topics`,
-        { topic, partition, offset: message.offset },
-      )
-    }
-    return text
+    return Buffer.isBuffer(value) ? value.toString('utf8') : typeof value === 'string' ? value : undefined
   }
+  const unreadable = (problem: string): SerializationError =>
+    new SerializationError(`record ${topic}[${partition}]@${message.offset} ${problem}; only esk writes event topics`, {
+      topic,
+      partition,
+      offset: message.offset,
+    })
   const traced = message.headers && textHeaders(message.headers)
-  return {
+  const common = {
     offset: Number(message.offset),
+    payload: message.value?.toString('utf8') ?? '',
+    ...(traced && { headers: traced }),
+  }
+  const meta = text(EVENT_HEADER)
+  if (meta !== undefined) {
+    const fields = decodeEventHeader(meta)
+    if (!fields) throw unreadable(`has an ${EVENT_HEADER} header that is not [type, version, commandId, commandOffset]`)
+    if (!message.key) throw unreadable('has no key (the aggregate id)')
+    const { type, version, commandId, commandOffset } = fields
+    return { ...common, type, aggregateId: message.key.toString('utf8'), version, commandId, commandPosition: commandOffset }
+  }
+  const header = (name: string): string => {
+    const value = text(name)
+    if (value === undefined) throw unreadable(`has neither an ${EVENT_HEADER} header nor an ${name} header`)
+    return value
+  }
+  return {
+    ...common,
     type: header(EventHeaders.type),
     aggregateId: header(EventHeaders.aggregateId),
     version: Number(header(EventHeaders.version)),
     commandId: header(EventHeaders.commandId),
     commandPosition: Number(header(EventHeaders.commandOffset)),
-    payload: message.value?.toString('utf8') ?? '',
-    ...(traced && { headers: traced }),
   }
 }
 

@@ -7,7 +7,17 @@ import { MAX_REQUEST_BYTES, chunksByBytes } from './requests.js'
 import { isConcurrentTransactions, isFenced } from './errors.js'
 import type { ResolvedKafkaOptions, StreamNames } from './options.js'
 
-/** Header names of every event record. Values are UTF-8 strings. */
+/**
+ * The header every event record carries: its metadata as the UTF-8 JSON array
+ * `[type, version, commandId, commandOffset]`. The record's key is the aggregate id. One header,
+ * not one per field: kafkajs allocates a buffer for every header of every record.
+ */
+export const EVENT_HEADER = 'esk-event'
+
+/**
+ * Header names of event records written by earlier versions, one per field (values UTF-8 strings).
+ * Still read, never written.
+ */
 export const EventHeaders = {
   type: 'esk-type',
   aggregateId: 'esk-aggregate-id',
@@ -15,6 +25,34 @@ export const EventHeaders = {
   commandId: 'esk-command-id',
   commandOffset: 'esk-command-offset',
 } as const
+
+/** The fields of an event record's {@link EVENT_HEADER}. */
+export interface EventHeaderFields {
+  type: string
+  version: number
+  commandId: string
+  commandOffset: number
+}
+
+/** The value of the {@link EVENT_HEADER} of an event. */
+export function encodeEventHeader(event: Pick<EventToAppend, 'type' | 'version' | 'commandId' | 'commandPosition'>): string {
+  return JSON.stringify([event.type, event.version, event.commandId, event.commandPosition])
+}
+
+/** Reads an {@link EVENT_HEADER} value; undefined when it is not one. */
+export function decodeEventHeader(text: string): EventHeaderFields | undefined {
+  let fields: unknown
+  try {
+    fields = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  if (!Array.isArray(fields) || fields.length !== 4) return undefined
+  const [type, version, commandId, commandOffset] = fields as unknown[]
+  if (typeof type !== 'string' || typeof commandId !== 'string') return undefined
+  if (!Number.isSafeInteger(version) || !Number.isSafeInteger(commandOffset)) return undefined
+  return { type, version: version as number, commandId, commandOffset: commandOffset as number }
+}
 
 /** Header names of every dead-letter record (its value is the command record as it was read). */
 export const DeadLetterHeaders = {
@@ -92,14 +130,9 @@ export class TransactionalWriter implements PartitionWriter {
               partition: this.partition,
               key: event.aggregateId,
               value: event.payload,
-              headers: {
-                ...event.headers,
-                [EventHeaders.type]: event.type,
-                [EventHeaders.aggregateId]: event.aggregateId,
-                [EventHeaders.version]: String(event.version),
-                [EventHeaders.commandId]: event.commandId,
-                [EventHeaders.commandOffset]: String(event.commandPosition),
-              },
+              headers: event.headers
+                ? { ...event.headers, [EVENT_HEADER]: encodeEventHeader(event) }
+                : { [EVENT_HEADER]: encodeEventHeader(event) },
             })),
           })
           // One send to one partition is one record batch: its offsets are consecutive.

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import { createEsk, type EskOptions } from '@esk/core'
 import { partitionFor, type StoredEvent, type StreamSpec } from '@esk/core/driver'
-import { resolveKafkaOptions, streamNames } from '@esk/kafka'
+import { EVENT_HEADER, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { TransactionalWriter } from '@esk/kafka/driver'
 import { failingSaves } from '@esk/testing'
 import { contractModel } from '@esk/testing/contract'
 import { eventually } from '@esk/testing/stack'
 import { describe, expect, it } from 'vitest'
-import { idsPerPartition, readAll, testScope } from './support.js'
+import { idsPerPartition, readAll, readRecords, testScope } from './support.js'
 
 const { ContractAccount, Open, Deposit, Note } = contractModel
 
@@ -175,6 +175,12 @@ describe('kafka processing', () => {
       payload: JSON.stringify({ owner: 'ned', initial: 2 }),
     })
     expect(events[0]!.commandPosition).toBeGreaterThanOrEqual(0)
+    // As stored: the aggregate id is the key, and one header carries the rest (the format
+    // docs/operations.md gives to consumers outside esk).
+    const [record] = await readRecords(stack.transportOptions().brokers as string[], streamNames(stack.topicPrefix, 'contract-account').events, partitionFor(id, 3))
+    expect(record!.key?.toString()).toBe(id)
+    expect(Object.keys(record!.headers ?? {})).toEqual([EVENT_HEADER])
+    expect(JSON.parse(record!.headers![EVENT_HEADER]!.toString())).toEqual(['contract.Opened', 1, commandId, events[0]!.commandPosition])
   })
 
   // Fails before the fix: on the three-broker stack (scripts/stack.sh start --cluster), start

@@ -14,7 +14,7 @@ import { PartitionKeys, StateFields } from '@esk/redis/driver'
 import { contractModel, type ContractFixture } from '@esk/testing/contract'
 import { eventually, localStack } from '@esk/testing/stack'
 import { Redis } from 'ioredis'
-import { Kafka, logLevel } from 'kafkajs'
+import { Kafka, logLevel, type KafkaMessage } from 'kafkajs'
 import { afterEach } from 'vitest'
 
 /** A Kafka+Redis environment of its own: unique topic prefix and key prefix on the local stack. */
@@ -65,34 +65,27 @@ export function isolatedStack(): IsolatedStack {
 }
 
 /**
- * Every committed dead letter of a partition: read with a plain read_committed consumer of its own
- * group, up to the partition's end as it is now.
+ * Every committed record of a partition, as stored (headers and key undecoded): read with a plain
+ * read_committed consumer of its own group, up to the partition's end as it is now.
  */
-async function readDeadLetters(brokers: string[], topic: string, partition: number): Promise<DeadLetter[]> {
+export async function readRecords(brokers: string[], topic: string, partition: number): Promise<KafkaMessage[]> {
   const kafka = new Kafka({ brokers, logLevel: logLevel.NOTHING })
   const admin = kafka.admin()
   await admin.connect()
   const end = Number((await admin.fetchTopicOffsets(topic)).find((o) => o.partition === partition)?.offset ?? 0)
   await admin.disconnect()
   if (end === 0) return []
-  const consumer = kafka.consumer({ groupId: `esk-it-dlq-${randomUUID()}`, readUncommitted: false, maxWaitTimeInMs: 100 })
-  const letters: DeadLetter[] = []
+  const consumer = kafka.consumer({ groupId: `esk-it-raw-${randomUUID()}`, readUncommitted: false, maxWaitTimeInMs: 100 })
+  const records: KafkaMessage[] = []
   await consumer.connect()
   try {
     await consumer.subscribe({ topics: [topic], fromBeginning: true })
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`read ${letters.length} dead letters of ${topic}[${partition}] in 20 s`)), 20_000)
+      const timer = setTimeout(() => reject(new Error(`read ${records.length} records of ${topic}[${partition}] in 20 s`)), 20_000)
       void consumer.run({
         eachMessage: async ({ partition: p, message }) => {
           if (p !== partition) return
-          const header = (name: string): string | undefined => message.headers?.[name]?.toString()
-          letters.push({
-            position: Number(header(DeadLetterHeaders.commandOffset)),
-            value: message.value?.toString() ?? '',
-            reason: { code: header(DeadLetterHeaders.code) ?? '', message: header(DeadLetterHeaders.reason) ?? '' },
-            ...(header(DeadLetterHeaders.aggregateId) !== undefined && { aggregateId: header(DeadLetterHeaders.aggregateId) }),
-            ...(header(DeadLetterHeaders.commandId) !== undefined && { commandId: header(DeadLetterHeaders.commandId) }),
-          })
+          records.push(message)
           // Transaction markers take offsets too: stop at the last record before the end.
           if (Number(message.offset) >= end - 2) {
             clearTimeout(timer)
@@ -104,7 +97,21 @@ async function readDeadLetters(brokers: string[], topic: string, partition: numb
   } finally {
     await consumer.disconnect()
   }
-  return letters
+  return records
+}
+
+/** Every committed dead letter of a partition, decoded from its headers. */
+async function readDeadLetters(brokers: string[], topic: string, partition: number): Promise<DeadLetter[]> {
+  return (await readRecords(brokers, topic, partition)).map((message) => {
+    const header = (name: string): string | undefined => message.headers?.[name]?.toString()
+    return {
+      position: Number(header(DeadLetterHeaders.commandOffset)),
+      value: message.value?.toString() ?? '',
+      reason: { code: header(DeadLetterHeaders.code) ?? '', message: header(DeadLetterHeaders.reason) ?? '' },
+      ...(header(DeadLetterHeaders.aggregateId) !== undefined && { aggregateId: header(DeadLetterHeaders.aggregateId) }),
+      ...(header(DeadLetterHeaders.commandId) !== undefined && { commandId: header(DeadLetterHeaders.commandId) }),
+    }
+  })
 }
 
 /** Ids whose partitions cover every partition, one per partition, in partition order. */

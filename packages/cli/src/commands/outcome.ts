@@ -17,7 +17,7 @@ export interface OutcomeReport {
   /**
    * `snapshot`: accepted, in the aggregate's dedup window; `unlogged`: a refusal (or an acceptance
    * without events) in the partition's unlogged outcomes; `event-log`: accepted, its events found by
-   * their `esk-command-id` header (it fell out of the window, or the store was rebuilt); `dead-letters`:
+   * their command id (it fell out of the window, or the store was rebuilt); `dead-letters`:
    * refused as poison and dead-lettered. Null when found nowhere.
    */
   source: OutcomeSource | null
