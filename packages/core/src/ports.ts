@@ -49,6 +49,14 @@ export interface PartitionLease {
    * truncated, and its commands would otherwise be skipped as done.
    */
   commandLogEnd?(): Promise<number>
+  /**
+   * Told when the partition failed for good after `process` resolved: the save of its last
+   * committed batch, which runs while the next batch is handled, found the store taken over. The
+   * transport gives the lease up as if `process` had rejected with `error`, and delivers commands
+   * again from position `next` (the one after the last committed) to the lease that replaces it.
+   * Without it, the failure surfaces at the next `process` call.
+   */
+  failed?(error: unknown, next: number): void
 }
 
 /** The processing side of one partition, created by core for the transport. */

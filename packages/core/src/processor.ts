@@ -155,6 +155,13 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
    * a batch needs the store's copy only for commands among them. Undefined: load every command.
    */
   private unlogged: { keys: Set<string>; window: number; aggregates: Map<string, number> } | undefined
+  /**
+   * The save of the last committed batch, while it runs: the next batch is handled meanwhile, but
+   * loads from the store, commits and repairs only once it is over. Undefined when none runs.
+   */
+  private saving: Promise<void> | undefined
+  /** Why the last batch's save failed for good (the partition was taken over or closed), if it did. */
+  private saveFailure: unknown
 
   constructor(
     private readonly context: ProcessorContext<T>,
@@ -202,6 +209,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
 
   process(records: CommandRecord[]): Promise<void> {
     const run = this.tail.then(async () => {
+      if (this.saveFailure !== undefined) throw this.saveFailure
       if (this.current === 'closed' || this.current === 'fenced' || this.stop.signal.aborted) {
         throw new ClosedError(`partition ${this.name}/${this.lease.partition}`)
       }
@@ -214,7 +222,14 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   async close(): Promise<void> {
     this.stop.abort()
     await this.tail
+    await this.saving?.catch(() => undefined)
     this.transition('closed')
+  }
+
+  /** Waits for the last committed batch's save; throws if it failed for good. */
+  private async saved(): Promise<void> {
+    if (this.saving) await this.saving
+    if (this.saveFailure !== undefined) throw this.saveFailure
   }
 
   private get schemaVersion(): number {
@@ -270,6 +285,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       // Everything the batch needs is here; the save that follows is fenced as always.
       loaded = { owned: true, claimed: true, snapshots: new Map(), unlogged: new Map(), checkpoint: undefined }
     } else {
+      // The store holds the last batch's snapshots and outcomes once its save is over.
+      await this.saved()
       try {
         loaded = await snapshots.load(stream, partition, this.token, missing, maybeUnlogged)
       } catch (error) {
@@ -373,6 +390,14 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       if (command.replyTo) replies.push({ replyTo: command.replyTo, outcome })
     }
 
+    // One batch at a time is committed and not yet saved: a save that failed repairs the partition
+    // (from the log) before this batch commits.
+    try {
+      await this.saved()
+    } catch (error) {
+      traced?.failed(error)
+      throw error
+    }
     const handledAt = performance.now()
     const lastPosition = fresh[fresh.length - 1]!.position
     let offsets: number[]
@@ -417,34 +442,56 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       })
     }
     const committedAt = performance.now()
-    // Committed: the outcomes are final whatever happens to the save. Clients hear of them only
-    // once they are recorded, so a retry after the reply is always answered the same way.
-    const published = await this.saveAfterCommit(written, unlogged, replies)
+    // Committed: the outcomes are final whatever happens to the save, and the aggregates as this
+    // batch left them are the truth, so the next batch may be handled on them while this one is
+    // saved. Clients hear of the outcomes only once they are recorded, so a retry after the reply
+    // is always answered the same way; the next batch loads refusals among them from the store
+    // only after this save (see `saved`).
     this.hold(working)
-    const savedAt = performance.now()
-    if (traced) traced.done(fates!)
-    if (replies.length > 0 && !published) {
-      await this.context.outcomes.publish(stream, partition, replies).catch((error: unknown) => {
-        this.context.logger.warn('publishing replies failed; clients find the recorded outcomes by polling', {
+    this.noteUnlogged(unlogged)
+    const saving = (async () => {
+      const published = await this.saveAfterCommit(written, unlogged, replies)
+      const savedAt = performance.now()
+      if (traced) traced.done(fates!)
+      if (replies.length > 0 && !published) {
+        await this.context.outcomes.publish(stream, partition, replies).catch((error: unknown) => {
+          this.context.logger.warn('publishing replies failed; clients find the recorded outcomes by polling', {
+            aggregate: this.name,
+            partition,
+            error,
+          })
+        })
+      }
+      if (this.context.observers.count('batch') > 0) {
+        this.context.observers.emit('batch', {
           aggregate: this.name,
           partition,
-          error,
+          commands: records.length,
+          events: events.length,
+          rejected: unlogged.filter((o) => o.status === 'rejected').length,
+          loadMs: loadedAt - started,
+          handleMs: handledAt - loadedAt,
+          commitMs: committedAt - handledAt,
+          saveMs: savedAt - committedAt,
         })
-      })
-    }
-    if (this.context.observers.count('batch') > 0) {
-      this.context.observers.emit('batch', {
-        aggregate: this.name,
-        partition,
-        commands: records.length,
-        events: events.length,
-        rejected: unlogged.filter((o) => o.status === 'rejected').length,
-        loadMs: loadedAt - started,
-        handleMs: handledAt - loadedAt,
-        commitMs: committedAt - handledAt,
-        saveMs: savedAt - committedAt,
-      })
-    }
+      }
+    })()
+    this.saving = saving
+    saving.then(
+      () => {
+        if (this.saving === saving) this.saving = undefined
+      },
+      (error: unknown) => {
+        // Taken over, closed, or a newer schema: the state says so already, and the next batch
+        // (or the transport's next call) gets this error.
+        this.saveFailure = error
+        traced?.failed(error)
+        if (error instanceof ClosedError) return
+        // The batch's commands were consumed: the transport gives the lease up now, rather than at
+        // a next batch that may not come (the batch's own callers wait for their outcomes).
+        this.lease.failed?.(error, this.checkpoint.commandPosition + 1)
+      },
+    )
   }
 
   /**
@@ -459,7 +506,6 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const write = { snapshots, checkpoint: this.checkpoint, unlogged, ...(publishes && { replies }) }
     try {
       await this.context.snapshots.save(stream, partition, this.token, write)
-      this.noteUnlogged(unlogged)
       return publishes
     } catch (error) {
       if (takenOver(error)) throw this.superseded()
@@ -545,6 +591,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
 
   /** A snapshot that cannot be read is the store's fault, not the command's: rebuild the partition from the log. */
   private async rebuildCorrupt(records: CommandRecord[], error: unknown): Promise<void> {
+    await this.saved()
     this.context.logger.warn('a stored snapshot cannot be read; rebuilding the partition from the log', {
       code: 'ESK_STORE_CORRUPT',
       aggregate: this.name,

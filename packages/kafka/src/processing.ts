@@ -86,6 +86,8 @@ class OwnedPartition {
     private readonly context: StreamContext,
     readonly partition: number,
     plan: OpenPlan,
+    /** Told when the handle failed after a batch was done with (see `PartitionLease.failed`). */
+    private readonly onFailed: (owned: OwnedPartition, error: unknown, next: number) => void,
   ) {
     let attempted!: () => void
     this.firstAttempt = new Promise((resolve) => (attempted = resolve))
@@ -130,6 +132,7 @@ class OwnedPartition {
           writer: this.writer,
           signal,
           commandLogEnd: () => commandLogEnd(admin, names, this.partition),
+          failed: (error, next) => this.onFailed(this, error, next),
         }
         this.handle = await host.open(lease)
         if (signal.aborted) break
@@ -303,7 +306,7 @@ export class StreamProcessor {
   }
 
   private own(partition: number, plan: OpenPlan): OwnedPartition {
-    const owned = new OwnedPartition(this.context, partition, plan)
+    const owned = new OwnedPartition(this.context, partition, plan, (failed, error, next) => this.onFailure(failed, error, next))
     this.owned.set(partition, owned)
     return owned
   }

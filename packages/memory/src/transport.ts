@@ -148,7 +148,7 @@ export class MemoryTransport implements Transport {
         abort.signal.addEventListener('abort', () => lease.abort(), { once: true })
         let opened!: () => void
         ready.push(new Promise<void>((resolve) => (opened = resolve)))
-        const open = (): Promise<PartitionHandle> =>
+        const open = (failed: (error: unknown) => void): Promise<PartitionHandle> =>
           host.open({
             stream,
             partition,
@@ -158,6 +158,7 @@ export class MemoryTransport implements Transport {
                 this.commit(stream, partition, log, epoch, events, position, deadLetters),
             },
             commandLogEnd: async () => log.commands.length,
+            failed,
           })
         loops.push(
           this.run(stream, partition, log, epoch, open, opened, host, lease.signal).finally(() => {
@@ -218,17 +219,23 @@ export class MemoryTransport implements Transport {
     partition: number,
     log: MemoryPartitionLog,
     epoch: number,
-    open: () => Promise<PartitionHandle>,
+    open: (failed: (error: unknown) => void) => Promise<PartitionHandle>,
     opened: () => void,
     host: PartitionHost,
     signal: AbortSignal,
   ): Promise<void> {
     // Until the partition is taken by a newer owner (its epoch moves on) or processing stops.
     while (!signal.aborted && log.epoch === epoch) {
-      const handle = await this.openHandle(stream, partition, open, opened, host, signal)
+      // Aborted when the handle fails after a batch was done with: it is given up and opened again.
+      const broken = new AbortController()
+      const failed = (error: unknown): void => {
+        host.reportError(error, { stream: stream.aggregate, partition })
+        broken.abort()
+      }
+      const handle = await this.openHandle(stream, partition, () => open(failed), opened, host, signal)
       if (!handle) return
       try {
-        await this.feed(stream, partition, log, handle, host, signal)
+        await this.feed(stream, partition, log, handle, host, AbortSignal.any([signal, broken.signal]))
       } finally {
         await handle.close()
       }
@@ -260,8 +267,8 @@ export class MemoryTransport implements Transport {
 
   /**
    * Hands the partition's commands to `handle` in order, from what was committed. Returns when the
-   * handle reports a fence (the caller opens it again if the partition is still this owner's) or
-   * processing stops.
+   * handle reports a fence (the caller opens it again if the partition is still this owner's), or
+   * `signal` aborts: processing stops, or the handle failed after a batch (it is opened again).
    */
   private async feed(
     stream: StreamSpec,

@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto'
 import { consoleLogger, createEsk, type PartitionState } from '@esk/core'
-import { partitionFor } from '@esk/core/driver'
+import { partitionFor, type SnapshotStore, type Store } from '@esk/core/driver'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { contractModel } from '@esk/testing/contract'
+import { eventually } from '@esk/testing/stack'
 import { describe, expect, it } from 'vitest'
 
 const { ContractAccount, ContractAccountV2, Open, Deposit } = contractModel
@@ -115,6 +117,64 @@ describe('partition processor on the embedded driver', () => {
 
   // Issue 6, scenario 14. Fails before: the new log's commands had positions the events already
   // recorded, and were skipped as done with a debug log.
+  it('handles the next batch while a batch is saved, and commits it only once that save is over', async () => {
+    const backend = new MemoryBackend()
+    const { transport, store } = memoryDriver({ backend })
+    // Saves that include the aggregate 'slow' wait at the gate.
+    let open: () => void = () => undefined
+    const gate = new Promise<void>((resolve) => (open = resolve))
+    let waiting = 0
+    const snapshots: SnapshotStore = Object.create(store.snapshots) as SnapshotStore
+    snapshots.save = async (stream, partition, token, write) => {
+      if (write.snapshots.some((s) => s.aggregateId === 'slow')) {
+        waiting += 1
+        await gate
+      }
+      return store.snapshots.save(stream, partition, token, write)
+    }
+    const gated: Store = { snapshots, outcomes: store.outcomes, close: () => store.close() }
+    const app = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: { transport, store: gated } })
+    const accounts = app.repository(ContractAccount)
+    await accounts.save(new Open('fast', 0), { id: 'fast' })
+    const slow = accounts.save(new Open('slow', 0), { id: 'slow' })
+    for (let i = 0; i < 100 && waiting === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(waiting).toBe(1)
+    // The next batch is handled on what the committed one left, but not committed before its save.
+    const next = accounts.update('fast', new Deposit(7))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const log = backend.log('contract-account', 0)
+    expect(log.events.map((e) => e.aggregateId)).toEqual(['fast', 'slow'])
+    open()
+    expect(await slow).toMatchObject({ version: 1 })
+    expect(await next).toMatchObject({ version: 2 })
+    expect(log.events.map((e) => e.aggregateId)).toEqual(['fast', 'slow', 'fast'])
+    expect((await accounts.find('fast'))?.state.balance).toBe(7)
+    await app.close()
+  })
+
+  // Failed before the transport was told: the save of the only batch was refused after its
+  // commit (the store had been taken over), no next batch came to report it, and the partition
+  // sat fenced until some other command arrived.
+  it('takes a partition back when the save after its last batch finds the store taken over', async () => {
+    const backend = new MemoryBackend()
+    const app = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }) })
+    const accounts = app.repository(ContractAccount)
+    const { id } = await accounts.save(new Open('taken', 0))
+    // As another processor (or the CLI's rebuild) taking the store does.
+    backend.partitionState('contract-account', 0).owner = 'another-owner'
+    const commandId = randomUUID()
+    // Its reply is lost with the refused save (the embedded driver does not poll for outcomes).
+    const first = accounts.update(id, new Deposit(3), { commandId, timeoutMs: 2_500 }).catch((error: unknown) => error)
+    const store = backend.partitionState('contract-account', 0)
+    await eventually(() => store.owner !== 'another-owner' && app.status().partitions[0]?.state === 'ready', 'the store taken back without another command', 2_000)
+    expect(app.status().partitions[0]?.owner).toBe(store.owner)
+    expect(await first).toMatchObject({ code: 'ESK_COMMAND_TIMEOUT' })
+    // The command was committed once; its retry is answered from the window the replay rebuilt.
+    expect(await accounts.update(id, new Deposit(3), { commandId })).toMatchObject({ version: 2 })
+    expect((await accounts.get(id)).state.balance).toBe(3)
+    await app.close()
+  })
+
   it('refuses to process a command log that restarts below the positions already handled', async () => {
     const backend = new MemoryBackend()
     const first = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }) })
