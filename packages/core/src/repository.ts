@@ -88,6 +88,14 @@ const MAX_ID_LENGTH = 256
  * into the typed error the processor raised.
  */
 export class Repository<T extends object> {
+  /**
+   * The deadlines of the calls waiting for an outcome, aborted together when the application
+   * closes. One listener on the closing signal for all of them: a listener per call would make
+   * each call cost as much as the calls already waiting (an event target checks its listeners for
+   * duplicates), which under overload, with tens of thousands waiting, stalls the client.
+   */
+  private readonly waiting = new Set<AbortController>()
+
   constructor(
     private readonly runtime: AggregateRuntime<T>,
     private readonly stream: StreamSpec,
@@ -98,7 +106,15 @@ export class Repository<T extends object> {
     private readonly assertOpen: () => void,
     private readonly closing: AbortSignal,
     private readonly telemetry?: Telemetry,
-  ) {}
+  ) {
+    closing.addEventListener(
+      'abort',
+      () => {
+        for (const deadline of this.waiting) deadline.abort()
+      },
+      { once: true },
+    )
+  }
 
   /** Creates an aggregate with a creating command. Throws `ESK_AGGREGATE_EXISTS` if the id is taken. */
   async save(command: object, options: SaveOptions = {}): Promise<CommandResult> {
@@ -218,8 +234,8 @@ export class Repository<T extends object> {
     const name = this.runtime.model.name
     const timeout = new AbortController()
     const timer = setTimeout(() => timeout.abort(), timeoutMs)
-    const onClose = (): void => timeout.abort()
-    this.closing.addEventListener('abort', onClose, { once: true })
+    this.waiting.add(timeout)
+    if (this.closing.aborted) timeout.abort()
     const retry = { aggregate: name, id, commandId }
     try {
       const waiting = this.outcomes.wait(this.stream, partition, { aggregateId: id, commandId }, timeout.signal)
@@ -254,7 +270,7 @@ export class Repository<T extends object> {
       }
     } finally {
       clearTimeout(timer)
-      this.closing.removeEventListener('abort', onClose)
+      this.waiting.delete(timeout)
     }
   }
 

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events'
 import {
   Aggregate,
   Command,
@@ -8,10 +9,11 @@ import {
   consoleLogger,
   createEsk,
   EskError,
+  Repository,
   type Class,
   type Esk,
 } from '@esk/core'
-import { type SnapshotStore, type Transport } from '@esk/core/driver'
+import { AggregateRuntime, type SnapshotStore, type Transport } from '@esk/core/driver'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { afterEach, describe, expect, it } from 'vitest'
 
@@ -345,5 +347,34 @@ describe('outages', () => {
       },
     )
     await expect(counters.find('c-1')).rejects.toMatchObject({ code: 'ESK_UNAVAILABLE', details: { id: 'c-1' } })
+  })
+})
+
+// Fails before: every waiting call added a listener to the application's closing signal, and an
+// event target checks its listeners for duplicates on each add, so each new call cost as much as
+// the calls already waiting. Under overload (tens of thousands waiting) a client stalled, and the
+// open-loop benchmark at twice the closed-loop rate never drained.
+describe('calls waiting for outcomes', () => {
+  it('are aborted together when the application closes, without a listener each on its closing signal', async () => {
+    const closing = new AbortController()
+    const { transport, store } = memoryDriver()
+    await transport.provision([{ aggregate: 'repo-counter', partitions: 2 }])
+    const repository = new Repository(
+      new AggregateRuntime(Counter),
+      { aggregate: 'repo-counter', partitions: 2 },
+      transport,
+      store.snapshots,
+      store.outcomes,
+      { commandTimeoutMs: 60_000, readTimeoutMs: 1_000 },
+      () => undefined,
+      closing.signal,
+    )
+    // Nothing processes the commands: every call waits.
+    const calls = Array.from({ length: 200 }, (_, i) => repository.update(`c-${i}`, new Add(1)).catch((error: unknown) => error))
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(getEventListeners(closing.signal, 'abort')).toHaveLength(1)
+    closing.abort()
+    const errors = await Promise.all(calls)
+    expect(errors.every((e) => (e as EskError).code === 'ESK_CLOSED')).toBe(true)
   })
 })
