@@ -450,6 +450,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     this.hold(working)
     this.noteUnlogged(unlogged)
     const saving = (async () => {
+      // Encoding the save takes a while: let the transport ask for the next batch first.
+      await new Promise((resolve) => setImmediate(resolve))
       const published = await this.saveAfterCommit(written, unlogged, replies)
       const savedAt = performance.now()
       if (traced) traced.done(fates!)
