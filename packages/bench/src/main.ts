@@ -212,14 +212,24 @@ async function loadStages(env: BenchEnv, profile: Profile, stages: Set<string>, 
           }
           rates.set(session.system, sweepRates(Math.max(1, maximum ?? 1), profile.openLoopFractions))
         }
+        // A system that fails a window (it cannot drain an overload within the bound) runs no more
+        // windows here; the other systems, and the configurations after this one, still run.
+        const overloaded = new Set<SystemName>()
         for (let rep = 0; rep < profile.openLoopRepetitions; rep++) {
           for (let step = 0; step < profile.openLoopFractions.length; step++) {
             for (const session of rotated(sessions, rep + step)) {
               const rate = rates.get(session.system)![step]
-              if (rate === undefined) continue
-              const result = await session.measure(uniform(profile.aggregates), { mode: 'open', rate }, profile.warmS, profile.measureS)
-              report.openLoop.push(result)
-              log(`  open ${rate}/s, ${session.system} #${rep + 1}: ${result.commandsPerSecond}/s p99 ${result.latency.p99Ms} ms p99.9 ${result.latency.p999Ms} ms`)
+              if (rate === undefined || overloaded.has(session.system)) continue
+              try {
+                const result = await session.measure(uniform(profile.aggregates), { mode: 'open', rate }, profile.warmS, profile.measureS)
+                report.openLoop.push(result)
+                log(`  open ${rate}/s, ${session.system} #${rep + 1}: ${result.commandsPerSecond}/s p99 ${result.latency.p99Ms} ms p99.9 ${result.latency.p999Ms} ms`)
+              } catch (error) {
+                overloaded.add(session.system)
+                const stage = `openloop ${session.system} ${partitions} partition(s) ${rate}/s`
+                report.failures.push({ stage, error: String((error as Error)?.message ?? error) })
+                log(`  open ${rate}/s, ${session.system} #${rep + 1}: failed, no more open-loop windows for it here: ${String(error)}`)
+              }
             }
           }
         }

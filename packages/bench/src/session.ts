@@ -16,7 +16,7 @@ export interface BenchEnv {
   brokers: string[]
   redisUrl: string
   stackDir: string | undefined
-  /** When set, processors run with `--cpu-prof` and write their profiles here. */
+  /** When set, processors and clients run with `--cpu-prof` and write their profiles here. */
   cpuProfileDir?: string
   /**
    * esk's `snapshotCacheSize`: the aggregates each partition holds in memory. The hand-written
@@ -97,7 +97,8 @@ export class Session {
         live.add(child)
         await child.next('ready', 120_000)
       }
-      const client = new Child(`${system}-client`, { role: 'client', config })
+      const clientArgv = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${system}-p${partitions}-x${processors}-client.cpuprofile`] : []
+      const client = new Child(`${system}-client`, { role: 'client', config }, clientArgv)
       started.push(client)
       live.add(client)
       await client.next('ready', 60_000)
