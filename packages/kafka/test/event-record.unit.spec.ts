@@ -13,7 +13,6 @@ function record(offset: number, key: string | null, headers: Record<string, stri
     headers: Object.fromEntries(Object.entries(headers).map(([name, text]) => [name, Buffer.from(text)])),
     timestamp: '0',
     attributes: 0,
-    size: 0,
   }
 }
 
