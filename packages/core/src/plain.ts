@@ -140,6 +140,17 @@ export function encodePlain(instance: object): string | undefined {
   return JSON.stringify(instance)
 }
 
+/**
+ * The instance itself when `JSON.stringify` of it gives what `instanceToPlain` and then
+ * `JSON.stringify` would (a plain class with JSON values), so it can be embedded in a larger JSON
+ * value as is; undefined otherwise.
+ */
+export function asPlainJson(instance: object): object | undefined {
+  const cls = (instance as { constructor?: unknown }).constructor
+  if (typeof cls !== 'function' || !isPlainClass(cls as AnyClass)) return undefined
+  return fieldsJsonOnly(instance as Record<string, unknown>, 0) ? instance : undefined
+}
+
 /** A copy of parsed JSON, as class-transformer builds one for a field without a declared type. */
 function copyJson(value: unknown): unknown {
   if (typeof value !== 'object' || value === null) return value

@@ -11,6 +11,7 @@ import {
 import { aggregateModel, type AggregateModel, type Class, type CommandBinding } from './metadata.js'
 import type { StoredEvent, StoredSnapshot } from './records.js'
 import { decodeInstance, describeDifference, encodeInstance, roundTrip, type RoundTripDifference } from './roundtrip.js'
+import { asPlainJson } from './plain.js'
 
 /** An event with its persisted type name and JSON text. */
 export interface EncodedEvent {
@@ -58,9 +59,12 @@ export class AggregateRuntime<T extends object = object> {
     return binding
   }
 
-  /** Encodes a command's fields for the command log. */
+  /**
+   * Encodes a command's fields for the command log: a value whose JSON text is the command's.
+   * A plain class with JSON values is its own encoding (no class-transformer pass).
+   */
   encodeCommand(command: object): unknown {
-    return instanceToPlain(command)
+    return asPlainJson(command) ?? instanceToPlain(command)
   }
 
   /**
