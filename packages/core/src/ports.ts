@@ -260,11 +260,6 @@ export function commandKey(command: CommandKey): string {
   return JSON.stringify([command.aggregateId, command.commandId])
 }
 
-/** The aggregate id in a {@link commandKey}. */
-export function aggregateOfCommandKey(key: string): string {
-  return (JSON.parse(key) as [string, string])[0]
-}
-
 /** Carries outcomes from processors to the clients waiting for them. */
 export interface OutcomeChannel {
   /** This client's reply address, put into every command it sends. */

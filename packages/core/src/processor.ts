@@ -17,7 +17,7 @@ import {
 } from './errors.js'
 import type { Logger } from './logger.js'
 import type { Observers, PartitionState } from './observe.js'
-import { aggregateOfCommandKey, commandKey, type LoadedBatch, type PartitionHandle, type PartitionLease, type SnapshotStore, type OutcomeChannel, type Transport } from './ports.js'
+import { commandKey, type LoadedBatch, type PartitionHandle, type PartitionLease, type SnapshotStore, type OutcomeChannel, type Transport } from './ports.js'
 import type {
   Checkpoint,
   CommandEnvelope,
@@ -71,17 +71,8 @@ interface Working<T> {
   live: { state: T; encoding: string } | undefined
   /** Offset of the last event included, once known. */
   offset: number
-  /**
-   * The aggregate's de-duplication window, as stored and then extended by this batch. The stored
-   * list is shared with the snapshot it came from: it is copied before this batch first extends it.
-   */
+  /** The aggregate's de-duplication window, as stored and then extended by this batch. */
   recent: RecentCommand[]
-  /** True once `recent` is this batch's own copy. */
-  ownsRecent: boolean
-  /** How many entries of `recent` each command id has, made on first use and kept while the aggregate is held. */
-  ids: Map<string, number> | undefined
-  /** Outcomes of this aggregate's commands decided in this batch, by command id (a duplicate in the batch gets the same). */
-  decided: Map<string, Outcome> | undefined
   changed: boolean
 }
 
@@ -98,8 +89,6 @@ interface Placed {
 interface Held<T> {
   snapshot: StoredSnapshot | undefined
   live: { state: T; encoding: string } | undefined
-  /** The command ids of the snapshot's window, once a batch needed them. */
-  ids?: Map<string, number> | undefined
 }
 
 /** An aggregate during a replay. */
@@ -154,7 +143,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
    * The command keys of the store's unlogged outcomes, oldest first, when the store can tell them:
    * a batch needs the store's copy only for commands among them. Undefined: load every command.
    */
-  private unlogged: { keys: Set<string>; window: number; aggregates: Map<string, number> } | undefined
+  private unlogged: { keys: Set<string>; window: number } | undefined
   /**
    * The save of the last committed batch, while it runs: the next batch is handled meanwhile, but
    * loads from the store, commits and repairs only once it is over. Undefined when none runs.
@@ -278,8 +267,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const missing = ids.filter((id) => !held.has(id))
     const known = this.unlogged
     const maybeUnlogged = envelopes
-      .filter((e) => !known || (known.aggregates.has(e.aggregateId) && known.keys.has(commandKey(e))))
       .map(({ aggregateId, commandId }) => ({ aggregateId, commandId }))
+      .filter((command) => !known || known.keys.has(commandKey(command)))
     let loaded: LoadedBatch
     if (missing.length === 0 && maybeUnlogged.length === 0) {
       // Everything the batch needs is here; the save that follows is fenced as always.
@@ -326,8 +315,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const deadLetters: DeadLetter[] = []
     const replies: Reply[] = []
     const placed: Placed[] = []
-    // Outcomes of undecodable commands decided in this batch, by command key, so a duplicate inside
-    // the batch gets the same answer (decodable ones are kept by their aggregate's working copy).
+    // Outcomes decided in this batch, so a duplicate inside the batch gets the same answer.
     const decided = new Map<string, Outcome>()
     // For telemetry: each record's outcome, undefined for a duplicate answered from an earlier one.
     const fates: Array<Outcome | undefined> | undefined = traced ? [] : undefined
@@ -349,7 +337,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         })
         if (command.commandId && command.aggregateId) {
           const key = commandKey({ aggregateId: command.aggregateId, commandId: command.commandId })
-          let outcome = decided.get(key) ?? working.get(command.aggregateId)?.decided?.get(command.commandId) ?? loaded.unlogged.get(key)
+          let outcome = decided.get(key) ?? loaded.unlogged.get(key)
           if (!outcome) {
             outcome = { status: 'rejected', commandId: command.commandId, aggregateId: command.aggregateId, error: errorToPayload(command.error) }
             decided.set(key, outcome)
@@ -360,13 +348,9 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         fates?.push(undefined)
         continue
       }
+      const key = commandKey(command)
       const w = working.get(command.aggregateId)!
-      const previous =
-        w.decided?.get(command.commandId) ??
-        recorded(w, command) ??
-        (decided.size > 0 || loaded.unlogged.size > 0
-          ? (decided.get(commandKey(command)) ?? loaded.unlogged.get(commandKey(command)))
-          : undefined)
+      const previous = decided.get(key) ?? recorded(w, command) ?? loaded.unlogged.get(key)
       if (previous) {
         if (command.replyTo) replies.push({ replyTo: command.replyTo, outcome: previous })
         fates?.push(undefined)
@@ -381,7 +365,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         if (!(error instanceof CorruptSnapshot) || repaired) throw error
         return this.rebuildCorrupt(records, error)
       }
-      ;(w.decided ??= new Map()).set(command.commandId, outcome)
+      decided.set(key, outcome)
       fates?.push(outcome)
       if (outcome.status === 'rejected' || outcome.events === 0) unlogged.push(outcome)
       if (outcome.status === 'rejected' && POISON.has(outcome.error.code)) {
@@ -543,12 +527,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       const key = commandKey(outcome)
       if (known.keys.has(key)) continue
       known.keys.add(key)
-      known.aggregates.set(outcome.aggregateId, (known.aggregates.get(outcome.aggregateId) ?? 0) + 1)
-      if (known.keys.size > known.window) {
-        const oldest = known.keys.values().next().value!
-        known.keys.delete(oldest)
-        forgetKey(known.aggregates, oldest)
-      }
+      if (known.keys.size > known.window) known.keys.delete(known.keys.values().next().value!)
     }
   }
 
@@ -577,7 +556,6 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
           ? { aggregateId, version: w.version, schemaVersion: this.schemaVersion, offset: w.offset, state: w.encoded!, recent: w.recent }
           : undefined,
         live: w.live,
-        ids: w.ids,
       })
     }
     this.trimHeld()
@@ -632,9 +610,6 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         live: entry?.live,
         offset: snapshot?.offset ?? -1,
         recent: snapshot?.recent ?? [],
-        ownsRecent: false,
-        ids: entry?.ids,
-        decided: undefined,
         changed: false,
       })
     }
@@ -747,7 +722,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       w.encoded = next.encoded
       // Every entry has the same fields (offset set after the commit), so reading windows stays fast.
       const entry: RecentCommand = { commandId, version: w.version, events: produced.length, offset: undefined }
-      remember(w, entry, this.context.dedupWindow)
+      w.recent = remember(w.recent, entry, this.context.dedupWindow)
       w.changed = true
       const outcome = { status: 'accepted' as const, commandId, aggregateId, version: w.version, events: produced.length }
       placed.push({ w, entry, outcome, last: events.length - 1 })
@@ -985,12 +960,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     await snapshots.save(stream, partition, token, { snapshots: [], checkpoint, unlogged: [], ready: true })
     if (snapshots.unloggedKeys && this.context.snapshotCacheSize > 0) {
       const { keys, window } = await snapshots.unloggedKeys(stream, partition)
-      const aggregates = new Map<string, number>()
-      for (const key of keys) {
-        const id = aggregateOfCommandKey(key)
-        aggregates.set(id, (aggregates.get(id) ?? 0) + 1)
-      }
-      this.unlogged = { keys: new Set(keys), window, aggregates }
+      this.unlogged = { keys: new Set(keys), window }
     }
     this.holdReplayed(replayed)
     this.checkpoint = checkpoint
@@ -1050,7 +1020,6 @@ class CorruptSnapshot extends Error {}
 function recorded(w: Working<unknown>, command: CommandEnvelope): Outcome | undefined {
   const { recent } = w
   const { commandId } = command
-  if (!(w.ids ??= countIds(recent)).has(commandId)) return undefined
   let entry: RecentCommand | undefined
   for (let i = recent.length - 1; i >= 0; i--) {
     if (recent[i]!.commandId === commandId) {
@@ -1069,35 +1038,9 @@ function recorded(w: Working<unknown>, command: CommandEnvelope): Outcome | unde
   }
 }
 
-/** Appends to an aggregate's window, keeping at most `size` entries (the newest); copies the stored list first. */
-function remember(w: Working<unknown>, entry: RecentCommand, size: number): void {
-  if (!w.ownsRecent) {
-    w.recent = w.recent.slice()
-    w.ownsRecent = true
-  }
-  w.recent.push(entry)
-  const dropped = w.recent.length > size ? w.recent.splice(0, w.recent.length - size) : []
-  const ids = w.ids
-  if (!ids) return
-  ids.set(entry.commandId, (ids.get(entry.commandId) ?? 0) + 1)
-  for (const { commandId } of dropped) {
-    const left = ids.get(commandId)! - 1
-    if (left > 0) ids.set(commandId, left)
-    else ids.delete(commandId)
-  }
-}
-
-/** How many entries of a window each command id has. */
-function countIds(recent: RecentCommand[]): Map<string, number> {
-  const ids = new Map<string, number>()
-  for (const { commandId } of recent) ids.set(commandId, (ids.get(commandId) ?? 0) + 1)
-  return ids
-}
-
-/** Counts one key less for its aggregate. */
-function forgetKey(aggregates: Map<string, number>, key: string): void {
-  const id = aggregateOfCommandKey(key)
-  const left = (aggregates.get(id) ?? 1) - 1
-  if (left > 0) aggregates.set(id, left)
-  else aggregates.delete(id)
+/** Appends to a window, keeping at most `size` entries (the newest); the stored list is not changed. */
+function remember(recent: RecentCommand[], entry: RecentCommand, size: number): RecentCommand[] {
+  const next = recent.slice(Math.max(0, recent.length + 1 - size))
+  next.push(entry)
+  return next
 }

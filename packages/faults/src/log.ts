@@ -156,43 +156,38 @@ function decodeEventRecord(partition: number, m: KafkaMessage): LogEvent {
     const one = Array.isArray(v) ? v[0] : v
     return Buffer.isBuffer(one) ? one.toString('utf8') : typeof one === 'string' ? one : undefined
   }
+  const integer = (v: unknown): number | undefined => (Number.isSafeInteger(v) ? (v as number) : undefined)
   const num = (name: string): number | undefined => {
     const text = header(name)
-    const n = text === undefined ? NaN : Number(text)
-    return Number.isSafeInteger(n) ? n : undefined
+    return integer(text === undefined ? NaN : Number(text))
   }
+  const string = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
   const key = m.key ? m.key.toString('utf8') : null
+  const common = { partition, offset: Number(m.offset), key, value: m.value?.toString('utf8') ?? '' }
   const meta = header(EVENT_HEADER)
-  if (meta !== undefined) {
-    let fields: unknown
-    try {
-      fields = JSON.parse(meta)
-    } catch {
-      fields = undefined
-    }
-    const [type, version, commandId, commandOffset] = Array.isArray(fields) ? (fields as unknown[]) : []
-    const integer = (v: unknown): number | undefined => (Number.isSafeInteger(v) ? (v as number) : undefined)
+  if (meta === undefined) {
     return {
-      partition,
-      offset: Number(m.offset),
-      key,
-      ...(typeof type === 'string' && { type }),
-      ...(key !== null && { aggregateId: key }),
-      ...(integer(version) !== undefined && { version: integer(version) }),
-      ...(typeof commandId === 'string' && { commandId }),
-      ...(integer(commandOffset) !== undefined && { commandOffset: integer(commandOffset) }),
-      value: m.value?.toString('utf8') ?? '',
+      ...common,
+      type: header(EventHeader.type),
+      aggregateId: header(EventHeader.aggregateId),
+      version: num(EventHeader.version),
+      commandId: header(EventHeader.commandId),
+      commandOffset: num(EventHeader.commandOffset),
     }
   }
+  let fields: unknown
+  try {
+    fields = JSON.parse(meta)
+  } catch {
+    fields = undefined
+  }
+  const [type, version, commandId, commandOffset] = Array.isArray(fields) ? (fields as unknown[]) : []
   return {
-    partition,
-    offset: Number(m.offset),
-    key,
-    type: header(EventHeader.type),
-    aggregateId: header(EventHeader.aggregateId),
-    version: num(EventHeader.version),
-    commandId: header(EventHeader.commandId),
-    commandOffset: num(EventHeader.commandOffset),
-    value: m.value?.toString('utf8') ?? '',
+    ...common,
+    type: string(type),
+    aggregateId: key ?? undefined,
+    version: integer(version),
+    commandId: string(commandId),
+    commandOffset: integer(commandOffset),
   }
 }

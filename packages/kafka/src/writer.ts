@@ -130,9 +130,7 @@ export class TransactionalWriter implements PartitionWriter {
               partition: this.partition,
               key: event.aggregateId,
               value: event.payload,
-              headers: event.headers
-                ? { ...event.headers, [EVENT_HEADER]: encodeEventHeader(event) }
-                : { [EVENT_HEADER]: encodeEventHeader(event) },
+              headers: { ...event.headers, [EVENT_HEADER]: encodeEventHeader(event) },
             })),
           })
           // One send to one partition is one record batch: its offsets are consecutive.
