@@ -32,6 +32,7 @@ export type {
   TransportDestinations,
   LoadedBatch,
   OutcomeChannel,
+  OutcomeWait,
   PartitionHandle,
   PartitionHost,
   PartitionLease,

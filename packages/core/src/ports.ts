@@ -260,16 +260,33 @@ export function commandKey(command: CommandKey): string {
   return JSON.stringify([command.aggregateId, command.commandId])
 }
 
+/**
+ * One command's outcome being waited for (see {@link OutcomeChannel.wait}). A plain object with a
+ * method rather than an AbortSignal: a client makes one per call, and a signal with its listeners
+ * cost more than the rest of the wait.
+ */
+export interface OutcomeWait {
+  /**
+   * The outcome, or undefined when {@link stop} came first. Rejects with `ESK_CLOSED` when the
+   * channel closes first, or `ESK_SERIALIZATION` when the recorded outcome is corrupt; a rejection
+   * nobody awaits yet is not an unhandled one.
+   */
+  readonly outcome: Promise<Outcome | undefined>
+  /** Stops waiting: {@link outcome} resolves undefined unless it has settled. Idempotent. */
+  stop(): void
+}
+
 /** Carries outcomes from processors to the clients waiting for them. */
 export interface OutcomeChannel {
   /** This client's reply address, put into every command it sends. */
   readonly address: string
   /**
-   * Waits for the outcome of a command. Must be called before the command is sent. Resolves
-   * undefined when `signal` aborts first. Implementations also look at the durable outcome in
-   * the store, so an outcome whose notification was lost is still found.
+   * Starts waiting for the outcome of a command; call it before the command is sent. The caller
+   * ends the wait with {@link OutcomeWait.stop} (its deadline, or giving up). Implementations also
+   * look at the durable outcome in the store, so an outcome whose notification was lost is still
+   * found.
    */
-  wait(stream: StreamSpec, partition: number, command: CommandKey, signal: AbortSignal): Promise<Outcome | undefined>
+  wait(stream: StreamSpec, partition: number, command: CommandKey): OutcomeWait
   /** Best-effort notification of waiting clients; the durable copy is in the snapshot store. */
   publish(stream: StreamSpec, partition: number, replies: Reply[]): Promise<void>
   /** Releases connections this channel opened. */

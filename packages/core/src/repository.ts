@@ -15,7 +15,7 @@ import {
   ErrorCode,
 } from './errors.js'
 import { messageOf } from './runtime.js'
-import type { OutcomeChannel, SnapshotStore, StreamSpec, Transport } from './ports.js'
+import type { OutcomeChannel, OutcomeWait, SnapshotStore, StreamSpec, Transport } from './ports.js'
 import type { EventPosition } from './projection/runner.js'
 import type { CommandEnvelope, RecordHeaders } from './records.js'
 import type { AggregateRuntime } from './runtime.js'
@@ -89,12 +89,12 @@ const MAX_ID_LENGTH = 256
  */
 export class Repository<T extends object> {
   /**
-   * The deadlines of the calls waiting for an outcome, aborted together when the application
-   * closes. One listener on the closing signal for all of them: a listener per call would make
+   * The waits of the calls waiting for an outcome, stopped together when the application closes.
+   * One listener on the closing signal for all of them: a listener per call would make
    * each call cost as much as the calls already waiting (an event target checks its listeners for
    * duplicates), which under overload, with tens of thousands waiting, stalls the client.
    */
-  private readonly waiting = new Set<AbortController>()
+  private readonly waiting = new Set<OutcomeWait>()
 
   constructor(
     private readonly runtime: AggregateRuntime<T>,
@@ -110,7 +110,7 @@ export class Repository<T extends object> {
     closing.addEventListener(
       'abort',
       () => {
-        for (const deadline of this.waiting) deadline.abort()
+        for (const waiting of this.waiting) waiting.stop()
       },
       { once: true },
     )
@@ -230,48 +230,49 @@ export class Repository<T extends object> {
 
   /** Sends an envelope and waits for its outcome. */
   private async deliver(envelope: CommandEnvelope, partition: number, timeoutMs: number, headers?: RecordHeaders): Promise<CommandResult> {
-    const { aggregateId: id, commandId, kind } = envelope
-    const name = this.runtime.model.name
-    const timeout = new AbortController()
-    const timer = setTimeout(() => timeout.abort(), timeoutMs)
-    this.waiting.add(timeout)
-    if (this.closing.aborted) timeout.abort()
-    const retry = { aggregate: name, id, commandId }
+    const { aggregateId: id, commandId } = envelope
+    const retry = { aggregate: this.runtime.model.name, id, commandId }
+    const waiting = this.outcomes.wait(this.stream, partition, { aggregateId: id, commandId })
+    const timer = setTimeout(stopWaiting, timeoutMs, waiting)
+    this.waiting.add(waiting)
+    if (this.closing.aborted) waiting.stop()
     try {
-      const waiting = this.outcomes.wait(this.stream, partition, { aggregateId: id, commandId }, timeout.signal)
       // The send is bounded by the same deadline: during an outage the log's client retries for
-      // longer than a caller wants to wait.
-      const sent = this.transport.send(this.stream, partition, id, encodeEnvelope(envelope), headers)
-      const stopped = new Promise<'stopped'>((resolve) => timeout.signal.addEventListener('abort', () => resolve('stopped'), { once: true }))
-      try {
-        if ((await Promise.race([sent, stopped])) === 'stopped') {
-          sent.catch(() => undefined)
-          throw this.notAnswered(retry, timeoutMs)
-        }
-      } catch (error) {
-        timeout.abort()
-        await waiting.catch(() => undefined)
-        if (error instanceof EskError) throw error
-        throw new UnavailableError(
-          `sending command ${commandId} to ${name} '${id}' failed: ${messageOf(error)}; the command log is ` +
-            `unreachable. Retry with the same commandId${kind === 'create' ? ' and id' : ''}: it is never applied twice`,
-          retry,
-          error,
-        )
-      }
-      const outcome = await waiting
+      // longer than a caller wants to wait. An outcome may also come before the send's ack.
+      const answered = this.transport.send(this.stream, partition, id, encodeEnvelope(envelope), headers).then(
+        () => waiting.outcome,
+        (error: unknown) => {
+          throw this.unsent(envelope, error)
+        },
+      )
+      // The race handles both: a send that fails after the deadline is no unhandled rejection.
+      const outcome = await Promise.race([answered, waiting.outcome])
       if (!outcome) throw this.notAnswered(retry, timeoutMs)
       if (outcome.status === 'rejected') throw errorFromPayload(outcome.error)
       return {
         id,
         version: outcome.version,
         commandId,
-        ...(outcome.offset !== undefined && { position: { aggregate: name, partition, offset: outcome.offset } }),
+        ...(outcome.offset !== undefined && { position: { aggregate: retry.aggregate, partition, offset: outcome.offset } }),
       }
     } finally {
       clearTimeout(timer)
-      this.waiting.delete(timeout)
+      waiting.stop()
+      this.waiting.delete(waiting)
     }
+  }
+
+  /** The error for a command the command log did not take. */
+  private unsent(envelope: CommandEnvelope, error: unknown): EskError {
+    if (error instanceof EskError) return error
+    const { aggregateId: id, commandId, kind } = envelope
+    const name = this.runtime.model.name
+    return new UnavailableError(
+      `sending command ${commandId} to ${name} '${id}' failed: ${messageOf(error)}; the command log is ` +
+        `unreachable. Retry with the same commandId${kind === 'create' ? ' and id' : ''}: it is never applied twice`,
+      { aggregate: name, id, commandId },
+      error,
+    )
   }
 
   /** The error for a command whose outcome did not arrive: the application closed, or the deadline passed. */
@@ -297,6 +298,10 @@ export function idFromCommandId(aggregate: string, commandId: string): string {
   // Version 8 (custom) UUID layout: the version and variant bits say it was derived.
   const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16)
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`
+}
+
+function stopWaiting(waiting: OutcomeWait): void {
+  waiting.stop()
 }
 
 function checkId(id: string): void {

@@ -13,7 +13,7 @@ import {
   type Class,
   type Esk,
 } from '@esk/core'
-import { AggregateRuntime, type SnapshotStore, type Transport } from '@esk/core/driver'
+import { AggregateRuntime, type OutcomeWait, type SnapshotStore, type Transport } from '@esk/core/driver'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { afterEach, describe, expect, it } from 'vitest'
 
@@ -339,6 +339,42 @@ describe('outages', () => {
     })
   })
 
+  it('stops waiting for the outcome of a command whose send failed', async () => {
+    const driver = memoryDriver()
+    const waits: OutcomeWait[] = []
+    const wait = driver.store.outcomes.wait.bind(driver.store.outcomes)
+    driver.store.outcomes.wait = (...args) => {
+      const started = wait(...args)
+      waits.push(started)
+      return started
+    }
+    driver.transport.send = async () => {
+      throw new Error('connect ECONNREFUSED 127.0.0.1:9092')
+    }
+    const app = await createEsk({ aggregates: [{ aggregate: Counter, partitions: 2 }], driver, logger: consoleLogger('silent') })
+    apps.push(app)
+    await expect(app.repository(Counter).update('c-1', new Add(1))).rejects.toMatchObject({ code: 'ESK_UNAVAILABLE' })
+    expect(waits).toHaveLength(1)
+    // Stopped, not left waiting for an outcome that cannot come.
+    expect(await waits[0]!.outcome).toBeUndefined()
+  })
+
+  it('times out a call whose send fails after its deadline, with no unhandled rejection', async () => {
+    let fail: (error: Error) => void = () => undefined
+    const counters = await withSend(() => new Promise<void>((_, reject) => (fail = reject)))
+    const unhandled: unknown[] = []
+    const listener = (reason: unknown): void => void unhandled.push(reason)
+    process.on('unhandledRejection', listener)
+    try {
+      await expect(counters.update('c-1', new Add(1), { timeoutMs: 50 })).rejects.toMatchObject({ code: 'ESK_COMMAND_TIMEOUT' })
+      fail(new Error('connect ECONNREFUSED 127.0.0.1:9092'))
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', listener)
+    }
+  })
+
   it('turns a failed snapshot read into ESK_UNAVAILABLE', async () => {
     const counters = await withSend(
       async () => undefined,
@@ -355,7 +391,7 @@ describe('outages', () => {
 // the calls already waiting. Under overload (tens of thousands waiting) a client stalled, and the
 // open-loop benchmark at twice the closed-loop rate never drained.
 describe('calls waiting for outcomes', () => {
-  it('are aborted together when the application closes, without a listener each on its closing signal', async () => {
+  it('are stopped together when the application closes, without a listener each on its closing signal', async () => {
     const closing = new AbortController()
     const { transport, store } = memoryDriver()
     await transport.provision([{ aggregate: 'repo-counter', partitions: 2 }])

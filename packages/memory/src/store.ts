@@ -8,6 +8,7 @@ import {
   type InMemoryProjectionStore,
   type Outcome,
   type OutcomeChannel,
+  type OutcomeWait,
   type Reply,
   type SnapshotStore,
   type SnapshotWrite,
@@ -155,38 +156,32 @@ function notReady(stream: StreamSpec, partition: number): UnavailableError {
 /** Delivers outcomes to waiting callers in the same process. */
 export class MemoryOutcomeChannel implements OutcomeChannel {
   readonly address = newClientAddress()
-  private readonly waiters = new Map<string, Set<(outcome: Outcome) => void>>()
+  private readonly waiters = new Map<string, Set<MemoryWait>>()
+  private readonly release = (wait: MemoryWait): void => {
+    const set = this.waiters.get(wait.key)
+    set?.delete(wait)
+    if (set?.size === 0) this.waiters.delete(wait.key)
+  }
 
   constructor(
     private readonly backend: MemoryBackend,
     private readonly snapshots: SnapshotStore,
   ) {
     backend.replyRoutes.set(this.address, (outcome) => {
-      for (const deliver of [...(this.waiters.get(commandKey(outcome)) ?? [])]) deliver(outcome)
+      for (const wait of [...(this.waiters.get(commandKey(outcome)) ?? [])]) wait.settle(outcome)
     })
   }
 
-  async wait(stream: StreamSpec, partition: number, command: CommandKey, signal: AbortSignal): Promise<Outcome | undefined> {
-    const key = commandKey(command)
-    return new Promise<Outcome | undefined>((resolve) => {
-      let set = this.waiters.get(key)
-      if (!set) this.waiters.set(key, (set = new Set()))
-      const done = (outcome: Outcome | undefined): void => {
-        set.delete(deliver)
-        if (set.size === 0) this.waiters.delete(key)
-        signal.removeEventListener('abort', abort)
-        resolve(outcome)
-      }
-      const deliver = (outcome: Outcome): void => done(outcome)
-      const abort = (): void => done(undefined)
-      set.add(deliver)
-      if (signal.aborted) return abort()
-      signal.addEventListener('abort', abort, { once: true })
-      // An outcome recorded before we started waiting (a retry of a finished command) is final.
-      void this.snapshots.readOutcome(stream, partition, command).then((outcome) => {
-        if (outcome) done(outcome)
-      })
+  wait(stream: StreamSpec, partition: number, command: CommandKey): OutcomeWait {
+    const wait = new MemoryWait(commandKey(command), this.release)
+    let set = this.waiters.get(wait.key)
+    if (!set) this.waiters.set(wait.key, (set = new Set()))
+    set.add(wait)
+    // An outcome recorded before we started waiting (a retry of a finished command) is final.
+    void this.snapshots.readOutcome(stream, partition, command).then((outcome) => {
+      if (outcome) wait.settle(outcome)
     })
+    return wait
   }
 
   async publish(_stream: StreamSpec, _partition: number, replies: Reply[]): Promise<void> {
@@ -213,5 +208,30 @@ export class MemoryStore implements Store {
 
   async close(): Promise<void> {
     await this.outcomes.close()
+  }
+}
+
+/** One call waiting on a {@link MemoryOutcomeChannel}. */
+class MemoryWait implements OutcomeWait {
+  readonly outcome: Promise<Outcome | undefined>
+  private resolve!: (outcome: Outcome | undefined) => void
+  private settled = false
+
+  constructor(
+    readonly key: string,
+    private readonly release: (wait: MemoryWait) => void,
+  ) {
+    this.outcome = new Promise((resolve) => (this.resolve = resolve))
+  }
+
+  settle(outcome: Outcome | undefined): void {
+    if (this.settled) return
+    this.settled = true
+    this.release(this)
+    this.resolve(outcome)
+  }
+
+  stop(): void {
+    this.settle(undefined)
   }
 }

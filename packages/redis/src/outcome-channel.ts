@@ -3,6 +3,7 @@ import {
   newClientAddress,
   type Outcome,
   type OutcomeChannel,
+  type OutcomeWait,
   type Reply,
   type CommandKey,
   commandKey,
@@ -14,22 +15,6 @@ import { decodeOutcome, encodeOutcome } from './codec.js'
 import { replyChannel } from './keys.js'
 import { resolveChannelOptions, type RedisOutcomeChannelOptions } from './options.js'
 import { ReplySubscription } from './subscription.js'
-
-/** One pending `wait`. */
-interface Waiter {
-  readonly command: CommandKey
-  /** {@link commandKey} of `command`. */
-  readonly key: string
-  readonly stream: StreamSpec
-  readonly partition: number
-  /**
-   * False while a reply to this waiter may have been published without reaching us: it registered
-   * before the subscription was live, or the connection dropped since.
-   */
-  covered: boolean
-  settle(outcome: Outcome | undefined): void
-  fail(error: unknown): void
-}
 
 /**
  * Carries outcomes from processors to clients over Redis pub/sub. Each instance listens on one
@@ -50,7 +35,8 @@ export class RedisOutcomeChannel implements OutcomeChannel {
   private readonly pollMaxMs: number
   private readonly logger: Logger
   private readonly keyPrefix: string
-  private readonly waiters = new Map<string, Set<Waiter>>()
+  /** The waiting calls by {@link commandKey}; more than one when calls share a command. */
+  private readonly waiters = new Map<string, Waiter[]>()
   private readonly subscription: ReplySubscription
   private closed = false
   /** Reads waiting to be made together (see {@link check}), and the timer that makes them. */
@@ -86,54 +72,19 @@ export class RedisOutcomeChannel implements OutcomeChannel {
   }
 
   /**
-   * Registers the waiter before it returns, so the command may be sent at once. Resolves with the
-   * outcome, or undefined when `signal` aborts first; rejects with `ESK_CLOSED` if the channel is
-   * closed while waiting.
+   * Registers the waiter before it returns, so the command may be sent at once. Its outcome
+   * resolves with the command's outcome, or undefined once stopped; it rejects with `ESK_CLOSED`
+   * if the channel is closed while waiting.
    */
-  wait(stream: StreamSpec, partition: number, command: CommandKey, signal: AbortSignal): Promise<Outcome | undefined> {
-    if (this.closed) return Promise.reject(new ClosedError('this Redis outcome channel'))
-    if (signal.aborted) return Promise.resolve(undefined)
+  wait(stream: StreamSpec, partition: number, command: CommandKey): OutcomeWait {
+    if (this.closed) return closedWait()
     this.subscription.start()
-    const outcome = new Promise<Outcome | undefined>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined
-      let done = false
-      const finish = (): boolean => {
-        if (done) return false
-        done = true
-        clearTimeout(timer)
-        signal.removeEventListener('abort', abort)
-        this.remove(waiter)
-        return true
-      }
-      const waiter: Waiter = {
-        command,
-        key: commandKey(command),
-        stream,
-        partition,
-        covered: this.subscription.isLive,
-        settle: (outcome) => {
-          if (finish()) resolve(outcome)
-        },
-        fail: (error) => {
-          if (finish()) reject(error)
-        },
-      }
-      const abort = (): void => waiter.settle(undefined)
-      const poll = (delay: number): void => {
-        timer = setTimeout(() => {
-          void this.check(waiter).finally(() => {
-            if (!done) poll(Math.min(delay * 2, this.pollMaxMs))
-          })
-        }, delay)
-      }
-      this.add(waiter)
-      signal.addEventListener('abort', abort, { once: true })
-      poll(this.pollMs)
-    })
-    // Callers send their command before they await this; a rejection meanwhile (closed, corrupt
-    // record) must reach them when they do, not crash the process as an unhandled rejection.
-    outcome.catch(() => undefined)
-    return outcome
+    const waiter = new Waiter(stream, partition, command, this.subscription.isLive, this.release)
+    const list = this.waiters.get(waiter.key)
+    if (list) list.push(waiter)
+    else this.waiters.set(waiter.key, [waiter])
+    this.schedule(waiter, this.pollMs)
+    return waiter
   }
 
   /** Publishes every reply to its client's channel in one pipeline; rejects if any PUBLISH failed. */
@@ -158,23 +109,31 @@ export class RedisOutcomeChannel implements OutcomeChannel {
   async close(): Promise<void> {
     this.closed = true
     const error = new ClosedError('this Redis outcome channel')
-    for (const set of [...this.waiters.values()]) for (const waiter of [...set]) waiter.fail(error)
+    for (const list of [...this.waiters.values()]) for (const waiter of [...list]) waiter.fail(error)
     clearTimeout(this.reading)
     this.reading = undefined
     for (const item of this.due.splice(0)) item.done()
     await this.subscription.close()
   }
 
-  private add(waiter: Waiter): void {
-    let set = this.waiters.get(waiter.key)
-    if (!set) this.waiters.set(waiter.key, (set = new Set()))
-    set.add(waiter)
+  /** Takes a settled waiter out of {@link waiters}. */
+  private readonly release = (waiter: Waiter): void => {
+    const list = this.waiters.get(waiter.key)
+    if (!list) return
+    const at = list.indexOf(waiter)
+    if (at >= 0) list.splice(at, 1)
+    if (list.length === 0) this.waiters.delete(waiter.key)
   }
 
-  private remove(waiter: Waiter): void {
-    const set = this.waiters.get(waiter.key)
-    set?.delete(waiter)
-    if (set?.size === 0) this.waiters.delete(waiter.key)
+  /** Reads a waiter's recorded outcome after `delay`, and again, doubling, while it waits. */
+  private schedule(waiter: Waiter, delay: number): void {
+    waiter.timer = setTimeout(this.poll, delay, waiter, delay)
+  }
+
+  private readonly poll = (waiter: Waiter, delay: number): void => {
+    void this.check(waiter).finally(() => {
+      if (!waiter.settled) this.schedule(waiter, Math.min(delay * 2, this.pollMaxMs))
+    })
   }
 
   private deliver(text: string): void {
@@ -185,13 +144,14 @@ export class RedisOutcomeChannel implements OutcomeChannel {
       this.logger.warn('ignoring a malformed reply', { address: this.address, error })
       return
     }
-    for (const waiter of [...(this.waiters.get(commandKey(outcome)) ?? [])]) waiter.settle(outcome)
+    const list = this.waiters.get(commandKey(outcome))
+    if (list) for (const waiter of list.length === 1 ? list : [...list]) waiter.settle(outcome)
   }
 
   /** The subscription is live: read once for every waiter whose reply may have been missed. */
   private catchUp(): void {
-    for (const set of this.waiters.values()) {
-      for (const waiter of set) {
+    for (const list of this.waiters.values()) {
+      for (const waiter of list) {
         if (waiter.covered) continue
         waiter.covered = true
         void this.check(waiter)
@@ -200,7 +160,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
   }
 
   private uncoverAll(): void {
-    for (const set of this.waiters.values()) for (const waiter of set) waiter.covered = false
+    for (const list of this.waiters.values()) for (const waiter of list) waiter.covered = false
   }
 
   /**
@@ -221,7 +181,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
     const groups = new Map<string, DueRead[]>()
     for (const item of this.due.splice(0)) {
       // Settled meanwhile (its reply arrived): nothing to read.
-      if (!this.waiters.get(item.waiter.key)?.has(item.waiter)) {
+      if (item.waiter.settled) {
         item.done()
         continue
       }
@@ -317,3 +277,64 @@ const READ_CHUNK = 500
 
 /** Most commands of one partition whose outcomes are read in a second. */
 const MAX_READS_PER_SECOND = 1_000
+
+/** One pending `wait`. */
+class Waiter implements OutcomeWait {
+  /** {@link commandKey} of `command`. */
+  readonly key: string
+  readonly outcome: Promise<Outcome | undefined>
+  settled = false
+  timer: ReturnType<typeof setTimeout> | undefined
+  private resolve!: (outcome: Outcome | undefined) => void
+  private reject!: (error: unknown) => void
+
+  /**
+   * `covered` is false while a reply to this waiter may have been published without reaching us:
+   * it registered before the subscription was live, or the connection dropped since.
+   */
+  constructor(
+    readonly stream: StreamSpec,
+    readonly partition: number,
+    readonly command: CommandKey,
+    public covered: boolean,
+    private readonly release: (waiter: Waiter) => void,
+  ) {
+    this.key = commandKey(command)
+    this.outcome = new Promise((resolve, reject) => {
+      this.resolve = resolve
+      this.reject = reject
+    })
+    // Callers send their command before they await this; a rejection meanwhile (closed, corrupt
+    // record) must reach them when they do, not crash the process as an unhandled rejection.
+    this.outcome.catch(ignore)
+  }
+
+  settle(outcome: Outcome | undefined): void {
+    if (this.finish()) this.resolve(outcome)
+  }
+
+  fail(error: unknown): void {
+    if (this.finish()) this.reject(error)
+  }
+
+  stop(): void {
+    this.settle(undefined)
+  }
+
+  private finish(): boolean {
+    if (this.settled) return false
+    this.settled = true
+    clearTimeout(this.timer)
+    this.release(this)
+    return true
+  }
+}
+
+/** A wait on a closed channel: rejected with `ESK_CLOSED`. */
+function closedWait(): OutcomeWait {
+  const outcome = Promise.reject(new ClosedError('this Redis outcome channel'))
+  outcome.catch(ignore)
+  return { outcome, stop: ignore }
+}
+
+function ignore(): void {}

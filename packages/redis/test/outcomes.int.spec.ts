@@ -65,7 +65,7 @@ describe('RedisOutcomeChannel', () => {
     const client = open({ outcomePollMs: FOREVER, outcomePollMaxMs: FOREVER, ...options })
     const processor = open()
     const commandId = `warm-${randomUUID()}`
-    const waiting = client.outcomes.wait(stream, 0, command(commandId), AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 0, command(commandId)).outcome
     await answer(processor, client, accepted(commandId))
     expect(await waiting).toEqual(accepted(commandId))
     return client
@@ -76,7 +76,7 @@ describe('RedisOutcomeChannel', () => {
     const processor = open()
     const readOutcome = vi.spyOn(client.snapshots, 'readOutcome')
     const commandId = randomUUID()
-    const waiting = client.outcomes.wait(stream, 1, command(commandId), AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 1, command(commandId)).outcome
     // Published only, never recorded: it can only arrive by pub/sub.
     await processor.outcomes.publish(stream, 1, [{ replyTo: client.outcomes.address, outcome: accepted(commandId) }])
     expect(await waiting).toEqual(accepted(commandId))
@@ -88,7 +88,7 @@ describe('RedisOutcomeChannel', () => {
     await processor.snapshots.checkpoint(stream, 0) // connected and ready: faster than a new subscriber
     const client = open({ outcomePollMs: FOREVER, outcomePollMaxMs: FOREVER })
     const commandId = randomUUID()
-    const waiting = client.outcomes.wait(stream, 0, command(commandId), AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 0, command(commandId)).outcome
     await answer(processor, client, accepted(commandId))
     expect(await within(waiting, 3_000)).toEqual(accepted(commandId))
   })
@@ -112,20 +112,19 @@ describe('RedisOutcomeChannel', () => {
 
     // Both wait for the same command id; the reply goes to the first client only.
     const commandId = randomUUID()
-    const stop = new AbortController()
-    const mine = first.outcomes.wait(stream, 2, command(commandId), AbortSignal.timeout(10_000))
-    const theirs = second.outcomes.wait(stream, 2, command(commandId), stop.signal)
+    const mine = first.outcomes.wait(stream, 2, command(commandId)).outcome
+    const theirs = second.outcomes.wait(stream, 2, command(commandId))
     const other = randomUUID()
-    const secondOwn = second.outcomes.wait(stream, 2, command(other), AbortSignal.timeout(10_000))
+    const secondOwn = second.outcomes.wait(stream, 2, command(other)).outcome
     await processor.outcomes.publish(stream, 2, [
       { replyTo: first.outcomes.address, outcome: accepted(commandId) },
       { replyTo: second.outcomes.address, outcome: accepted(other) },
     ])
     expect(await mine).toEqual(accepted(commandId))
     expect(await secondOwn).toEqual(accepted(other))
-    expect(await within(theirs, 200)).toBe('pending')
-    stop.abort()
-    expect(await theirs).toBeUndefined()
+    expect(await within(theirs.outcome, 200)).toBe('pending')
+    theirs.stop()
+    expect(await theirs.outcome).toBeUndefined()
   })
 
   it('finds outcomes that were recorded but never published, by polling after a delay', async () => {
@@ -142,8 +141,8 @@ describe('RedisOutcomeChannel', () => {
       error: { code: 'ESK_COMMAND_REJECTED', message: 'no' },
     }
     const started = Date.now()
-    const waiting = client.outcomes.wait(stream, 3, command(commandId), AbortSignal.timeout(10_000))
-    const refused = client.outcomes.wait(stream, 3, command(commandId, 'a-2'), AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 3, command(commandId)).outcome
+    const refused = client.outcomes.wait(stream, 3, command(commandId, 'a-2')).outcome
     await sleep(100)
     expect(readOutcomes).not.toHaveBeenCalled()
     await record(processor, accepted(commandId), 3)
@@ -163,13 +162,10 @@ describe('RedisOutcomeChannel', () => {
     const client = await warmClient({ outcomePollMs: 300, outcomePollMaxMs: 400 })
     const readOutcomes = vi.spyOn(client.snapshots, 'readOutcomes')
     const readOutcome = vi.spyOn(client.snapshots, 'readOutcome')
-    const stop = new AbortController()
-    const waiting = Array.from({ length: 200 }, (_, i) =>
-      client.outcomes.wait(stream, i % 2, command(randomUUID(), `a-${i}`), stop.signal),
-    )
+    const waiting = Array.from({ length: 200 }, (_, i) => client.outcomes.wait(stream, i % 2, command(randomUUID(), `a-${i}`)))
     await sleep(450)
-    stop.abort()
-    await Promise.all(waiting)
+    for (const wait of waiting) wait.stop()
+    await Promise.all(waiting.map((wait) => wait.outcome))
     expect(readOutcome).not.toHaveBeenCalled()
     expect(readOutcomes).toHaveBeenCalledTimes(2)
     expect(readOutcomes.mock.calls.map((call) => [call[1], call[2].length]).sort()).toEqual([
@@ -185,8 +181,8 @@ describe('RedisOutcomeChannel', () => {
     const client = await warmClient()
     const processor = open()
     const commandId = randomUUID()
-    const mine = client.outcomes.wait(stream, 1, command(commandId), AbortSignal.timeout(10_000))
-    const other = client.outcomes.wait(stream, 1, command(commandId, 'a-2'), AbortSignal.timeout(10_000))
+    const mine = client.outcomes.wait(stream, 1, command(commandId)).outcome
+    const other = client.outcomes.wait(stream, 1, command(commandId, 'a-2')).outcome
     await processor.outcomes.publish(stream, 1, [{ replyTo: client.outcomes.address, outcome: accepted(commandId, 'a-2') }])
     expect(await other).toEqual(accepted(commandId, 'a-2'))
     expect(await within(mine, 200)).toBe('pending')
@@ -199,7 +195,7 @@ describe('RedisOutcomeChannel', () => {
     const processor = open()
     const readOutcomes = vi.spyOn(client.snapshots, 'readOutcomes')
     const commandId = randomUUID()
-    const waiting = client.outcomes.wait(stream, 0, command(commandId), AbortSignal.timeout(20_000))
+    const waiting = client.outcomes.wait(stream, 0, command(commandId)).outcome
     await sleep(3_200)
     expect(readOutcomes).toHaveBeenCalledTimes(1)
     await record(processor, accepted(commandId))
@@ -209,14 +205,30 @@ describe('RedisOutcomeChannel', () => {
     expect(readOutcomes).toHaveBeenCalledTimes(2)
   })
 
-  it('resolves undefined when the signal aborts, and at once for an aborted signal', async () => {
+  it('resolves undefined once stopped, and keeps the outcome it had when stopped after it', async () => {
     const client = await warmClient()
-    const stop = new AbortController()
-    const waiting = client.outcomes.wait(stream, 0, command(randomUUID()), stop.signal)
-    expect(await within(waiting, 100)).toBe('pending')
-    stop.abort()
-    expect(await waiting).toBeUndefined()
-    expect(await client.outcomes.wait(stream, 0, command(randomUUID()), AbortSignal.abort())).toBeUndefined()
+    const processor = open()
+    const waiting = client.outcomes.wait(stream, 0, command(randomUUID()))
+    expect(await within(waiting.outcome, 100)).toBe('pending')
+    waiting.stop()
+    waiting.stop()
+    expect(await waiting.outcome).toBeUndefined()
+
+    const commandId = randomUUID()
+    const answered = client.outcomes.wait(stream, 0, command(commandId))
+    await answer(processor, client, accepted(commandId))
+    expect(await answered.outcome).toEqual(accepted(commandId))
+    answered.stop()
+    expect(await answered.outcome).toEqual(accepted(commandId))
+  })
+
+  it('keeps a stopped wait from polling the store', async () => {
+    const client = await warmClient({ outcomePollMs: 100, outcomePollMaxMs: 100 })
+    const readOutcomes = vi.spyOn(client.snapshots, 'readOutcomes')
+    const stopped = client.outcomes.wait(stream, 0, command(randomUUID()))
+    stopped.stop()
+    await sleep(300)
+    expect(readOutcomes).not.toHaveBeenCalled()
   })
 
   it('catches up on replies published while its connection was down', async () => {
@@ -224,7 +236,7 @@ describe('RedisOutcomeChannel', () => {
     const client = await warmClient({ redisOptions: { connectionName } })
     const processor = open()
     const commandId = randomUUID()
-    const waiting = client.outcomes.wait(stream, 0, command(commandId), AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 0, command(commandId)).outcome
     const list = (await admin().client('LIST')) as string
     const subscriber = list
       .split('\n')
@@ -240,7 +252,7 @@ describe('RedisOutcomeChannel', () => {
       return Number(count) === 1
     }, 'the re-subscription', 5_000)
     const next = randomUUID()
-    const again = client.outcomes.wait(stream, 0, command(next), AbortSignal.timeout(10_000))
+    const again = client.outcomes.wait(stream, 0, command(next)).outcome
     await processor.outcomes.publish(stream, 0, [{ replyTo: client.outcomes.address, outcome: accepted(next) }])
     expect(await again).toEqual(accepted(next))
   })
@@ -248,7 +260,7 @@ describe('RedisOutcomeChannel', () => {
   it('publishes nothing for an empty list and rejects pending waits on close', async () => {
     const client = await warmClient()
     await client.outcomes.publish(stream, 0, [])
-    const waiting = client.outcomes.wait(stream, 0, command(randomUUID()), AbortSignal.timeout(10_000))
+    const waiting = client.outcomes.wait(stream, 0, command(randomUUID())).outcome
     await client.close()
     // Nobody awaited it while it was rejected: that must not be an unhandled rejection.
     await sleep(10)

@@ -238,10 +238,14 @@ export function describeDriverContract(
 
       const ask = async (envelope: Record<string, unknown>): Promise<Outcome | undefined> => {
         const commandId = String(envelope.commandId)
-        const signal = AbortSignal.timeout(commandTimeoutMs)
-        const waiting = raw.store.outcomes.wait(stream, partition, { aggregateId: id, commandId }, signal)
-        await raw.transport.send(stream, partition, id, JSON.stringify({ ...envelope, replyTo: raw.store.outcomes.address }))
-        return waiting
+        const waiting = raw.store.outcomes.wait(stream, partition, { aggregateId: id, commandId })
+        const deadline = setTimeout(() => waiting.stop(), commandTimeoutMs)
+        try {
+          await raw.transport.send(stream, partition, id, JSON.stringify({ ...envelope, replyTo: raw.store.outcomes.address }))
+          return await waiting.outcome
+        } finally {
+          clearTimeout(deadline)
+        }
       }
       await raw.transport.send(stream, partition, id, 'not json at all')
       await raw.transport.send(stream, partition, id, JSON.stringify({ hello: 'world' }))
