@@ -47,12 +47,12 @@ export async function measureMemory(config: SystemConfig): Promise<MemoryResult>
       bytes += await usage(redis, `${base}state`)
       const fields = (await redis.hkeys(`${base}state`)).filter((f) => f.startsWith('s:'))
       aggregates += fields.length
-      const sample = fields.slice(0, 100)
-      const snapshots = sample.length > 0 ? await redis.hmget(`${base}state`, ...sample) : []
-      for (const text of snapshots) {
-        const recent = (JSON.parse(text ?? '{}') as { recent?: unknown[] }).recent ?? []
-        retained += recent.length
-        retainedBytes += Buffer.byteLength(JSON.stringify(recent))
+      // The dedup windows, one entry per line in the `w:` field beside each snapshot.
+      const sample = fields.slice(0, 100).map((field) => `w:${field.slice(2)}`)
+      const windows = sample.length > 0 ? await redis.hmget(`${base}state`, ...sample) : []
+      for (const text of windows) {
+        retained += text ? text.split('\n').length : 0
+        retainedBytes += Buffer.byteLength(text ?? '')
         sampled += 1
       }
       unloggedBytes += await usage(redis, `${base}unlogged`)

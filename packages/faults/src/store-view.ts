@@ -6,8 +6,10 @@ import type { Redis } from 'ioredis'
  * `{<aggregate>:<p>}`:
  *
  * - `<prefix>{<aggregate>:<p>}:state` HASH: `s:<id>` snapshot JSON {aggregateId, version,
- *   schemaVersion, offset, state, recent: [[commandId, version, events], ...]}, `o:<id>` its offset,
- *   `@offset`, `@position`, `@schema` the checkpoint, `@owner` the owner token, `@ready`;
+ *   schemaVersion, offset, state, recent}, where `recent` is `"separate"` and the dedup window is
+ *   in `w:<id>`, one `[commandId, version, events, offset]` per line (earlier versions: `recent` is
+ *   the list of entries itself), `o:<id>` its offset, `@offset`, `@position`, `@schema` the
+ *   checkpoint, `@owner` the owner token, `@ready`;
  * - `<prefix>{<aggregate>:<p>}:unlogged` HASH JSON [aggregateId, commandId] -> outcome JSON of a
  *   refusal (or an acceptance without events).
  *
@@ -123,7 +125,7 @@ function decodeState(fields: Record<string, string>, key: string): PartitionStor
   const checkpoint: Record<string, string> = {}
   for (const [field, text] of Object.entries(fields)) {
     if (field.startsWith('s:')) {
-      const decoded = decodeSnapshot(text)
+      const decoded = decodeSnapshot(text, fields[`w:${field.slice(2)}`])
       if (typeof decoded === 'string') store.corrupt.push(`${key} field ${field}: ${decoded}`)
       else store.snapshots.set(field.slice(2), decoded)
     } else if (field.startsWith('o:')) {
@@ -149,7 +151,7 @@ function commandIdOf(field: string): string {
   }
 }
 
-function decodeSnapshot(text: string): SnapshotEntry | string {
+function decodeSnapshot(text: string, window: string | undefined): SnapshotEntry | string {
   let raw: Record<string, unknown>
   try {
     raw = JSON.parse(text) as Record<string, unknown>
@@ -172,11 +174,20 @@ function decodeSnapshot(text: string): SnapshotEntry | string {
     state = raw.state as Record<string, unknown>
   }
   if (!state) return 'state is not JSON text of an object'
-  const recent = Array.isArray(raw.recent)
-    ? raw.recent
-        .map((r) => (Array.isArray(r) ? (r[0] as unknown) : undefined))
-        .filter((r): r is string => typeof r === 'string')
-    : []
+  let entries: unknown[] = []
+  if (raw.recent === 'separate') {
+    if (window === undefined) return 'its window field is missing'
+    try {
+      entries = window === '' ? [] : window.split('\n').map((line) => JSON.parse(line) as unknown)
+    } catch {
+      return 'its window is not one JSON entry per line'
+    }
+  } else if (Array.isArray(raw.recent)) {
+    entries = raw.recent
+  }
+  const recent = entries
+    .map((r) => (Array.isArray(r) ? (r[0] as unknown) : undefined))
+    .filter((r): r is string => typeof r === 'string')
   return {
     aggregateId: raw.aggregateId,
     version: raw.version as number,

@@ -79,10 +79,15 @@ export function withStaleSnapshots(store: Store, config: RunConfig): Store {
   snapshots.save = async (stream, partition, token, write) => {
     const key = partitionKeys(location, partition).state
     const ids = write.snapshots.map((s) => s.aggregateId)
-    const before = ids.length === 0 ? [] : await redis.hmget(key, ...ids.flatMap((id) => [`s:${id}`, `o:${id}`]))
+    const fields = ids.flatMap((id) => [`s:${id}`, `o:${id}`, `w:${id}`])
+    const before = ids.length === 0 ? [] : await redis.hmget(key, ...fields)
     await store.snapshots.save(stream, partition, token, write)
-    const k = ids.findIndex((_, i) => before[2 * i] != null && before[2 * i + 1] != null)
-    if (k >= 0 && Math.random() < 0.2) await redis.hset(key, `s:${ids[k]}`, before[2 * k]!, `o:${ids[k]}`, before[2 * k + 1]!)
+    const k = ids.findIndex((_, i) => before[3 * i] != null && before[3 * i + 1] != null)
+    if (k >= 0 && Math.random() < 0.2) {
+      // The whole stored snapshot as it was: its window too, when it had a field of its own.
+      const back = [0, 1, 2].flatMap((j) => (before[3 * k + j] == null ? [] : [fields[3 * k + j]!, before[3 * k + j]!]))
+      await redis.hset(key, ...back)
+    }
   }
   return {
     snapshots,

@@ -8,15 +8,30 @@ import { type Checkpoint, type Outcome, type RecentCommand, type SnapshotWrite, 
  */
 
 /**
- * The JSON text stored for a snapshot: exactly the StoredSnapshot fields, nothing a caller added;
- * the de-duplication window as compact `[commandId, version, events, offset]` entries (the offset
- * of the command's last event, absent in entries written before it was kept).
+ * What a snapshot's `recent` holds when its de-duplication window is in a field of its own
+ * (`w:<aggregateId>`, see {@link encodeWindow}). Not a list, on purpose: esk versions that kept the
+ * window inside the snapshot refuse such a record as corrupt and rebuild the partition from the
+ * log, instead of reading an empty window and applying a retried command twice.
+ */
+export const WINDOW_IN_FIELD = 'separate'
+
+/**
+ * The JSON text stored for a snapshot: exactly the StoredSnapshot fields, nothing a caller added,
+ * with `recent` set to {@link WINDOW_IN_FIELD}: the window is stored beside it.
  */
 export function encodeSnapshot(snapshot: StoredSnapshot): string {
   const { aggregateId, version, schemaVersion, offset, state } = snapshot
-  const head = JSON.stringify({ aggregateId, version, schemaVersion, offset, state })
-  // The same text as JSON.stringify of the whole record, with each window entry encoded once.
-  return `${head.slice(0, -1)},"recent":[${snapshot.recent.map(encodeRecent).join(',')}]}`
+  return JSON.stringify({ aggregateId, version, schemaVersion, offset, state, recent: WINDOW_IN_FIELD })
+}
+
+/**
+ * The text stored for a de-duplication window: its entries, oldest first, one per line, each a
+ * compact `[commandId, version, events, offset]` (the offset of the command's last event, absent
+ * in entries written before it was kept). JSON text holds no raw line break, so the save script
+ * can append entries and drop the oldest without parsing them.
+ */
+export function encodeWindow(entries: readonly RecentCommand[]): string {
+  return entries.map(encodeRecent).join('\n')
 }
 
 /**
@@ -35,8 +50,12 @@ function encodeRecent(entry: RecentCommand): string {
   return text
 }
 
-/** Decodes a stored snapshot; `key` and `field` name where it came from in the error. */
-export function decodeSnapshot(text: string, key: string, field: string): StoredSnapshot {
+/**
+ * Decodes a stored snapshot; `key` and `field` name where it came from in errors. `window` is the
+ * text of its `w:` field: required when the snapshot says its window is there, ignored for a
+ * snapshot written with the window inside (by earlier versions).
+ */
+export function decodeSnapshot(text: string, key: string, field: string, window?: string | null): StoredSnapshot {
   const raw = parseObject(text, key, field, 'snapshot')
   const fail = (problem: string): never => corrupt(key, field, 'snapshot', problem)
   if (typeof raw.aggregateId !== 'string') fail('aggregateId is not a string')
@@ -44,25 +63,50 @@ export function decodeSnapshot(text: string, key: string, field: string): Stored
   for (const name of ['version', 'schemaVersion', 'offset'] as const) {
     if (!isNonNegativeInteger(raw[name])) fail(`${name} is not a non-negative integer`)
   }
-  const recent = raw.recent ?? []
-  if (!Array.isArray(recent)) fail('recent is not a list')
-  const entries = (recent as unknown[]).map((entry) => {
-    const [commandId, version, events, at] = Array.isArray(entry) ? (entry as unknown[]) : []
-    if (typeof commandId !== 'string' || !isNonNegativeInteger(version) || !isNonNegativeInteger(events)) {
-      return fail('recent holds an entry that is not [commandId, version, events]')
-    }
-    if (at !== undefined && !isNonNegativeInteger(at)) return fail('recent holds an entry whose offset is not a non-negative integer')
-    // One shape for every entry (offset undefined when absent) keeps reading windows fast.
-    return { commandId, version, events, offset: at as number | undefined }
-  })
+  let entries: unknown[]
+  if (raw.recent === WINDOW_IN_FIELD) {
+    if (typeof window !== 'string') fail(`its window is missing (the field 'w:${raw.aggregateId as string}')`)
+    entries = parseWindow(window as string, key, `w:${raw.aggregateId as string}`)
+  } else if (raw.recent === undefined || Array.isArray(raw.recent)) {
+    entries = (raw.recent as unknown[] | undefined) ?? []
+  } else {
+    return fail('recent is not a list')
+  }
   return {
     aggregateId: raw.aggregateId as string,
     version: raw.version as number,
     schemaVersion: raw.schemaVersion as number,
     offset: raw.offset as number,
     state: raw.state as string,
-    recent: entries,
+    recent: entries.map((entry) => decodeRecent(entry, fail)),
   }
+}
+
+/** True when a snapshot's text says its window is in a field of its own (see {@link WINDOW_IN_FIELD}). */
+export function hasWindowField(text: string): boolean {
+  return text.endsWith(`"recent":"${WINDOW_IN_FIELD}"}`)
+}
+
+function parseWindow(text: string, key: string, field: string): unknown[] {
+  if (text === '') return []
+  try {
+    // Lines are whole JSON values, so joined by commas they make one array.
+    const entries = JSON.parse(`[${text.replaceAll('\n', ',')}]`) as unknown
+    if (Array.isArray(entries)) return entries
+  } catch {
+    // reported below
+  }
+  return corrupt(key, field, 'window', 'it is not one JSON entry per line')
+}
+
+function decodeRecent(entry: unknown, fail: (problem: string) => never): RecentCommand {
+  const [commandId, version, events, at] = Array.isArray(entry) ? (entry as unknown[]) : []
+  if (typeof commandId !== 'string' || !isNonNegativeInteger(version) || !isNonNegativeInteger(events)) {
+    return fail('recent holds an entry that is not [commandId, version, events]')
+  }
+  if (at !== undefined && !isNonNegativeInteger(at)) return fail('recent holds an entry whose offset is not a non-negative integer')
+  // One shape for every entry (offset undefined when absent) keeps reading windows fast.
+  return { commandId, version, events, offset: at as number | undefined }
 }
 
 /** The JSON text stored and published for an outcome. */
@@ -114,7 +158,7 @@ export function decodeCheckpoint(fields: ReadonlyArray<string | null>, key: stri
 
 /**
  * Rejects a write the Lua script cannot hold exactly: it compares offsets as Lua numbers (IEEE
- * doubles), which is exact only for integers below 2^53.
+ * doubles), which is exact only for integers below 2^53, and takes each aggregate once.
  */
 export function checkWrite(write: SnapshotWrite, where: string): void {
   const bad = (what: string, value: unknown, details: Record<string, unknown> = {}): never => {
@@ -123,10 +167,18 @@ export function checkWrite(write: SnapshotWrite, where: string): void {
       value,
     })
   }
+  const ids = new Set<string>()
   for (const s of write.snapshots) {
     if (typeof s.aggregateId !== 'string' || s.aggregateId.length === 0) {
       throw new InvalidArgumentError(`cannot save ${where}: a snapshot has no aggregateId`)
     }
+    // The save script reads what is stored for each aggregate once, before it writes any.
+    if (ids.has(s.aggregateId)) {
+      throw new InvalidArgumentError(`cannot save ${where}: two snapshots of '${s.aggregateId}' in one write; save the last one only`, {
+        aggregateId: s.aggregateId,
+      })
+    }
+    ids.add(s.aggregateId)
     for (const name of ['version', 'schemaVersion', 'offset'] as const) {
       if (!isNonNegativeInteger(s[name])) {
         bad(`snapshot ${name} of '${s.aggregateId}'`, s[name], { aggregateId: s.aggregateId })

@@ -7,7 +7,10 @@ import { type StreamSpec } from '@esk/core/driver'
  *
  * - `<prefix>{<aggregate>:<partition>}:state` HASH, everything a processor needs, in one key so that
  *   it is flushed or evicted as a whole, never in part:
- *   - `s:<aggregateId>`: JSON of the StoredSnapshot (with its de-duplication window `recent`);
+ *   - `s:<aggregateId>`: JSON of the StoredSnapshot, its `recent` set to `"separate"` (snapshots
+ *     written by earlier versions hold the de-duplication window there instead);
+ *   - `w:<aggregateId>`: its de-duplication window, one JSON entry per line, oldest first, so a save
+ *     appends a command's entry instead of writing the whole window again;
  *   - `o:<aggregateId>`: the offset of that snapshot, so the save script compares without decoding JSON;
  *   - `@owner`: the owner token of the processor that may write; `@ready`: `1` once recovered;
  *   - `@offset`, `@position`, `@schema`: the checkpoint (next event offset, highest command position
@@ -51,6 +54,7 @@ export const StateFields = {
   position: '@position',
   schema: '@schema',
   snapshot: (aggregateId: string) => `s:${aggregateId}`,
+  window: (aggregateId: string) => `w:${aggregateId}`,
   offsetOf: (aggregateId: string) => `o:${aggregateId}`,
 } as const
 

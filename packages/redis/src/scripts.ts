@@ -29,31 +29,78 @@ end
  * ARGV[6]     `1` to mark the partition ready (recovered)
  * ARGV[7]     unlogged window: most unlogged outcomes kept
  * ARGV[8]     number of unlogged outcomes m
- * ARGV[9..]   n triples (aggregate id, offset, snapshot JSON), then m pairs (command key, outcome
- *             JSON), then pairs (reply channel, reply JSON) to the end
+ * ARGV[9..]   n sextuples (aggregate id, offset, snapshot JSON, base, drop, window), then m pairs
+ *             (command key, outcome JSON), then pairs (reply channel, reply JSON) to the end
  *
  * A snapshot is written when none is stored or its offset is >= the stored one (equal offsets mean
- * the same events, e.g. a refusal added nothing but was decided on it). The checkpoint takes the
- * larger offset and the larger command position, each on its own, and the new schema version. An
- * unlogged outcome is kept only if none is stored for its command (the first outcome is the
- * answer), and the oldest go once there are more than the window. Replies are published last, so
- * a client never hears an outcome that is not recorded. Offsets are integers below
- * 2^53, exact as Lua numbers (doubles); they are compared with tonumber() but always written back
- * as the original strings: Lua would format a large number as 1e+15 and lose digits.
- * Returns the number of snapshots written.
+ * the same events, e.g. a refusal added nothing but was decided on it). Its de-duplication window
+ * goes to `w:<id>`, one entry per line:
+ * - with an empty base, `window` is the whole window;
+ * - otherwise `window` holds only the new entries. They are appended to the stored window after
+ *   its `drop` oldest entries are dropped. That applies only to the window the change was made
+ *   from: the stored offset must equal `base`. When a change does not apply, the script writes
+ *   nothing at all and returns the ids concerned, and the caller saves again with whole windows.
+ *   Every change is checked before anything is written, because a Lua error does not undo writes.
+ *
+ * Each aggregate appears at most once in a write (see `checkWrite`): what is stored is read once,
+ * before anything is written.
+ *
+ * The checkpoint takes the larger offset and the larger command position, each on its own, and
+ * the new schema version. An unlogged outcome is kept only if none is stored for its command (the
+ * first outcome is the answer), and the oldest go once there are more than the window. Replies are
+ * published last, so a client never hears an outcome that is not recorded. Offsets are integers
+ * below 2^53, exact as Lua numbers (doubles); they are compared with tonumber() but always written
+ * back as the original strings: Lua would format a large number as 1e+15 and lose digits.
+ * Returns the number of snapshots written, or the list of ids whose change did not apply.
  */
 export const SAVE_SCRIPT =
   FENCE +
   `
 local n = tonumber(ARGV[2])
 local m = tonumber(ARGV[8])
+local newer = {}
+local kept = {}
+local stale = {}
+for i = 0, n - 1 do
+  local at = 9 + 6 * i
+  local id = ARGV[at]
+  local base = ARGV[at + 3]
+  local stored, current
+  if base == '' then
+    stored = redis.call('HGET', KEYS[1], 'o:' .. id)
+  else
+    local fields = redis.call('HMGET', KEYS[1], 'o:' .. id, 'w:' .. id)
+    stored, current = fields[1], fields[2]
+  end
+  newer[i] = (not stored) or tonumber(ARGV[at + 1]) >= tonumber(stored)
+  if newer[i] and base ~= '' then
+    local from = 1
+    if stored ~= base then current = false end
+    if current then
+      for d = 1, tonumber(ARGV[at + 4]) do
+        local found = string.find(current, '\\n', from, true)
+        if not found then
+          current = false
+          break
+        end
+        from = found + 1
+      end
+    end
+    if current then kept[i] = string.sub(current, from) else stale[#stale + 1] = id end
+  end
+end
+if #stale > 0 then return stale end
 local written = 0
 for i = 0, n - 1 do
-  local id = ARGV[9 + 3 * i]
-  local offset = ARGV[10 + 3 * i]
-  local stored = redis.call('HGET', KEYS[1], 'o:' .. id)
-  if (not stored) or tonumber(offset) >= tonumber(stored) then
-    redis.call('HSET', KEYS[1], 's:' .. id, ARGV[11 + 3 * i], 'o:' .. id, offset)
+  if newer[i] then
+    local at = 9 + 6 * i
+    local id = ARGV[at]
+    local window = ARGV[at + 5]
+    local before = kept[i]
+    if before and before ~= '' then
+      if window == '' then window = before else window = before .. '\\n' .. window end
+    end
+    redis.call('HSET', KEYS[1], 's:' .. id, ARGV[at + 2], 'o:' .. id, ARGV[at + 1], 'w:' .. id, window)
     written = written + 1
   end
 end
@@ -64,8 +111,8 @@ if current[1] and tonumber(current[1]) > tonumber(offset) then offset = current[
 if current[2] and tonumber(current[2]) > tonumber(position) then position = current[2] end
 redis.call('HSET', KEYS[1], '@offset', offset, '@position', position, '@schema', ARGV[5])
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], '@ready', '1') end
-local replies = 9 + 3 * n + 2 * m
-for k = 9 + 3 * n, replies - 1, 2 do
+local replies = 9 + 6 * n + 2 * m
+for k = 9 + 6 * n, replies - 1, 2 do
   if redis.call('HSETNX', KEYS[2], ARGV[k], ARGV[k + 1]) == 1 then
     redis.call('RPUSH', KEYS[3], ARGV[k])
   end

@@ -5,6 +5,7 @@ import {
   type CommandKey,
   type LoadedBatch,
   type Outcome,
+  type RecentCommand,
   type SnapshotStore,
   type SnapshotWrite,
   type StoredSnapshot,
@@ -12,7 +13,16 @@ import {
   type UnloggedKeys,
 } from '@esk/core/driver'
 import type { Redis } from 'ioredis'
-import { checkWrite, decodeCheckpoint, decodeOutcome, decodeSnapshot, encodeOutcome, encodeSnapshot } from './codec.js'
+import {
+  checkWrite,
+  decodeCheckpoint,
+  decodeOutcome,
+  decodeSnapshot,
+  encodeOutcome,
+  encodeSnapshot,
+  encodeWindow,
+  hasWindowField,
+} from './codec.js'
 import { CHECKPOINT_FIELDS, PartitionKeys, StateFields, replyChannel } from './keys.js'
 import { resolveSnapshotOptions, type RedisSnapshotStoreOptions } from './options.js'
 import { RESET_SCRIPT, SAVE_SCRIPT, defineScript, type ScriptCall } from './scripts.js'
@@ -28,6 +38,11 @@ export class RedisSnapshotStore implements SnapshotStore {
   private readonly unloggedWindow: number
   private readonly saveScript: ScriptCall
   private readonly resetScript: ScriptCall
+  /**
+   * For the newest entry of each window this store loaded or saved: the offset of the snapshot it
+   * was stored with, and the window's length then (see {@link windowChange}).
+   */
+  private readonly storedWindows = new WeakMap<RecentCommand, { offset: number; length: number }>()
   /** Replies ride with the save script: one round trip per batch instead of two. */
   readonly publishesReplies = true
 
@@ -55,7 +70,8 @@ export class RedisSnapshotStore implements SnapshotStore {
     commands: CommandKey[],
   ): Promise<LoadedBatch> {
     const keys = this.keys(stream, partition)
-    const fields = [StateFields.owner, ...CHECKPOINT_FIELDS, ...aggregateIds.map(StateFields.snapshot)]
+    const fields: string[] = [StateFields.owner, ...CHECKPOINT_FIELDS]
+    for (const id of aggregateIds) fields.push(StateFields.snapshot(id), StateFields.window(id))
     const commandKeys = commands.map(commandKey)
     const transaction = this.client.multi()
     transaction.hmget(keys.state, ...fields)
@@ -65,8 +81,13 @@ export class RedisSnapshotStore implements SnapshotStore {
     const checkpoint = decodeCheckpoint(values.slice(1, 4), keys.state)
     const snapshots = new Map<string, StoredSnapshot>()
     aggregateIds.forEach((id, i) => {
-      const text = values[4 + i]
-      if (text != null) snapshots.set(id, decodeSnapshot(text, keys.state, StateFields.snapshot(id)))
+      const text = values[4 + 2 * i]
+      if (text == null) return
+      const window = values[5 + 2 * i]
+      const snapshot = decodeSnapshot(text, keys.state, StateFields.snapshot(id), window)
+      // Its window is stored on its own: the next save of this aggregate may send only new entries.
+      if (window != null && hasWindowField(text)) this.noteStored(snapshot)
+      snapshots.set(id, snapshot)
     })
     const unlogged = new Map<string, Outcome>()
     if (commandKeys.length > 0) {
@@ -81,7 +102,12 @@ export class RedisSnapshotStore implements SnapshotStore {
 
   async read(stream: StreamSpec, partition: number, aggregateId: string): Promise<StoredSnapshot | undefined> {
     const keys = this.keys(stream, partition)
-    const [text, ready] = await this.client.hmget(keys.state, StateFields.snapshot(aggregateId), StateFields.ready)
+    const [text, window, ready] = await this.client.hmget(
+      keys.state,
+      StateFields.snapshot(aggregateId),
+      StateFields.window(aggregateId),
+      StateFields.ready,
+    )
     if (ready !== '1') {
       throw new UnavailableError(
         `the snapshots of ${where(stream, partition)} are being rebuilt from the log (or no processor has ` +
@@ -89,7 +115,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         { aggregate: stream.aggregate, partition },
       )
     }
-    return text == null ? undefined : decodeSnapshot(text, keys.state, StateFields.snapshot(aggregateId))
+    return text == null ? undefined : decodeSnapshot(text, keys.state, StateFields.snapshot(aggregateId), window)
   }
 
   async readOutcome(stream: StreamSpec, partition: number, command: CommandKey): Promise<Outcome | undefined> {
@@ -107,7 +133,7 @@ export class RedisSnapshotStore implements SnapshotStore {
     const keys = this.keys(stream, partition)
     const ids = [...new Set(commands.map((c) => c.aggregateId))]
     const transaction = this.client.multi()
-    transaction.hmget(keys.state, ...ids.map(StateFields.snapshot))
+    transaction.hmget(keys.state, ...ids.flatMap((id) => [StateFields.snapshot(id), StateFields.window(id)]))
     transaction.hmget(keys.unlogged, ...commands.map(commandKey))
     const [snapshotTexts, outcomeTexts] = (await this.exec(transaction, `reading outcomes of ${where(stream, partition)}`)) as [
       Array<string | null>,
@@ -115,8 +141,8 @@ export class RedisSnapshotStore implements SnapshotStore {
     ]
     const windows = new Map<string, StoredSnapshot['recent']>()
     ids.forEach((id, i) => {
-      const text = snapshotTexts[i]
-      if (text != null) windows.set(id, decodeSnapshot(text, keys.state, StateFields.snapshot(id)).recent)
+      const text = snapshotTexts[2 * i]
+      if (text != null) windows.set(id, decodeSnapshot(text, keys.state, StateFields.snapshot(id), snapshotTexts[2 * i + 1]).recent)
     })
     commands.forEach((command, i) => {
       const entry = windows.get(command.aggregateId)?.find((r) => r.commandId === command.commandId)
@@ -142,10 +168,23 @@ export class RedisSnapshotStore implements SnapshotStore {
    * Runs the save script: fenced by `token`; snapshots forward-only, checkpoint field by field
    * forward-only; then the write's replies are published on the clients' reply channels (see
    * `RedisOutcomeChannel`), in the same script, so only once the outcomes are recorded.
+   *
+   * A snapshot's window is sent as a change (its new entries, and how many old ones to drop) when
+   * this store knows which window Redis holds for it: one it loaded or saved. A window is up to
+   * `dedupWindow` entries and changes by one entry a command, so this is most of a save's bytes.
+   * When Redis holds another window than the one the change was made from, the script writes
+   * nothing and the write is sent again with whole windows.
    */
   async save(stream: StreamSpec, partition: number, token: string, write: SnapshotWrite): Promise<void> {
     checkWrite(write, where(stream, partition))
     const keys = this.keys(stream, partition)
+    const doing = `saving ${write.snapshots.length} snapshots and ${write.unlogged.length} outcomes of ${where(stream, partition)}`
+    const written = await this.run(this.saveScript, keys, this.saveArgs(token, write, true), stream, partition, doing)
+    if (Array.isArray(written)) await this.run(this.saveScript, keys, this.saveArgs(token, write, false), stream, partition, doing)
+    for (const snapshot of write.snapshots) this.noteStored(snapshot)
+  }
+
+  private saveArgs(token: string, write: SnapshotWrite, changes: boolean): string[] {
     const { snapshots, checkpoint, unlogged } = write
     const args: string[] = [
       token,
@@ -157,11 +196,37 @@ export class RedisSnapshotStore implements SnapshotStore {
       String(this.unloggedWindow),
       String(unlogged.length),
     ]
-    for (const snapshot of snapshots) args.push(snapshot.aggregateId, String(snapshot.offset), encodeSnapshot(snapshot))
+    for (const snapshot of snapshots) {
+      args.push(snapshot.aggregateId, String(snapshot.offset), encodeSnapshot(snapshot))
+      const change = changes ? this.windowChange(snapshot.recent) : undefined
+      if (change) args.push(change.base, change.drop, change.added)
+      else args.push('', '0', encodeWindow(snapshot.recent))
+    }
     for (const outcome of unlogged) args.push(commandKey(outcome), encodeOutcome(outcome))
     for (const { replyTo, outcome } of write.replies ?? []) args.push(replyChannel(this.keyPrefix, replyTo), encodeOutcome(outcome))
-    const doing = `saving ${snapshots.length} snapshots and ${unlogged.length} outcomes of ${where(stream, partition)}`
-    await this.run(this.saveScript, keys, args, stream, partition, doing)
+    return args
+  }
+
+  /**
+   * How `recent` differs from the window stored for its aggregate, when this store knows: its
+   * newest entry known to be stored marks that window (a window only gains entries at its end and
+   * loses them at its start). Undefined when no entry is known, or none of the stored ones is left.
+   */
+  private windowChange(recent: readonly RecentCommand[]): { base: string; drop: string; added: string } | undefined {
+    for (let i = recent.length - 1; i >= 0; i--) {
+      const stored = this.storedWindows.get(recent[i]!)
+      if (!stored) continue
+      const drop = stored.length - (i + 1)
+      if (drop < 0) return undefined
+      return { base: String(stored.offset), drop: String(drop), added: encodeWindow(recent.slice(i + 1)) }
+    }
+    return undefined
+  }
+
+  /** Remembers the window Redis now holds for this snapshot's aggregate, by its newest entry. */
+  private noteStored(snapshot: StoredSnapshot): void {
+    const newest = snapshot.recent[snapshot.recent.length - 1]
+    if (newest) this.storedWindows.set(newest, { offset: snapshot.offset, length: snapshot.recent.length })
   }
 
   /** Drops snapshots, checkpoint and unlogged outcomes in one fenced script; the owner stays. */
@@ -172,10 +237,10 @@ export class RedisSnapshotStore implements SnapshotStore {
   /** Does nothing: the client belongs to whoever passed it in. */
   async close(): Promise<void> {}
 
-  /** Runs a fenced script; `doing` names the write and its partition in errors. */
-  private async run(script: ScriptCall, keys: PartitionKeys, args: string[], stream: StreamSpec, partition: number, doing: string): Promise<void> {
+  /** Runs a fenced script and returns its reply; `doing` names the write and its partition in errors. */
+  private async run(script: ScriptCall, keys: PartitionKeys, args: string[], stream: StreamSpec, partition: number, doing: string): Promise<unknown> {
     try {
-      await script(3, ...keys.all, ...args)
+      return await script(3, ...keys.all, ...args)
     } catch (error) {
       const message = (error as Error).message
       if (message.startsWith('ESK_FENCED')) {

@@ -37,8 +37,8 @@ export async function inspect(context: CliContext, aggregate: string, id: string
     for (const event of batch) if (event.aggregateId === id) events.push(event)
   }
   const key = new PartitionKeys(context.config.keyPrefix, target.stream, partition).state
-  const [text, ready] = await context.store.client.hmget(key, StateFields.snapshot(id), StateFields.ready)
-  const snapshot = text == null ? undefined : decodeSnapshot(text, key, StateFields.snapshot(id))
+  const [text, window, ready] = await context.store.client.hmget(key, StateFields.snapshot(id), StateFields.window(id), StateFields.ready)
+  const snapshot = text == null ? undefined : decodeSnapshot(text, key, StateFields.snapshot(id), window)
   const report: InspectReport = {
     aggregate: target.name,
     id,

@@ -36,12 +36,13 @@ export async function outcome(context: CliContext, aggregate: string, id: string
   const base = { aggregate: target.name, id, commandId, partition }
   const keys = new PartitionKeys(context.config.keyPrefix, target.stream, partition)
   const client = context.store.client
-  const [snapshotText, unloggedText] = await Promise.all([
-    client.hget(keys.state, StateFields.snapshot(id)),
+  const [[snapshotText, windowText], unloggedText] = await Promise.all([
+    client.hmget(keys.state, StateFields.snapshot(id), StateFields.window(id)),
     client.hget(keys.unlogged, commandKey({ aggregateId: id, commandId })),
   ])
   if (snapshotText != null) {
-    const entry = decodeSnapshot(snapshotText, keys.state, StateFields.snapshot(id)).recent.find((r) => r.commandId === commandId)
+    const snapshot = decodeSnapshot(snapshotText, keys.state, StateFields.snapshot(id), windowText)
+    const entry = snapshot.recent.find((r) => r.commandId === commandId)
     if (entry) return { ...base, found: true, source: 'snapshot', outcome: { status: 'accepted', aggregateId: id, ...entry } }
   }
   if (unloggedText != null) return { ...base, found: true, source: 'unlogged', outcome: decodeOutcome(unloggedText, keys.unlogged) }
