@@ -66,6 +66,9 @@ const app = await createEsk({
     store: instrumented(store),
   },
   processing: true,
+  // Aggregates held between batches are never loaded again, so without this the broken load of
+  // `no-dedup` would only show after a restart.
+  ...(config.variant === 'no-dedup' && { snapshotCacheSize: 0 }),
 })
 process.stdout.write('ready\n')
 

@@ -54,7 +54,10 @@ async function unfencedWriter(transport: KafkaTransport, config: RunConfig, leas
   return new Writer(producer, names, lease.partition, 5)
 }
 
-/** `no-dedup`: every snapshot comes back from a load without its window of recent command ids. */
+/**
+ * `no-dedup`: every snapshot comes back from a load without its window of recent command ids. Its
+ * processors hold no snapshots between batches (see processor-main.ts), so every batch loads.
+ */
 export function withoutDedup(store: Store): Store {
   const snapshots = Object.create(store.snapshots) as Store['snapshots']
   snapshots.load = async (...args) => {
