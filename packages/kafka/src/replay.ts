@@ -153,33 +153,37 @@ export function decodeEvent(topic: string, partition: number, message: KafkaMess
       partition,
       offset: message.offset,
     })
-  const traced = message.headers && textHeaders(message.headers)
-  const common = {
-    offset: Number(message.offset),
-    payload: message.value?.toString('utf8') ?? '',
-    ...(traced && { headers: traced }),
-  }
+  const offset = Number(message.offset)
+  const payload = message.value?.toString('utf8') ?? ''
+  let event: StoredEvent
   const meta = text(EVENT_HEADER)
   if (meta !== undefined) {
     const fields = decodeEventHeader(meta)
     if (!fields) throw unreadable(`has an ${EVENT_HEADER} header that is not [type, version, commandId, commandOffset]`)
     if (!message.key) throw unreadable('has no key (the aggregate id)')
     const { type, version, commandId, commandOffset } = fields
-    return { ...common, type, aggregateId: message.key.toString('utf8'), version, commandId, commandPosition: commandOffset }
+    event = { offset, payload, type, aggregateId: message.key.toString('utf8'), version, commandId, commandPosition: commandOffset }
+  } else {
+    const header = (name: string): string => {
+      const value = text(name)
+      if (value === undefined) throw unreadable(`has neither an ${EVENT_HEADER} header nor an ${name} header`)
+      return value
+    }
+    event = {
+      offset,
+      payload,
+      type: header(EventHeaders.type),
+      aggregateId: header(EventHeaders.aggregateId),
+      version: Number(header(EventHeaders.version)),
+      commandId: header(EventHeaders.commandId),
+      commandPosition: Number(header(EventHeaders.commandOffset)),
+    }
   }
-  const header = (name: string): string => {
-    const value = text(name)
-    if (value === undefined) throw unreadable(`has neither an ${EVENT_HEADER} header nor an ${name} header`)
-    return value
-  }
-  return {
-    ...common,
-    type: header(EventHeaders.type),
-    aggregateId: header(EventHeaders.aggregateId),
-    version: Number(header(EventHeaders.version)),
-    commandId: header(EventHeaders.commandId),
-    commandPosition: Number(header(EventHeaders.commandOffset)),
-  }
+  // One literal, and the trace headers added to it: a replay decodes every event of a partition,
+  // and spreading a shared part into each record cost a third of a rebuild's time.
+  const traced = message.headers && textHeaders(message.headers)
+  if (traced) event.headers = traced
+  return event
 }
 
 /** The consumer that reads the topics of one stream for every read of this process. */
