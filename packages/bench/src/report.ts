@@ -338,8 +338,8 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
     out.push('### Redis memory')
     out.push('')
     out.push(
-      'MEMORY USAGE (every element sampled) of the keys the first throughput configuration left. esk keeps a snapshot and an offset field per ' +
-        'aggregate, with its de-duplication window inside the snapshot; the hand-written pipelines keep a JSON state field per aggregate.',
+      'MEMORY USAGE (every element sampled) of the keys the first throughput configuration left. esk keeps a snapshot, its de-duplication ' +
+        'window and an offset, a field each, per aggregate; the hand-written pipelines keep a JSON state field per aggregate.',
     )
     out.push('')
     out.push(
