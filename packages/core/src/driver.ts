@@ -26,6 +26,7 @@ export { decodeEnvelope, encodeEnvelope, isUndecodable } from './codec.js'
 export type { UndecodableCommand } from './codec.js'
 
 export { commandKey } from './ports.js'
+export { PendingOutcome } from './pending-outcome.js'
 export type {
   CommandKey,
   CommandLogPosition,

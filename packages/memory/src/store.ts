@@ -2,6 +2,7 @@ import { ConfigurationError, FencedError, UnavailableError } from '@esk/core'
 import {
   commandKey,
   newClientAddress,
+  PendingOutcome,
   type Checkpoint,
   type CommandKey,
   type LoadedBatch,
@@ -156,12 +157,7 @@ function notReady(stream: StreamSpec, partition: number): UnavailableError {
 /** Delivers outcomes to waiting callers in the same process. */
 export class MemoryOutcomeChannel implements OutcomeChannel {
   readonly address = newClientAddress()
-  private readonly waiters = new Map<string, Set<MemoryWait>>()
-  private readonly release = (wait: MemoryWait): void => {
-    const set = this.waiters.get(wait.key)
-    set?.delete(wait)
-    if (set?.size === 0) this.waiters.delete(wait.key)
-  }
+  private readonly waiters = new Map<string, Set<PendingOutcome>>()
 
   constructor(
     private readonly backend: MemoryBackend,
@@ -173,15 +169,22 @@ export class MemoryOutcomeChannel implements OutcomeChannel {
   }
 
   wait(stream: StreamSpec, partition: number, command: CommandKey): OutcomeWait {
-    const wait = new MemoryWait(commandKey(command), this.release)
-    let set = this.waiters.get(wait.key)
-    if (!set) this.waiters.set(wait.key, (set = new Set()))
+    const key = commandKey(command)
+    const wait = new PendingOutcome(() => this.forget(key, wait))
+    let set = this.waiters.get(key)
+    if (!set) this.waiters.set(key, (set = new Set()))
     set.add(wait)
     // An outcome recorded before we started waiting (a retry of a finished command) is final.
     void this.snapshots.readOutcome(stream, partition, command).then((outcome) => {
       if (outcome) wait.settle(outcome)
     })
     return wait
+  }
+
+  private forget(key: string, wait: PendingOutcome): void {
+    const set = this.waiters.get(key)
+    set?.delete(wait)
+    if (set?.size === 0) this.waiters.delete(key)
   }
 
   async publish(_stream: StreamSpec, _partition: number, replies: Reply[]): Promise<void> {
@@ -211,27 +214,3 @@ export class MemoryStore implements Store {
   }
 }
 
-/** One call waiting on a {@link MemoryOutcomeChannel}. */
-class MemoryWait implements OutcomeWait {
-  readonly outcome: Promise<Outcome | undefined>
-  private resolve!: (outcome: Outcome | undefined) => void
-  private settled = false
-
-  constructor(
-    readonly key: string,
-    private readonly release: (wait: MemoryWait) => void,
-  ) {
-    this.outcome = new Promise((resolve) => (this.resolve = resolve))
-  }
-
-  settle(outcome: Outcome | undefined): void {
-    if (this.settled) return
-    this.settled = true
-    this.release(this)
-    this.resolve(outcome)
-  }
-
-  stop(): void {
-    this.settle(undefined)
-  }
-}

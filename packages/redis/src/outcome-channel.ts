@@ -4,6 +4,7 @@ import {
   type Outcome,
   type OutcomeChannel,
   type OutcomeWait,
+  PendingOutcome,
   type Reply,
   type CommandKey,
   commandKey,
@@ -118,6 +119,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
 
   /** Takes a settled waiter out of {@link waiters}. */
   private readonly release = (waiter: Waiter): void => {
+    clearTimeout(waiter.timer)
     const list = this.waiters.get(waiter.key)
     if (!list) return
     const at = list.indexOf(waiter)
@@ -279,14 +281,10 @@ const READ_CHUNK = 500
 const MAX_READS_PER_SECOND = 1_000
 
 /** One pending `wait`. */
-class Waiter implements OutcomeWait {
+class Waiter extends PendingOutcome {
   /** {@link commandKey} of `command`. */
   readonly key: string
-  readonly outcome: Promise<Outcome | undefined>
-  settled = false
   timer: ReturnType<typeof setTimeout> | undefined
-  private resolve!: (outcome: Outcome | undefined) => void
-  private reject!: (error: unknown) => void
 
   /**
    * `covered` is false while a reply to this waiter may have been published without reaching us:
@@ -297,44 +295,16 @@ class Waiter implements OutcomeWait {
     readonly partition: number,
     readonly command: CommandKey,
     public covered: boolean,
-    private readonly release: (waiter: Waiter) => void,
+    release: (waiter: Waiter) => void,
   ) {
+    super((wait) => release(wait as Waiter))
     this.key = commandKey(command)
-    this.outcome = new Promise((resolve, reject) => {
-      this.resolve = resolve
-      this.reject = reject
-    })
-    // Callers send their command before they await this; a rejection meanwhile (closed, corrupt
-    // record) must reach them when they do, not crash the process as an unhandled rejection.
-    this.outcome.catch(ignore)
-  }
-
-  settle(outcome: Outcome | undefined): void {
-    if (this.finish()) this.resolve(outcome)
-  }
-
-  fail(error: unknown): void {
-    if (this.finish()) this.reject(error)
-  }
-
-  stop(): void {
-    this.settle(undefined)
-  }
-
-  private finish(): boolean {
-    if (this.settled) return false
-    this.settled = true
-    clearTimeout(this.timer)
-    this.release(this)
-    return true
   }
 }
 
 /** A wait on a closed channel: rejected with `ESK_CLOSED`. */
 function closedWait(): OutcomeWait {
-  const outcome = Promise.reject(new ClosedError('this Redis outcome channel'))
-  outcome.catch(ignore)
-  return { outcome, stop: ignore }
+  const wait = new PendingOutcome(() => undefined)
+  wait.fail(new ClosedError('this Redis outcome channel'))
+  return wait
 }
-
-function ignore(): void {}
