@@ -56,6 +56,16 @@ function encodeRecent(entry: RecentCommand): string {
  * snapshot written with the window inside (by earlier versions).
  */
 export function decodeSnapshot(text: string, key: string, field: string, window?: string | null): StoredSnapshot {
+  return decodeStoredSnapshot(text, key, field, window).snapshot
+}
+
+/** {@link decodeSnapshot}, also saying whether the window came from its own field. */
+export function decodeStoredSnapshot(
+  text: string,
+  key: string,
+  field: string,
+  window: string | null | undefined,
+): { snapshot: StoredSnapshot; windowInField: boolean } {
   const raw = parseObject(text, key, field, 'snapshot')
   const fail = (problem: string): never => corrupt(key, field, 'snapshot', problem)
   if (typeof raw.aggregateId !== 'string') fail('aggregateId is not a string')
@@ -72,7 +82,7 @@ export function decodeSnapshot(text: string, key: string, field: string, window?
   } else {
     return fail('recent is not a list')
   }
-  return {
+  const snapshot: StoredSnapshot = {
     aggregateId: raw.aggregateId as string,
     version: raw.version as number,
     schemaVersion: raw.schemaVersion as number,
@@ -80,11 +90,7 @@ export function decodeSnapshot(text: string, key: string, field: string, window?
     state: raw.state as string,
     recent: entries.map((entry) => decodeRecent(entry, fail)),
   }
-}
-
-/** True when a snapshot's text says its window is in a field of its own (see {@link WINDOW_IN_FIELD}). */
-export function hasWindowField(text: string): boolean {
-  return text.endsWith(`"recent":"${WINDOW_IN_FIELD}"}`)
+  return { snapshot, windowInField: raw.recent === WINDOW_IN_FIELD }
 }
 
 function parseWindow(text: string, key: string, field: string): unknown[] {

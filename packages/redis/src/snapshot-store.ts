@@ -18,10 +18,10 @@ import {
   decodeCheckpoint,
   decodeOutcome,
   decodeSnapshot,
+  decodeStoredSnapshot,
   encodeOutcome,
   encodeSnapshot,
   encodeWindow,
-  hasWindowField,
 } from './codec.js'
 import { CHECKPOINT_FIELDS, PartitionKeys, StateFields, replyChannel } from './keys.js'
 import { resolveSnapshotOptions, type RedisSnapshotStoreOptions } from './options.js'
@@ -83,10 +83,9 @@ export class RedisSnapshotStore implements SnapshotStore {
     aggregateIds.forEach((id, i) => {
       const text = values[4 + 2 * i]
       if (text == null) return
-      const window = values[5 + 2 * i]
-      const snapshot = decodeSnapshot(text, keys.state, StateFields.snapshot(id), window)
+      const { snapshot, windowInField } = decodeStoredSnapshot(text, keys.state, StateFields.snapshot(id), values[5 + 2 * i])
       // Its window is stored on its own: the next save of this aggregate may send only new entries.
-      if (window != null && hasWindowField(text)) this.noteStored(snapshot)
+      if (windowInField) this.noteStored(snapshot)
       snapshots.set(id, snapshot)
     })
     const unlogged = new Map<string, Outcome>()
