@@ -14,7 +14,7 @@ import { PartitionKeys, RedisSnapshotStore } from '@esk/redis/driver'
 import { SAVE_SCRIPT } from '../src/scripts.js'
 import { Redis, type Command } from 'ioredis'
 import { eventually } from '@esk/testing/stack'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { REDIS_URL, isolatedStores, keySlots, testPrefix } from './support.js'
 
 const stream: StreamSpec = { aggregate: 'Account', partitions: 4 }
@@ -55,12 +55,12 @@ async function contents(admin: Redis, keys: PartitionKeys): Promise<unknown> {
  * Records every command the client sends and how many replies had arrived when it was sent: a
  * call made in one round trip sends everything before the first reply.
  */
-function recordCommands(client: Redis): { sent: Array<{ name: string; repliesBefore: number }>; restore(): void } {
-  const sent: Array<{ name: string; repliesBefore: number }> = []
+function recordCommands(client: Redis): { sent: Array<{ name: string; args: unknown[]; repliesBefore: number }>; restore(): void } {
+  const sent: Array<{ name: string; args: unknown[]; repliesBefore: number }> = []
   let replies = 0
   const original = client.sendCommand
   client.sendCommand = function (this: Redis, command: Command, ...rest: unknown[]) {
-    sent.push({ name: command.name, repliesBefore: replies })
+    sent.push({ name: command.name, args: command.args, repliesBefore: replies })
     const count = (): void => {
       replies += 1
     }
@@ -696,17 +696,28 @@ async function eventuallyEnded(client: Redis): Promise<void> {
 
 describe('RedisSnapshotStore de-duplication windows', () => {
   const { open, admin, prefix } = isolatedStores()
+  const clients: Redis[] = []
+  afterEach(() => {
+    for (const client of clients.splice(0)) client.disconnect()
+  })
+
+  /** A store on a client of its own, whose commands {@link saves} can see. */
+  function ownStore(): { client: Redis; snapshots: RedisSnapshotStore } {
+    const client = new Redis(REDIS_URL)
+    clients.push(client)
+    return { client, snapshots: new RedisSnapshotStore(client, { keyPrefix: prefix() }) }
+  }
 
   /** The save script calls a store made on `client` sends, with their ARGV. */
   function saves(client: Redis): { argv: string[][]; restore(): void } {
-    const argv: string[][] = []
-    const original = client.sendCommand
-    client.sendCommand = function (this: Redis, command: Command, ...rest: unknown[]) {
+    const recorded = recordCommands(client)
+    return {
       // EVALSHA sha numkeys key1 key2 key3 ARGV...
-      if (command.name === 'evalsha' || command.name === 'eval') argv.push(command.args.slice(5).map(String))
-      return (original as (...args: unknown[]) => unknown).call(this, command, ...rest)
-    } as Redis['sendCommand']
-    return { argv, restore: () => (client.sendCommand = original) }
+      get argv() {
+        return recorded.sent.filter((c) => c.name === 'evalsha' || c.name === 'eval').map((c) => c.args.slice(5).map(String))
+      },
+      restore: recorded.restore,
+    }
   }
 
   /** A window of at most `size` entries after `entry`, as a processor keeps it: the same entry objects. */
@@ -722,93 +733,78 @@ describe('RedisSnapshotStore de-duplication windows', () => {
   const entry = (n: number): RecentCommand => ({ commandId: `c-${n}`, version: n, events: 1, offset: n })
 
   it('saves each command as its new entry, drops the oldest past the window, and reads the window back whole', async () => {
-    const client = new Redis(REDIS_URL)
-    try {
-      const snapshots = new RedisSnapshotStore(client, { keyPrefix: prefix() })
-      const token = await take(snapshots, 0)
-      const sent = saves(client)
-      let window: RecentCommand[] = []
-      for (let n = 1; n <= 7; n++) {
-        window = remember(window, entry(n), 4)
-        await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', n, '{}', window)], ready: true }))
-        expect(await stored('a')).toEqual(window)
-      }
-      sent.restore()
-      // ARGV of one snapshot: id, offset, JSON, base, drop, window.
-      const changes = sent.argv.map((argv) => argv.slice(11, 14))
-      expect(changes[0]).toEqual(['', '0', '["c-1",1,1,1]'])
-      expect(changes[1]).toEqual(['1', '0', '["c-2",2,1,2]'])
-      // Past the window of 4, each save drops the oldest entry.
-      expect(changes[6]).toEqual(['6', '1', '["c-7",7,1,7]'])
-      expect(sent.argv).toHaveLength(7)
-    } finally {
-      client.disconnect()
+    const { client, snapshots } = ownStore()
+    const token = await take(snapshots, 0)
+    const sent = saves(client)
+    let window: RecentCommand[] = []
+    for (let n = 1; n <= 7; n++) {
+      window = remember(window, entry(n), 4)
+      await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', n, '{}', window)], ready: true }))
+      expect(await stored('a')).toEqual(window)
     }
+    sent.restore()
+    // ARGV of one snapshot: id, offset, JSON, base, drop, window.
+    const changes = sent.argv.map((argv) => argv.slice(11, 14))
+    expect(changes[0]).toEqual(['', '0', '["c-1",1,1,1]'])
+    expect(changes[1]).toEqual(['1', '0', '["c-2",2,1,2]'])
+    // Past the window of 4, each save drops the oldest entry.
+    expect(changes[6]).toEqual(['6', '1', '["c-7",7,1,7]'])
+    expect(sent.argv).toHaveLength(7)
   })
 
   it('sends only new entries after a load too, and whole windows for snapshots written with the window inside', async () => {
-    const client = new Redis(REDIS_URL)
-    try {
-      const keys = new PartitionKeys(prefix(), stream, 0)
-      const first = open().snapshots
-      const token = await take(first, 0)
-      await first.save(stream, 0, token, write({ snapshots: [snapshot('a', 1, '{}', [entry(1)])], ready: true }))
-      // As esk wrote snapshots before windows had a field of their own.
-      await admin().hset(keys.state, 's:old', JSON.stringify({ ...snapshot('old', 1), recent: [['c-1', 1, 1, 1]] }), 'o:old', '1')
+    const keys = new PartitionKeys(prefix(), stream, 0)
+    const first = open().snapshots
+    const token = await take(first, 0)
+    await first.save(stream, 0, token, write({ snapshots: [snapshot('a', 1, '{}', [entry(1)])], ready: true }))
+    // As esk wrote snapshots before windows had a field of their own.
+    await admin().hset(keys.state, 's:old', JSON.stringify({ ...snapshot('old', 1), recent: [['c-1', 1, 1, 1]] }), 'o:old', '1')
 
-      const snapshots = new RedisSnapshotStore(client, { keyPrefix: prefix() })
-      const loaded = await snapshots.load(stream, 0, token, ['a', 'old'], [])
-      expect(loaded.snapshots.get('old')?.recent).toEqual([entry(1)])
-      const sent = saves(client)
-      const a = remember(loaded.snapshots.get('a')!.recent, entry(2), 4)
-      const old = remember(loaded.snapshots.get('old')!.recent, entry(2), 4)
-      await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 2, '{}', a), snapshot('old', 2, '{}', old)] }))
-      sent.restore()
-      expect(sent.argv[0]!.slice(11, 14)).toEqual(['1', '0', '["c-2",2,1,2]'])
-      expect(sent.argv[0]!.slice(17, 20)).toEqual(['', '0', '["c-1",1,1,1]\n["c-2",2,1,2]'])
-      expect(await stored('a')).toEqual(a)
-      expect(await stored('old')).toEqual(old)
-      expect(JSON.parse((await admin().hget(keys.state, 's:old'))!)).toMatchObject({ recent: 'separate' })
-    } finally {
-      client.disconnect()
-    }
+    const { client, snapshots } = ownStore()
+    const loaded = await snapshots.load(stream, 0, token, ['a', 'old'], [])
+    expect(loaded.snapshots.get('old')?.recent).toEqual([entry(1)])
+    const sent = saves(client)
+    const a = remember(loaded.snapshots.get('a')!.recent, entry(2), 4)
+    const old = remember(loaded.snapshots.get('old')!.recent, entry(2), 4)
+    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 2, '{}', a), snapshot('old', 2, '{}', old)] }))
+    sent.restore()
+    expect(sent.argv[0]!.slice(11, 14)).toEqual(['1', '0', '["c-2",2,1,2]'])
+    expect(sent.argv[0]!.slice(17, 20)).toEqual(['', '0', '["c-1",1,1,1]\n["c-2",2,1,2]'])
+    expect(await stored('a')).toEqual(a)
+    expect(await stored('old')).toEqual(old)
+    expect(JSON.parse((await admin().hget(keys.state, 's:old'))!)).toMatchObject({ recent: 'separate' })
   })
 
   it('writes nothing from a change made against another window than the stored one, and saves whole windows instead', async () => {
-    const client = new Redis(REDIS_URL)
-    try {
-      const keys = new PartitionKeys(prefix(), stream, 0)
-      const snapshots = new RedisSnapshotStore(client, { keyPrefix: prefix() })
-      const token = await take(snapshots, 0)
-      const a1 = [entry(1)]
-      const b1 = [entry(1)]
-      await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 1, '{}', a1), snapshot('b', 1, '{}', b1)], ready: true }))
-      // Another writer with the same token (a save whose reply was lost, say) moved `a` on.
-      await open().snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 2, '{}', [entry(1), entry(20)])] }))
-      const before = await admin().hgetall(keys.state)
+    const keys = new PartitionKeys(prefix(), stream, 0)
+    const { client, snapshots } = ownStore()
+    const token = await take(snapshots, 0)
+    const a1 = [entry(1)]
+    const b1 = [entry(1)]
+    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 1, '{}', a1), snapshot('b', 1, '{}', b1)], ready: true }))
+    // Another writer with the same token (a save whose reply was lost, say) moved `a` on.
+    await open().snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 2, '{}', [entry(1), entry(20)])] }))
+    const before = await admin().hgetall(keys.state)
 
-      // The change to `a` does not apply (base 1, stored 2): the first call must write nothing,
-      // not even `b`, so it is made against a copy of the partition where it can only fail.
-      const sent = saves(client)
-      const a = [...a1, entry(3)]
-      const b = [...b1, entry(3)]
-      await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('b', 3, '{}', b), snapshot('a', 3, '{}', a)] }))
-      sent.restore()
-      expect(sent.argv).toHaveLength(2)
-      expect(sent.argv[0]!.slice(17, 20)).toEqual(['1', '0', '["c-3",3,1,3]'])
-      expect(sent.argv[1]!.slice(17, 20)).toEqual(['', '0', '["c-1",1,1,1]\n["c-3",3,1,3]'])
-      expect(await stored('a')).toEqual(a)
-      expect(await stored('b')).toEqual(b)
+    // The change to `a` does not apply (base 1, stored 2): the first call must write nothing,
+    // not even `b`, so it is made against a copy of the partition where it can only fail.
+    const sent = saves(client)
+    const a = [...a1, entry(3)]
+    const b = [...b1, entry(3)]
+    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('b', 3, '{}', b), snapshot('a', 3, '{}', a)] }))
+    sent.restore()
+    expect(sent.argv).toHaveLength(2)
+    expect(sent.argv[0]!.slice(17, 20)).toEqual(['1', '0', '["c-3",3,1,3]'])
+    expect(sent.argv[1]!.slice(17, 20)).toEqual(['', '0', '["c-1",1,1,1]\n["c-3",3,1,3]'])
+    expect(await stored('a')).toEqual(a)
+    expect(await stored('b')).toEqual(b)
 
-      // Replayed by hand against the state before: the failing call leaves every field as it was.
-      await admin().del(keys.state)
-      await admin().hset(keys.state, before)
-      const reply = await admin().evalsha(await admin().script('LOAD', SAVE_SCRIPT) as string, 3, ...keys.all, ...sent.argv[0]!)
-      expect(reply).toEqual(['a'])
-      expect(await admin().hgetall(keys.state)).toEqual(before)
-    } finally {
-      client.disconnect()
-    }
+    // Replayed by hand against the state before: the failing call leaves every field as it was.
+    await admin().del(keys.state)
+    await admin().hset(keys.state, before)
+    const reply = await admin().evalsha(await admin().script('LOAD', SAVE_SCRIPT) as string, 3, ...keys.all, ...sent.argv[0]!)
+    expect(reply).toEqual(['a'])
+    expect(await admin().hgetall(keys.state)).toEqual(before)
   })
 
   it('refuses a write with two snapshots of one aggregate, writing nothing', async () => {
