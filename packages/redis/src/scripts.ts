@@ -43,7 +43,9 @@ end
  *   Every change is checked before anything is written, because a Lua error does not undo writes.
  *
  * Each aggregate appears at most once in a write (see `checkWrite`): what is stored is read once,
- * before anything is written.
+ * before anything is written. Reads and writes go in as few HMGET and HSET calls as Lua allows
+ * ({@link LUA_CHUNK} values each), not one per aggregate: a call from Lua costs Redis more than
+ * the fields it carries.
  *
  * The checkpoint takes the larger offset and the larger command position, each on its own, and
  * the new schema version. An unlogged outcome is kept only if none is stored for its command (the
@@ -53,25 +55,44 @@ end
  * back as the original strings: Lua would format a large number as 1e+15 and lose digits.
  * Returns the number of snapshots written, or the list of ids whose change did not apply.
  */
+/**
+ * Most values passed to one `redis.call` through `unpack`, which Redis's Lua limits to a few
+ * thousand. Even, so field/value pairs never straddle two calls.
+ */
+const LUA_CHUNK = 1000
+
 export const SAVE_SCRIPT =
   FENCE +
   `
 local n = tonumber(ARGV[2])
 local m = tonumber(ARGV[8])
+local function hmget(fields)
+  local values = {}
+  for from = 1, #fields, ${LUA_CHUNK} do
+    local part = redis.call('HMGET', KEYS[1], unpack(fields, from, math.min(from + ${LUA_CHUNK} - 1, #fields)))
+    for k = 1, #part do values[#values + 1] = part[k] end
+  end
+  return values
+end
+local fields = {}
+for i = 0, n - 1 do
+  local at = 9 + 6 * i
+  fields[#fields + 1] = 'o:' .. ARGV[at]
+  if ARGV[at + 3] ~= '' then fields[#fields + 1] = 'w:' .. ARGV[at] end
+end
+fields[#fields + 1] = '@offset'
+fields[#fields + 1] = '@position'
+local values = hmget(fields)
 local newer = {}
 local kept = {}
 local stale = {}
+local v = 1
 for i = 0, n - 1 do
   local at = 9 + 6 * i
-  local id = ARGV[at]
   local base = ARGV[at + 3]
-  local stored, current
-  if base == '' then
-    stored = redis.call('HGET', KEYS[1], 'o:' .. id)
-  else
-    local fields = redis.call('HMGET', KEYS[1], 'o:' .. id, 'w:' .. id)
-    stored, current = fields[1], fields[2]
-  end
+  local stored = values[v]
+  local current = false
+  if base ~= '' then current = values[v + 1]; v = v + 2 else v = v + 1 end
   newer[i] = (not stored) or tonumber(ARGV[at + 1]) >= tonumber(stored)
   if newer[i] and base ~= '' then
     local from = 1
@@ -86,10 +107,19 @@ for i = 0, n - 1 do
         from = found + 1
       end
     end
-    if current then kept[i] = string.sub(current, from) else stale[#stale + 1] = id end
+    if current then kept[i] = string.sub(current, from) else stale[#stale + 1] = ARGV[at] end
   end
 end
 if #stale > 0 then return stale end
+local offset = ARGV[3]
+local position = ARGV[4]
+if values[v] and tonumber(values[v]) > tonumber(offset) then offset = values[v] end
+if values[v + 1] and tonumber(values[v + 1]) > tonumber(position) then position = values[v + 1] end
+local writes = { '@offset', offset, '@position', position, '@schema', ARGV[5] }
+if ARGV[6] == '1' then
+  writes[#writes + 1] = '@ready'
+  writes[#writes + 1] = '1'
+end
 local written = 0
 for i = 0, n - 1 do
   if newer[i] then
@@ -100,17 +130,19 @@ for i = 0, n - 1 do
     if before and before ~= '' then
       if window == '' then window = before else window = before .. '\\n' .. window end
     end
-    redis.call('HSET', KEYS[1], 's:' .. id, ARGV[at + 2], 'o:' .. id, ARGV[at + 1], 'w:' .. id, window)
+    local w = #writes
+    writes[w + 1] = 's:' .. id
+    writes[w + 2] = ARGV[at + 2]
+    writes[w + 3] = 'o:' .. id
+    writes[w + 4] = ARGV[at + 1]
+    writes[w + 5] = 'w:' .. id
+    writes[w + 6] = window
     written = written + 1
   end
 end
-local current = redis.call('HMGET', KEYS[1], '@offset', '@position')
-local offset = ARGV[3]
-local position = ARGV[4]
-if current[1] and tonumber(current[1]) > tonumber(offset) then offset = current[1] end
-if current[2] and tonumber(current[2]) > tonumber(position) then position = current[2] end
-redis.call('HSET', KEYS[1], '@offset', offset, '@position', position, '@schema', ARGV[5])
-if ARGV[6] == '1' then redis.call('HSET', KEYS[1], '@ready', '1') end
+for from = 1, #writes, ${LUA_CHUNK} do
+  redis.call('HSET', KEYS[1], unpack(writes, from, math.min(from + ${LUA_CHUNK} - 1, #writes)))
+end
 local replies = 9 + 6 * n + 2 * m
 for k = 9 + 6 * n, replies - 1, 2 do
   if redis.call('HSETNX', KEYS[2], ARGV[k], ARGV[k + 1]) == 1 then

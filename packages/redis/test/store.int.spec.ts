@@ -807,6 +807,23 @@ describe('RedisSnapshotStore de-duplication windows', () => {
     expect(await admin().hgetall(keys.state)).toEqual(before)
   })
 
+  it('saves a write of more fields than one Lua call can take (a replay saves thousands of snapshots at once)', async () => {
+    // Redis's Lua passes at most a few thousand values to one call: this write has 18,000 to set.
+    const { snapshots } = ownStore()
+    const token = await take(snapshots, 0)
+    const ids = Array.from({ length: 3_000 }, (_, i) => `agg-${i}`)
+    const first = ids.map((id) => snapshot(id, 1, '{}', [entry(1)]))
+    await snapshots.save(stream, 0, token, write({ snapshots: first, checkpoint: { offset: 2, commandPosition: 1, schemaVersion: 1 }, ready: true }))
+    // The second write sends every window as a change: one read of 6,000 fields first.
+    const second = first.map((s) => snapshot(s.aggregateId, 2, '{"n":2}', remember(s.recent, entry(2), 4)))
+    await snapshots.save(stream, 0, token, write({ snapshots: second, checkpoint: { offset: 3, commandPosition: 2, schemaVersion: 1 } }))
+
+    const loaded = await open().snapshots.load(stream, 0, token, ids, [])
+    expect(loaded.snapshots.size).toBe(ids.length)
+    for (const id of ids) expect(loaded.snapshots.get(id)).toMatchObject({ offset: 2, state: '{"n":2}', recent: [entry(1), entry(2)] })
+    expect(await snapshots.checkpoint(stream, 0)).toEqual({ offset: 3, commandPosition: 2, schemaVersion: 1 })
+  })
+
   it('refuses a write with two snapshots of one aggregate, writing nothing', async () => {
     const { snapshots } = open()
     const keys = new PartitionKeys(prefix(), stream, 0)
