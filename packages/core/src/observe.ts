@@ -65,7 +65,10 @@ export interface BatchProcessed {
   events: number
   /** Commands refused. */
   rejected: number
-  /** Milliseconds loading snapshots, running handlers, committing to the log, saving snapshots. */
+  /**
+   * Milliseconds loading snapshots, running handlers, committing to the log, and from the commit
+   * until the batch is saved (its save follows the previous batch's, which runs during the commit).
+   */
   loadMs: number
   handleMs: number
   commitMs: number
