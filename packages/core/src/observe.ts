@@ -65,10 +65,7 @@ export interface BatchProcessed {
   events: number
   /** Commands refused. */
   rejected: number
-  /**
-   * Milliseconds loading snapshots, running handlers, committing to the log, and from the commit
-   * until the batch is saved (its save follows the previous batch's, which runs during the commit).
-   */
+  /** Milliseconds loading snapshots, running handlers, committing to the log, saving snapshots. */
   loadMs: number
   handleMs: number
   commitMs: number

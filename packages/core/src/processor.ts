@@ -145,9 +145,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
    */
   private unlogged: { keys: Set<string>; window: number } | undefined
   /**
-   * The save of the last committed batch, while it runs: the next batch is handled and committed
-   * meanwhile, but loads from the store, repairs, and records or holds anything only once it is
-   * over. Undefined when none runs.
+   * The save of the last committed batch, while it runs: the next batch is handled meanwhile, but
+   * loads from the store, commits and repairs only once it is over. Undefined when none runs.
    */
   private saving: Promise<void> | undefined
   /** Why the last batch's save failed for good (the partition was taken over or closed), if it did. */
@@ -375,6 +374,14 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       if (command.replyTo) replies.push({ replyTo: command.replyTo, outcome })
     }
 
+    // One batch at a time is committed and not yet saved: a save that failed repairs the partition
+    // (from the log) before this batch commits.
+    try {
+      await this.saved()
+    } catch (error) {
+      traced?.failed(error)
+      throw error
+    }
     const handledAt = performance.now()
     const lastPosition = fresh[fresh.length - 1]!.position
     let offsets: number[]
@@ -392,21 +399,9 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     if (offsets.length !== events.length) {
       throw new Error(`writer returned ${offsets.length} offsets for ${events.length} events`)
     }
-    const committedAt = performance.now()
-    // The previous batch's save ran during this commit. Saves land in commit order, and a save that
-    // failed has repaired the partition (from the log, which holds both batches) before this batch
-    // notes its outcomes: the repair starts from what the store holds, so what this batch notes
-    // and holds must come after it.
-    try {
-      await this.saved()
-    } catch (error) {
-      traced?.failed(error)
-      throw error
-    }
-    // A repair meanwhile may have replayed this batch's events already: the checkpoint only moves on.
     this.checkpoint = {
-      offset: Math.max(this.checkpoint.offset, offsets.length > 0 ? offsets[offsets.length - 1]! + 1 : 0),
-      commandPosition: Math.max(this.checkpoint.commandPosition, lastPosition),
+      offset: offsets.length > 0 ? offsets[offsets.length - 1]! + 1 : this.checkpoint.offset,
+      commandPosition: lastPosition,
       schemaVersion: this.schemaVersion,
     }
     // Each accepted command learns where its last event is, for read-your-writes on read models,
@@ -430,11 +425,12 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         recent: w.recent,
       })
     }
+    const committedAt = performance.now()
     // Committed: the outcomes are final whatever happens to the save, and the aggregates as this
-    // batch left them are the truth, so the next batch may be handled on them, and committed, while
-    // this one is saved. Clients hear of the outcomes only once they are recorded, so a retry after
-    // the reply is always answered the same way; the next batch loads refusals among them from the
-    // store only after this save (see `saved`).
+    // batch left them are the truth, so the next batch may be handled on them while this one is
+    // saved. Clients hear of the outcomes only once they are recorded, so a retry after the reply
+    // is always answered the same way; the next batch loads refusals among them from the store
+    // only after this save (see `saved`).
     this.hold(working)
     this.noteUnlogged(unlogged)
     const saving = (async () => {
