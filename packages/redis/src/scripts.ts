@@ -21,6 +21,12 @@ end
 `
 
 /**
+ * Most values passed to one `redis.call` through `unpack`, which Redis's Lua limits to a few
+ * thousand. Even, so field/value pairs never straddle two calls.
+ */
+const LUA_CHUNK = 1000
+
+/**
  * Saves one partition's write atomically and only forward, then publishes its replies.
  *
  * ARGV[1]     owner token
@@ -55,24 +61,20 @@ end
  * back as the original strings: Lua would format a large number as 1e+15 and lose digits.
  * Returns the number of snapshots written, or the list of ids whose change did not apply.
  */
-/**
- * Most values passed to one `redis.call` through `unpack`, which Redis's Lua limits to a few
- * thousand. Even, so field/value pairs never straddle two calls.
- */
-const LUA_CHUNK = 1000
-
 export const SAVE_SCRIPT =
   FENCE +
   `
 local n = tonumber(ARGV[2])
 local m = tonumber(ARGV[8])
-local function hmget(fields)
-  local values = {}
-  for from = 1, #fields, ${LUA_CHUNK} do
-    local part = redis.call('HMGET', KEYS[1], unpack(fields, from, math.min(from + ${LUA_CHUNK} - 1, #fields)))
-    for k = 1, #part do values[#values + 1] = part[k] end
+local function chunked(command, args)
+  local results = {}
+  for from = 1, #args, ${LUA_CHUNK} do
+    local reply = redis.call(command, KEYS[1], unpack(args, from, math.min(from + ${LUA_CHUNK} - 1, #args)))
+    if type(reply) == 'table' then
+      for k = 1, #reply do results[#results + 1] = reply[k] end
+    end
   end
-  return values
+  return results
 end
 local fields = {}
 for i = 0, n - 1 do
@@ -82,7 +84,7 @@ for i = 0, n - 1 do
 end
 fields[#fields + 1] = '@offset'
 fields[#fields + 1] = '@position'
-local values = hmget(fields)
+local values = chunked('HMGET', fields)
 local newer = {}
 local kept = {}
 local stale = {}
@@ -140,9 +142,7 @@ for i = 0, n - 1 do
     written = written + 1
   end
 end
-for from = 1, #writes, ${LUA_CHUNK} do
-  redis.call('HSET', KEYS[1], unpack(writes, from, math.min(from + ${LUA_CHUNK} - 1, #writes)))
-end
+chunked('HSET', writes)
 local replies = 9 + 6 * n + 2 * m
 for k = 9 + 6 * n, replies - 1, 2 do
   if redis.call('HSETNX', KEYS[2], ARGV[k], ARGV[k + 1]) == 1 then
