@@ -16,13 +16,14 @@ export interface HotFunction {
 
 /**
  * The `count` functions with the most self samples, merged by name and location (a function
- * appears once per call path in the tree), as shares of the busy samples: `(idle)` is left out,
- * while the GC and `(program)` pseudo-frames are kept, since they say where busy time went too.
+ * appears once per call path in the tree, and in each of several profiles), as shares of the busy
+ * samples: `(idle)` is left out, while the GC and `(program)` pseudo-frames are kept, since they
+ * say where busy time went too.
  */
-export function topFunctions(profile: CpuProfile, count: number): HotFunction[] {
+export function topFunctions(profiles: CpuProfile | readonly CpuProfile[], count: number): HotFunction[] {
   const hits = new Map<string, { name: string; where: string; hits: number }>()
   let total = 0
-  for (const node of profile.nodes) {
+  for (const node of (Array.isArray(profiles) ? profiles : [profiles]).flatMap((p: CpuProfile) => p.nodes)) {
     const n = node.hitCount ?? 0
     if (n === 0 || node.callFrame.functionName === '(idle)') continue
     total += n

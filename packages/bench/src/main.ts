@@ -5,7 +5,7 @@
  * interleaved window by window, and writes `reports/bench-<date>.json`, docs/benchmarks.md's
  * figures section and its charts. See docs/benchmarks.md for what each stage measures.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -24,7 +24,8 @@ import { recovery, type RecoveryResult } from './recovery.js'
 import { writeDocs } from './report.js'
 import { spread } from './stats.js'
 import { sweepRates } from './schedule.js'
-import { Session, type BenchEnv, type WindowResult } from './session.js'
+import { Session, profileBase, type BenchEnv, type WindowResult } from './session.js'
+import { windowProfileFiles } from './window-profile.js'
 import { dropTopics, type SystemName } from './systems.js'
 
 /** Everything a run measured; the JSON report and the input of the docs. */
@@ -47,8 +48,11 @@ export interface BenchReport {
   openLoop: WindowResult[]
   workloads: WindowResult[]
   memory: MemoryResult[]
-  /** With --cpu-prof: each processor's top functions by self time, over its whole life. */
-  cpuProfiles?: Array<{ system: SystemName; partitions: number; processors: number; file: string; top: HotFunction[] }>
+  /**
+   * With --cpu-prof: each processor's top functions by self time over its measuring windows
+   * (`files`, one profile per window).
+   */
+  cpuProfiles?: Array<{ system: SystemName; partitions: number; processors: number; files: string[]; top: HotFunction[] }>
   recovery?: RecoveryResult
   projections?: ProjectionResult[]
   /** Stages that failed; the others still ran. */
@@ -254,11 +258,12 @@ async function loadStages(env: BenchEnv, profile: Profile, stages: Set<string>, 
     }
     if (env.cpuProfileDir) {
       for (const session of sessions) {
+        const written = readdirSync(env.cpuProfileDir)
         for (let i = 1; i <= processors; i++) {
-          const file = `${env.cpuProfileDir}/${session.system}-p${partitions}-x${processors}-${i}.cpuprofile`
-          if (!existsSync(file)) continue
-          const top = topFunctions(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, 15)
-          ;(report.cpuProfiles ??= []).push({ system: session.system, partitions, processors, file, top })
+          const files = windowProfileFiles(written, profileBase(env.cpuProfileDir, session.system, partitions, processors, String(i)))
+          if (files.length === 0) continue
+          const top = topFunctions(files.map((file) => JSON.parse(readFileSync(file, 'utf8')) as CpuProfile), 15)
+          ;(report.cpuProfiles ??= []).push({ system: session.system, partitions, processors, files, top })
         }
       }
     }
@@ -289,6 +294,7 @@ async function main(): Promise<void> {
     eskHeld: args['esk-held'] !== undefined ? Number(args['esk-held']) : Math.max(ESK_DEFAULTS.snapshotCacheSize, profile.aggregates),
     ...(args['cpu-prof'] && { cpuProfileDir: resolve(args.out!, `profiles-${date.replace(/[:.]/g, '-')}`) }),
   }
+  if (env.cpuProfileDir) mkdirSync(env.cpuProfileDir, { recursive: true })
   const started = performance.now()
   const report: BenchReport = {
     date,

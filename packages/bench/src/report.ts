@@ -361,10 +361,11 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
   if (report.cpuProfiles && report.cpuProfiles.length > 0) {
     out.push('### Processor CPU profiles (top functions by self time)')
     out.push('')
-    out.push('From `--cpu-prof`: shares of each processor\'s busy time (idle left out) over its whole life, setup and every window. Profiling slows every system, so the figures of such a run are not comparable with an unprofiled one.')
+    out.push('From `--cpu-prof`: shares of each processor\'s busy time (idle left out) during its measuring windows, one profile per window (the aggregates\' creation and the time between windows are left out). Profiling slows every system, so the figures of such a run are not comparable with an unprofiled one.')
     out.push('')
     for (const prof of report.cpuProfiles) {
-      out.push(`**${NAMES[prof.system]}, ${prof.partitions} partition(s), ${prof.processors} processor(s)** (\`${basename(prof.file)}\`)`)
+      const where = prof.files.length === 1 ? basename(prof.files[0]!) : `${basename(prof.files[0]!)} and ${prof.files.length - 1} more`
+      out.push(`**${NAMES[prof.system]}, ${prof.partitions} partition(s), ${prof.processors} processor(s)** (\`${where}\`)`)
       out.push('')
       out.push(table(['function', 'where', 'self'], prof.top.map((f) => [`\`${f.name}\``, f.where, `${f.selfPercent}%`])))
       out.push('')

@@ -16,7 +16,7 @@ export interface BenchEnv {
   brokers: string[]
   redisUrl: string
   stackDir: string | undefined
-  /** When set, processors and clients run with `--cpu-prof` and write their profiles here. */
+  /** When set, processors and clients profile their measuring windows into this directory (see `WindowProfiler`). */
   cpuProfileDir?: string
   /**
    * esk's `snapshotCacheSize`: the aggregates each partition holds in memory. The hand-written
@@ -61,6 +61,11 @@ function namedPids(env: BenchEnv): Record<string, number> {
   return pids
 }
 
+/** Where a profiled process writes its windows' profiles (see `WindowProfiler`). */
+export function profileBase(dir: string, system: SystemName, partitions: number, processors: number, process: string): string {
+  return `${dir}/${system}-p${partitions}-x${processors}-${process}`
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** A system's processes over a series of windows. */
@@ -90,15 +95,15 @@ export class Session {
     try {
       for (let i = 0; i < processors; i++) {
         const name = `${system}-processor-${i + 1}`
-        // A profiled processor writes `<system>-p<partitions>-x<processors>-<n>.cpuprofile` when it exits.
-        const execArgv = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${system}-p${partitions}-x${processors}-${i + 1}.cpuprofile`] : []
-        const child = new Child(name, { role: 'processor', config }, execArgv)
+        // A profiled processor writes `<system>-p<partitions>-x<processors>-<n>-w<window>.cpuprofile`.
+        const profile = profileDir && profileBase(profileDir, system, partitions, processors, String(i + 1))
+        const child = new Child(name, { role: 'processor', config, ...(profile && { profile }) })
         started.push(child)
         live.add(child)
         await child.next('ready', 120_000)
       }
-      const clientArgv = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${system}-p${partitions}-x${processors}-client.cpuprofile`] : []
-      const client = new Child(`${system}-client`, { role: 'client', config }, clientArgv)
+      const profile = profileDir && profileBase(profileDir, system, partitions, processors, 'client')
+      const client = new Child(`${system}-client`, { role: 'client', config, ...(profile && { profile }) })
       started.push(client)
       live.add(client)
       await client.next('ready', 60_000)

@@ -13,11 +13,14 @@ import { CommandSource, aggregateId, type Workload } from './workload.js'
 import { dueBy, intendedTime } from './schedule.js'
 import { newHistogram, recordMs, summarize, type LatencySummary } from './latency.js'
 import { openClient, startProcessor, type SystemClient, type SystemConfig } from './systems.js'
+import { WindowProfiler } from './window-profile.js'
 
 /** The argument of a worker. */
 export interface WorkerArgs {
   role: 'processor' | 'client'
   config: SystemConfig
+  /** Profile every measuring window into `<profile>-w<n>.cpuprofile`. */
+  profile?: string
 }
 
 /** A processor's measuring window. */
@@ -69,12 +72,14 @@ const onMessage = (handler: (message: WorkerCommand) => void | Promise<void>): v
 }
 // The parent is gone: nothing left to do.
 process.on('disconnect', () => process.exit(0))
+const profiler = args.profile ? new WindowProfiler(args.profile) : undefined
 
 async function runProcessor(): Promise<void> {
   const processor = await startProcessor(args.config)
   let window = { commands: 0, cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), at: performance.now() }
   onMessage(async (message) => {
     if (message.type === 'mark') {
+      await profiler?.start()
       window = { commands: processor.commands(), cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), at: performance.now() }
     } else if (message.type === 'report') {
       const cpu = process.cpuUsage(window.cpu)
@@ -86,6 +91,7 @@ async function runProcessor(): Promise<void> {
         seconds: (performance.now() - window.at) / 1000,
       }
       send(report)
+      await profiler?.stop()
     } else if (message.type === 'stop') {
       await processor.close()
       send({ type: 'stopped' })
@@ -202,6 +208,7 @@ async function runClient(): Promise<void> {
         break
       }
       case 'mark':
+        await profiler?.start()
         histogram = newHistogram()
         finds = newHistogram()
         counts = { completed: 0, refused: 0, errors: 0, sent: 0, at: performance.now() }
@@ -217,6 +224,7 @@ async function runClient(): Promise<void> {
           ...(firstError !== undefined && { firstError }),
         }
         send(report)
+        await profiler?.stop()
         break
       }
       case 'halt': {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { topFunctions, type CpuProfile } from '../src/cpuprofile.js'
+import { windowProfileFiles } from '../src/window-profile.js'
 
 describe('topFunctions', () => {
   it('ranks functions by their share of busy samples, merging the call paths of one function', () => {
@@ -21,5 +22,25 @@ describe('topFunctions', () => {
     expect(topFunctions(profile, 10).map((f) => f.name)).toContain('(garbage collector)')
     expect(topFunctions(profile, 10).map((f) => f.name)).not.toContain('(idle)')
     expect(topFunctions({ nodes: [] }, 5)).toEqual([])
+  })
+})
+
+describe('topFunctions over several profiles', () => {
+  it('adds up the samples of every profile before ranking', () => {
+    const frame = (functionName: string) => ({ functionName, url: 'file:///x/dist/a.js', lineNumber: 0 })
+    const first: CpuProfile = { nodes: [{ id: 1, callFrame: frame('encode'), hitCount: 10 }, { id: 2, callFrame: frame('decode'), hitCount: 30 }] }
+    const second: CpuProfile = { nodes: [{ id: 1, callFrame: frame('encode'), hitCount: 50 }, { id: 2, callFrame: frame('(idle)'), hitCount: 500 }] }
+    expect(topFunctions([first, second], 5)).toEqual([
+      { name: 'encode', where: 'x/dist/a.js:1', selfPercent: 66.7 },
+      { name: 'decode', where: 'x/dist/a.js:1', selfPercent: 33.3 },
+    ])
+  })
+})
+
+describe('windowProfileFiles', () => {
+  it('finds the profiles of one process, in window order, and none of another process', () => {
+    const files = ['esk-p4-x1-1-w10.cpuprofile', 'esk-p4-x1-1-w2.cpuprofile', 'esk-p4-x1-client-w1.cpuprofile', 'esk-p4-x1-11-w1.cpuprofile', 'tx-p4-x1-1-w1.cpuprofile']
+    expect(windowProfileFiles(files, '/tmp/p/esk-p4-x1-1')).toEqual(['/tmp/p/esk-p4-x1-1-w2.cpuprofile', '/tmp/p/esk-p4-x1-1-w10.cpuprofile'])
+    expect(windowProfileFiles(files, '/tmp/p/esk-p4-x1-2')).toEqual([])
   })
 })
