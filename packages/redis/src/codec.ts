@@ -34,20 +34,9 @@ export function encodeWindow(entries: readonly RecentCommand[]): string {
   return entries.map(encodeRecent).join('\n')
 }
 
-/**
- * Window entries are never changed once made (a processor makes a new one instead), and an
- * aggregate's entries are saved again with every later command of it: each is encoded once.
- */
-const encodedEntries = new WeakMap<RecentCommand, string>()
-
 function encodeRecent(entry: RecentCommand): string {
-  let text = encodedEntries.get(entry)
-  if (text === undefined) {
-    const { commandId, version, events, offset } = entry
-    text = JSON.stringify(offset === undefined ? [commandId, version, events] : [commandId, version, events, offset])
-    encodedEntries.set(entry, text)
-  }
-  return text
+  const { commandId, version, events, offset } = entry
+  return JSON.stringify(offset === undefined ? [commandId, version, events] : [commandId, version, events, offset])
 }
 
 /**
