@@ -338,8 +338,8 @@ async function main(): Promise<void> {
   if (stages.has('recovery')) {
     await attempt('recovery', async () => {
       log(`recovery: ${profile.recoveryEvents} events`)
-      report.recovery = await recovery(env, profile.recoveryEvents, profile.recoveryAggregates)
-      log(`  rebuild ${report.recovery.rebuildEventsPerSecond}/s, bare read ${report.recovery.bareReadEventsPerSecond}/s, takeover ${report.recovery.takeoverSeconds} s`)
+      report.recovery = await recovery(env, profile.recoveryEvents, profile.recoveryAggregates, profile.repetitions)
+      log(`  rebuild ${report.recovery.rebuildEventsPerSecond}/s, bare read ${report.recovery.bareReadEventsPerSecond}/s (medians; rebuild/read ${report.recovery.ratios?.join(', ')}), takeover ${report.recovery.takeoverSeconds} s`)
     })
   }
   if (stages.has('projections')) {

@@ -12,9 +12,10 @@ import { redisStore } from '@esk/redis'
 import { BenchAccount, Deposit, EventSeries } from './domain.js'
 import { dropKeys } from './memory.js'
 import type { BenchEnv } from './session.js'
+import { spread } from './stats.js'
 import { dropTopics } from './systems.js'
 
-/** The figures of one recovery run. */
+/** The figures of the recovery stage: medians over its repetitions, and each repetition's ratio. */
 export interface RecoveryResult {
   events: number
   aggregates: number
@@ -23,14 +24,21 @@ export interface RecoveryResult {
   bareReadEventsPerSecond: number
   rebuildSeconds: number
   rebuildEventsPerSecond: number
-  /** Rebuild rate over bare-read rate. */
+  /** Rebuild rate over bare-read rate: the median of the repetitions' ratios. */
   rebuildOverRead: number
+  /** Each repetition's rebuild rate over its own bare-read rate (absent in reports of one run). */
+  ratios?: number[]
+  /** Each repetition's rates, events/s, in the order run. */
+  runs?: Array<{ bareRead: number; rebuild: number }>
   /** From `createEsk` of the new owner to its first command answered, with the partition's snapshots current. */
   takeoverSeconds: number
 }
 
-/** Writes `events` events over `aggregates` aggregates to one partition and measures. */
-export async function recovery(env: BenchEnv, events: number, aggregates: number): Promise<RecoveryResult> {
+/**
+ * Writes `events` events over `aggregates` aggregates to one partition, then reads and rebuilds
+ * them `repetitions` times (after one unrecorded pass of each), alternating which goes first.
+ */
+export async function recovery(env: BenchEnv, events: number, aggregates: number, repetitions = 1): Promise<RecoveryResult> {
   const prefix = `bench${randomUUID().slice(0, 8)}.`
   const quiet = { brokers: env.brokers, logLevel: logLevel.ERROR, topicPrefix: prefix }
   const stream: StreamSpec = { aggregate: 'bench-account', partitions: 1 }
@@ -60,20 +68,41 @@ export async function recovery(env: BenchEnv, events: number, aggregates: number
     await writer.close()
     const writeSeconds = (performance.now() - started) / 1000
 
-    started = performance.now()
-    let read = 0
-    for await (const batch of setup.readEvents(stream, 0, 0)) read += batch.length
-    const bareReadSeconds = (performance.now() - started) / 1000
-
-    let end: { events: number; elapsedMs: number } | undefined
-    const rebuilt = await createEsk({
-      aggregates: [{ aggregate: BenchAccount, partitions: 1 }],
-      driver: driver(),
-      rebuild: true,
-      listeners: { recovery: (p) => (p.phase === 'end' ? (end = p) : undefined) },
-    })
-    await rebuilt.close()
-    const rebuildSeconds = (end?.elapsedMs ?? NaN) / 1000
+    const bareRead = async (): Promise<{ seconds: number; rate: number }> => {
+      const from = performance.now()
+      let read = 0
+      for await (const batch of setup.readEvents(stream, 0, 0)) read += batch.length
+      const seconds = (performance.now() - from) / 1000
+      return { seconds, rate: read / seconds }
+    }
+    const rebuild = async (): Promise<{ seconds: number; rate: number }> => {
+      let end: { events: number; elapsedMs: number } | undefined
+      const rebuilt = await createEsk({
+        aggregates: [{ aggregate: BenchAccount, partitions: 1 }],
+        driver: driver(),
+        rebuild: true,
+        listeners: { recovery: (p) => (p.phase === 'end' ? (end = p) : undefined) },
+      })
+      await rebuilt.close()
+      const seconds = (end?.elapsedMs ?? NaN) / 1000
+      return { seconds, rate: (end?.events ?? 0) / seconds }
+    }
+    // One unrecorded pass of each first, so that neither pays for the process's JIT or cold caches.
+    await bareRead()
+    await rebuild()
+    const reads: Array<{ seconds: number; rate: number }> = []
+    const rebuilds: Array<{ seconds: number; rate: number }> = []
+    for (let i = 0; i < repetitions; i++) {
+      // Alternating the order, so neither always runs on a broker just warmed by the other.
+      if (i % 2 === 0) {
+        reads.push(await bareRead())
+        rebuilds.push(await rebuild())
+      } else {
+        rebuilds.push(await rebuild())
+        reads.push(await bareRead())
+      }
+    }
+    const ratios = rebuilds.map((r, i) => round(r.rate / reads[i]!.rate))
 
     // The takeover: a new owner of the partition, whose snapshots are current, answers a command.
     started = performance.now()
@@ -82,17 +111,18 @@ export async function recovery(env: BenchEnv, events: number, aggregates: number
     const takeoverSeconds = (performance.now() - started) / 1000
     await owner.close()
 
-    const readRate = read / bareReadSeconds
-    const rebuildRate = (end?.events ?? 0) / rebuildSeconds
+    const median = (values: number[]): number => spread(values).median
     return {
       events,
       aggregates: series.size,
       writeSeconds: round(writeSeconds),
-      bareReadSeconds: round(bareReadSeconds),
-      bareReadEventsPerSecond: Math.round(readRate),
-      rebuildSeconds: round(rebuildSeconds),
-      rebuildEventsPerSecond: Math.round(rebuildRate),
-      rebuildOverRead: round(rebuildRate / readRate),
+      bareReadSeconds: round(median(reads.map((r) => r.seconds))),
+      bareReadEventsPerSecond: Math.round(median(reads.map((r) => r.rate))),
+      rebuildSeconds: round(median(rebuilds.map((r) => r.seconds))),
+      rebuildEventsPerSecond: Math.round(median(rebuilds.map((r) => r.rate))),
+      rebuildOverRead: round(median(ratios)),
+      ratios,
+      runs: rebuilds.map((r, i) => ({ bareRead: Math.round(reads[i]!.rate), rebuild: Math.round(r.rate) })),
       takeoverSeconds: round(takeoverSeconds),
     }
   } finally {

@@ -54,6 +54,7 @@ function report(): BenchReport {
       rebuildSeconds: 2,
       rebuildEventsPerSecond: 25_000,
       rebuildOverRead: 0.5,
+      ratios: [0.5, 0.42, 0.61],
       takeoverSeconds: 0.5,
     },
     failures: [],
@@ -71,7 +72,8 @@ describe('the generated figures', () => {
     // The point at 50% of the sweep (500/s, the middle rate once sorted): median p99 of 45 and 55 ms.
     expect(goal('p99 ≤ 50 ms at 50%')).toMatch(/50 ms \(45 ms–55 ms\) at 500\/s.*\*\*pass\*\*/)
     expect(goal('processor CPU per command ≤ 100 µs, 1')).toMatch(/120 \(120–120\) µs.*\*\*miss\*\*/)
-    expect(goal('recovery ≥ 0.8×')).toMatch(/0\.50×.*\*\*miss\*\*/)
+    // The median of the repetitions' ratios, with their range.
+    expect(goal('recovery ≥ 0.8×')).toMatch(/0\.50× \(0\.42–0\.61\).*\*\*miss\*\*/)
     expect(goal('time to take commands')).toMatch(/0\.50 s \| reported/)
   })
 
