@@ -257,8 +257,8 @@ async function loadStages(env: BenchEnv, profile: Profile, stages: Set<string>, 
       await closeAll(env, sessions)
     }
     if (env.cpuProfileDir) {
+      const written = readdirSync(env.cpuProfileDir)
       for (const session of sessions) {
-        const written = readdirSync(env.cpuProfileDir)
         for (let i = 1; i <= processors; i++) {
           const files = windowProfileFiles(written, profileBase(env.cpuProfileDir, session.system, partitions, processors, String(i)))
           if (files.length === 0) continue
