@@ -93,6 +93,7 @@ interface Held<T> {
 
 /** An aggregate during a replay. */
 interface Replayed<T> {
+  aggregateId: string
   /** The instance events are applied to; created on its first event. */
   state: T | undefined
   /** Its snapshot as loaded, before the replay. */
@@ -102,6 +103,10 @@ interface Replayed<T> {
   version: number
   offset: number
   recent: RecentCommand[]
+  /** Changed since the last save: listed in the replay's `dirty`. */
+  dirty: boolean
+  /** Counted in the replay's `touched`. */
+  touched: boolean
 }
 
 /** Events a replay folds between two saves, at most. */
@@ -843,7 +848,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     // Aggregates changed since the last save, and events folded since then. Saves are made every
     // REPLAY_SAVE_EVENTS events or when half the held aggregates changed, so an aggregate with
     // many events is encoded and written once per save, not once per batch read.
-    const dirty = new Set<string>()
+    // A flag on each aggregate and a list, not a set of ids: a replay marks an aggregate per event.
+    const dirty: Replayed<T>[] = []
     let unsaved = 0
     // On a rebuild the store was emptied: an aggregate not met yet has no snapshot to read, until
     // one met is forgotten (its saved snapshot must then be read back).
@@ -857,13 +863,13 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     /** Starts saving what changed, with the checkpoint after the last batch folded; awaits the previous save first. */
     const save = async (at: Checkpoint): Promise<void> => {
       const written: StoredSnapshot[] = []
-      for (const aggregateId of dirty) {
-        const r = replayed.get(aggregateId)!
+      for (const r of dirty) {
+        r.dirty = false
         r.encoded = runtime.dehydrate(r.state!)
-        const { version, offset, encoded } = r
+        const { aggregateId, version, offset, encoded } = r
         written.push({ aggregateId, version, schemaVersion: this.schemaVersion, offset, state: encoded, recent: r.recent.slice() })
       }
-      dirty.clear()
+      dirty.length = 0
       unsaved = 0
       await settle()
       saving = snapshots.save(stream, partition, token, { snapshots: written, checkpoint: at, unlogged: [] })
@@ -880,7 +886,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       if (batch.length === 0) continue
       if (replayed.size > bound) {
         // Forgotten aggregates are read again from the store: only once their saves are in.
-        if (dirty.size > 0) await save(checkpoint)
+        if (dirty.length > 0) await save(checkpoint)
         await settle()
         for (const id of replayed.keys()) {
           if (replayed.size <= bound) break
@@ -908,12 +914,15 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
             throw new Error(`snapshot of another schema version survived a reset of ${this.name}/${partition}`)
           }
           replayed.set(id, {
+            aggregateId: id,
             state: undefined,
             stored: snapshot,
             encoded: snapshot?.state,
             version: snapshot?.version ?? 0,
             offset: snapshot?.offset ?? -1,
             recent: snapshot ? [...snapshot.recent] : [],
+            dirty: false,
+            touched: false,
           })
         }
       }
@@ -938,12 +947,20 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
           r.recent[r.recent.length - 1] = { commandId: event.commandId, version: event.version, events: last.events + 1, offset: event.offset }
         } else {
           r.recent.push({ commandId: event.commandId, version: event.version, events: 1, offset: event.offset })
-          if (r.recent.length > dedupWindow) r.recent.splice(0, r.recent.length - dedupWindow)
+          // One entry at a time (more only if the window was made smaller): shift() is cheap where splice() copies.
+          while (r.recent.length > dedupWindow) r.recent.shift()
         }
         r.version = event.version
         r.offset = event.offset
-        dirty.add(event.aggregateId)
-        touched.add(event.aggregateId)
+        if (!r.dirty) {
+          r.dirty = true
+          dirty.push(r)
+        }
+        // Once per aggregate met; an aggregate forgotten and met again is counted once by the set.
+        if (!r.touched) {
+          r.touched = true
+          touched.add(r.aggregateId)
+        }
       }
       checkpoint = {
         offset: batch[batch.length - 1]!.offset + 1,
@@ -953,7 +970,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       unsaved += batch.length
       count += batch.length
       progress('batch')
-      if (unsaved >= REPLAY_SAVE_EVENTS || dirty.size * 2 >= bound) await save(checkpoint)
+      if (unsaved >= REPLAY_SAVE_EVENTS || dirty.length * 2 >= bound) await save(checkpoint)
     }
     if (unsaved > 0) await save(checkpoint)
     await settle()

@@ -39,6 +39,30 @@ describe('partition processor on the embedded driver', () => {
     await rebuilt.close()
   })
 
+  it('keeps the windows a replay folds within dedupWindow, also when their snapshots were saved with a larger one', async () => {
+    const backend = new MemoryBackend()
+    const first = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }) })
+    const accounts = first.repository(ContractAccount)
+    const { id } = await accounts.save(new Open('w', 0))
+    for (let i = 1; i <= 6; i++) await accounts.update(id, new Deposit(i), { commandId: `early-${i}` })
+    // The snapshot and checkpoint as they were here (a window of 7), as if every later save were lost.
+    const state = backend.partitionState('contract-account', 0)
+    const early = { snapshot: structuredClone(state.snapshots.get(id)!), checkpoint: structuredClone(state.checkpoint!) }
+    for (let i = 1; i <= 2; i++) await accounts.update(id, new Deposit(10 * i), { commandId: `late-${i}` })
+    await first.close()
+    state.snapshots.set(id, early.snapshot)
+    state.checkpoint = early.checkpoint
+    expect(early.snapshot.recent).toHaveLength(7)
+
+    const second = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }), dedupWindow: 3 })
+    const again = second.repository(ContractAccount)
+    expect((await again.get(id)).version).toBe(9)
+    // Folding the two later events trimmed the window of 7 to the newest 3 commands.
+    expect(state.snapshots.get(id)!.recent.map((r) => r.commandId)).toEqual(['early-6', 'late-1', 'late-2'])
+    expect((await again.update(id, new Deposit(20), { commandId: 'late-2' })).version).toBe(9)
+    await second.close()
+  })
+
   it('rebuilds a partition when a batch meets a snapshot of another schema version', async () => {
     const backend = new MemoryBackend()
     const v1 = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }) })
