@@ -143,30 +143,21 @@ export class LogReader {
  * key, or from the one-header-per-field format of earlier versions.
  */
 export function decodeEvent(topic: string, partition: number, message: KafkaMessage): StoredEvent {
-  const text = (name: string): string | undefined => {
-    const value = message.headers?.[name]
-    return Buffer.isBuffer(value) ? value.toString('utf8') : typeof value === 'string' ? value : undefined
-  }
-  const unreadable = (problem: string): SerializationError =>
-    new SerializationError(`record ${topic}[${partition}]@${message.offset} ${problem}; only esk writes event topics`, {
-      topic,
-      partition,
-      offset: message.offset,
-    })
+  // No closures here: a replay decodes every event of a partition, and each would be allocated per record.
   const offset = Number(message.offset)
   const payload = message.value?.toString('utf8') ?? ''
   let event: StoredEvent
-  const meta = text(EVENT_HEADER)
+  const meta = headerText(message, EVENT_HEADER)
   if (meta !== undefined) {
     const fields = decodeEventHeader(meta)
-    if (!fields) throw unreadable(`has an ${EVENT_HEADER} header that is not [type, version, commandId, commandOffset]`)
-    if (!message.key) throw unreadable('has no key (the aggregate id)')
+    if (!fields) throw unreadable(topic, partition, message, `has an ${EVENT_HEADER} header that is not [type, version, commandId, commandOffset]`)
+    if (!message.key) throw unreadable(topic, partition, message, 'has no key (the aggregate id)')
     const { type, version, commandId, commandOffset } = fields
     event = { offset, payload, type, aggregateId: message.key.toString('utf8'), version, commandId, commandPosition: commandOffset }
   } else {
     const header = (name: string): string => {
-      const value = text(name)
-      if (value === undefined) throw unreadable(`has neither an ${EVENT_HEADER} header nor an ${name} header`)
+      const value = headerText(message, name)
+      if (value === undefined) throw unreadable(topic, partition, message, `has neither an ${EVENT_HEADER} header nor an ${name} header`)
       return value
     }
     event = {
@@ -184,6 +175,20 @@ export function decodeEvent(topic: string, partition: number, message: KafkaMess
   const traced = message.headers && textHeaders(message.headers)
   if (traced) event.headers = traced
   return event
+}
+
+/** A header of a record as text, or undefined when it has none of that name. */
+function headerText(message: KafkaMessage, name: string): string | undefined {
+  const value = message.headers?.[name]
+  return Buffer.isBuffer(value) ? value.toString('utf8') : typeof value === 'string' ? value : undefined
+}
+
+function unreadable(topic: string, partition: number, message: KafkaMessage, problem: string): SerializationError {
+  return new SerializationError(`record ${topic}[${partition}]@${message.offset} ${problem}; only esk writes event topics`, {
+    topic,
+    partition,
+    offset: message.offset,
+  })
 }
 
 /** The consumer that reads the topics of one stream for every read of this process. */
