@@ -29,43 +29,45 @@ export function decodeEnvelope(value: string): CommandEnvelope | UndecodableComm
     return { error: new InvalidCommandError('unknown', ['the record is not a JSON object']) }
   }
   const r = raw as Record<string, unknown>
-  const problems: string[] = []
-  const text = (key: string): string | undefined => {
-    const v = r[key]
-    if (typeof v === 'string' && v.length > 0) return v
-    problems.push(`${key} must be a non-empty string`)
-    return undefined
-  }
-  const commandId = text('commandId')
-  const type = text('type')
-  const aggregateId = text('aggregateId')
-  if (r.kind !== 'create' && r.kind !== 'update') problems.push(`kind must be 'create' or 'update'`)
+  // Every command record passes here: no closure, and one object literal per outcome.
+  let problems: string[] | undefined
+  const commandId = r.commandId
+  const type = r.type
+  const aggregateId = r.aggregateId
+  if (!isText(commandId)) (problems ??= []).push('commandId must be a non-empty string')
+  if (!isText(type)) (problems ??= []).push('type must be a non-empty string')
+  if (!isText(aggregateId)) (problems ??= []).push('aggregateId must be a non-empty string')
+  if (r.kind !== 'create' && r.kind !== 'update') (problems ??= []).push(`kind must be 'create' or 'update'`)
   const expected = r.expectedVersion
   if (expected !== undefined && !(Number.isInteger(expected) && (expected as number) >= 0)) {
-    problems.push('expectedVersion must be a non-negative integer when given')
+    ;(problems ??= []).push('expectedVersion must be a non-negative integer when given')
   }
   if (typeof r.payload !== 'object' || r.payload === null || Array.isArray(r.payload)) {
-    problems.push('payload must be a JSON object')
+    ;(problems ??= []).push('payload must be a JSON object')
   }
   const replyTo = typeof r.replyTo === 'string' ? r.replyTo : undefined
-  if (problems.length > 0) {
-    return {
-      error: new InvalidCommandError(type ?? 'unknown', problems),
-      ...(commandId !== undefined && { commandId }),
-      ...(aggregateId !== undefined && { aggregateId }),
-      ...(replyTo !== undefined && { replyTo }),
-    }
+  if (problems) {
+    const undecodable: UndecodableCommand = { error: new InvalidCommandError(isText(type) ? type : 'unknown', problems) }
+    if (isText(commandId)) undecodable.commandId = commandId
+    if (isText(aggregateId)) undecodable.aggregateId = aggregateId
+    if (replyTo !== undefined) undecodable.replyTo = replyTo
+    return undecodable
   }
-  return {
-    commandId: commandId!,
-    type: type!,
-    aggregateId: aggregateId!,
+  const envelope: CommandEnvelope = {
+    commandId: commandId as string,
+    type: type as string,
+    aggregateId: aggregateId as string,
     kind: r.kind as CommandEnvelope['kind'],
-    ...(expected !== undefined && { expectedVersion: expected as number }),
     payload: r.payload,
-    ...(replyTo !== undefined && { replyTo }),
     sentAt: typeof r.sentAt === 'number' ? r.sentAt : 0,
   }
+  if (expected !== undefined) envelope.expectedVersion = expected as number
+  if (replyTo !== undefined) envelope.replyTo = replyTo
+  return envelope
+}
+
+function isText(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0
 }
 
 /** True when decoding failed. */
