@@ -238,16 +238,16 @@ export class Repository<T extends object> {
     if (this.closing.aborted) waiting.stop()
     try {
       // The send is bounded by the same deadline: during an outage the log's client retries for
-      // longer than a caller wants to wait. An outcome may also come before the send's ack.
-      const answered = this.transport.send(this.stream, partition, id, encodeEnvelope(envelope), headers).then(
-        () => waiting.outcome,
-        (error: unknown) => {
-          throw this.unsent(envelope, error)
-        },
-      )
-      // The race handles both: a send that fails after the deadline is no unhandled rejection.
-      const outcome = await Promise.race([answered, waiting.outcome])
-      if (!outcome) throw this.notAnswered(retry, timeoutMs)
+      // longer than a caller wants to wait. An outcome may also come before the send's ack. A send
+      // that fails ends the wait, unless the outcome (or the deadline) came first; one that fails
+      // after that is ignored. No Promise.race: every call comes here, and a race costs two promises.
+      let unsent: EskError | undefined
+      this.transport.send(this.stream, partition, id, encodeEnvelope(envelope), headers).catch((error: unknown) => {
+        unsent = this.unsent(envelope, error)
+        waiting.stop()
+      })
+      const outcome = await waiting.outcome
+      if (!outcome) throw unsent ?? this.notAnswered(retry, timeoutMs)
       if (outcome.status === 'rejected') throw errorFromPayload(outcome.error)
       return {
         id,
