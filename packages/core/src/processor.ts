@@ -73,6 +73,8 @@ interface Working<T> {
   offset: number
   /** The aggregate's de-duplication window, as stored and then extended by this batch. */
   recent: RecentCommand[]
+  /** See {@link Held.ids}: kept with `recent`, from the same held entry or undefined. */
+  ids: number[] | undefined
   changed: boolean
 }
 
@@ -89,7 +91,18 @@ interface Placed {
 interface Held<T> {
   snapshot: StoredSnapshot | undefined
   live: { state: T; encoding: string } | undefined
+  /**
+   * The {@link idHash}es of the command ids of the snapshot's window, and maybe of commands it has
+   * dropped since: a list only ever appended to, so a command whose hash it lacks is in no entry of
+   * the window. It spares new commands (nearly all of them) a scan of the whole window, whose
+   * entries lie all over the heap, for one of a few small integers side by side. Undefined until a
+   * command of the aggregate needs it.
+   */
+  ids: number[] | undefined
 }
+
+/** How many hashes beyond `dedupWindow` a window's {@link Held.ids} may hold before it is built again from the window. */
+const IDS_SLACK = 16
 
 /** An aggregate during a replay. */
 interface Replayed<T> {
@@ -546,6 +559,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         snapshot: { aggregateId, version, schemaVersion: this.schemaVersion, offset, state: encoded, recent },
         // Hydrated from the snapshot on first use, as a restarted processor would.
         live: undefined,
+        ids: undefined,
       })
     }
     this.trimHeld()
@@ -561,6 +575,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
           ? { aggregateId, version: w.version, schemaVersion: this.schemaVersion, offset: w.offset, state: w.encoded!, recent: w.recent }
           : undefined,
         live: w.live,
+        ids: w.exists ? w.ids : undefined,
       })
     }
     this.trimHeld()
@@ -615,6 +630,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         live: entry?.live,
         offset: snapshot?.offset ?? -1,
         recent: snapshot?.recent ?? [],
+        ids: entry?.ids,
         changed: false,
       })
     }
@@ -728,6 +744,11 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       // Every entry has the same fields (offset set after the commit), so reading windows stays fast.
       const entry: RecentCommand = { commandId, version: w.version, events: produced.length, offset: undefined }
       w.recent = remember(w.recent, entry, this.context.dedupWindow)
+      if (w.ids) {
+        // Built again from the window when next needed; never trimmed in place (see Held.ids).
+        if (w.ids.length >= this.context.dedupWindow + IDS_SLACK) w.ids = undefined
+        else w.ids.push(idHash(commandId))
+      }
       w.changed = true
       const outcome = { status: 'accepted' as const, commandId, aggregateId, version: w.version, events: produced.length }
       placed.push({ w, entry, outcome, last: events.length - 1 })
@@ -1037,6 +1058,8 @@ class CorruptSnapshot extends Error {}
 function recorded(w: Working<unknown>, command: CommandEnvelope): Outcome | undefined {
   const { recent } = w
   const { commandId } = command
+  w.ids ??= recent.map((r) => idHash(r.commandId))
+  if (!w.ids.includes(idHash(commandId))) return undefined
   let entry: RecentCommand | undefined
   for (let i = recent.length - 1; i >= 0; i--) {
     if (recent[i]!.commandId === commandId) {
@@ -1053,6 +1076,13 @@ function recorded(w: Working<unknown>, command: CommandEnvelope): Outcome | unde
     events: entry.events,
     ...(entry.offset !== undefined && { offset: entry.offset }),
   }
+}
+
+/** A 30-bit FNV-1a hash of a command id: a small integer, so a list of them stays a packed array. */
+function idHash(commandId: string): number {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < commandId.length; i++) hash = Math.imul(hash ^ commandId.charCodeAt(i), 0x01000193)
+  return hash & 0x3fffffff
 }
 
 /** Appends to a window, keeping at most `size` entries (the newest); the stored list is not changed. */

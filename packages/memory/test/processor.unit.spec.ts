@@ -63,6 +63,26 @@ describe('partition processor on the embedded driver', () => {
     await second.close()
   })
 
+  it('answers retries of the commands in a held aggregate window, and only those, over many more commands than the window', async () => {
+    // The processor keeps the aggregate between batches with an index of its window's command ids
+    // that only grows and is built again now and then: a retry must be found across those rebuilds.
+    const app = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], dedupWindow: 3 })
+    const accounts = app.repository(ContractAccount)
+    const { id } = await accounts.save(new Open('held', 0))
+    let version = 1
+    for (let i = 1; i <= 40; i++) {
+      expect((await accounts.update(id, new Deposit(1), { commandId: `c-${i}` })).version).toBe(++version)
+      // The newest three are in the window: answered with their own versions, not applied again.
+      for (let back = 0; back < Math.min(3, i); back++) {
+        expect((await accounts.update(id, new Deposit(1), { commandId: `c-${i - back}` })).version).toBe(version - back)
+      }
+    }
+    // Beyond the window a command id is new again: applied (the documented limit of de-duplication).
+    expect((await accounts.update(id, new Deposit(1), { commandId: 'c-30' })).version).toBe(++version)
+    expect((await accounts.get(id)).state.balance).toBe(41)
+    await app.close()
+  })
+
   it('rebuilds a partition when a batch meets a snapshot of another schema version', async () => {
     const backend = new MemoryBackend()
     const v1 = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }) })
