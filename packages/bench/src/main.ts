@@ -101,8 +101,8 @@ function chooseProfile(): Profile {
   if (args['in-flight']) profile.inFlight = list(args['in-flight'])
   if (args.aggregates) profile.aggregates = Number(args.aggregates)
   if (args['recovery-events']) profile.recoveryEvents = Number(args['recovery-events'])
-  // --only workloads runs them in the quick profile too, at its aggregate count.
-  if (profile.workloads.length === 0 || args.aggregates) profile.workloads = allWorkloads(profile.aggregates)
+  // The workloads go over the aggregates the profile creates.
+  if (args.aggregates) profile.workloads = allWorkloads(profile.aggregates)
   return profile
 }
 
@@ -281,8 +281,8 @@ async function main(): Promise<void> {
   const profile = chooseProfile()
   const stages = new Set(args.only ? args.only.split(',') : STAGES)
   for (const stage of stages) if (!STAGES.includes(stage)) throw new Error(`--only takes ${STAGES.join(',')}; got ${stage}`)
-  if (profile.projectionEvents === 0 && !args.only) stages.delete('projections')
-  if (profile.workloads.length === 0 || (profile.name === 'quick' && !args.only)) stages.delete('workloads')
+  if (profile.projectionEvents === 0) stages.delete('projections')
+  if (profile.workloads.length === 0) stages.delete('workloads')
   const stack = localStack()
   const date = new Date().toISOString()
   const env: BenchEnv = {
@@ -344,7 +344,7 @@ async function main(): Promise<void> {
   }
   if (stages.has('projections')) {
     await attempt('projections', async () => {
-      const events = profile.projectionEvents || 20_000
+      const events = profile.projectionEvents
       log(`projections: ${events} events`)
       report.projections = await projections(env, events, 256, 600_000)
     })

@@ -54,7 +54,7 @@ export function uniform(aggregates: number): Workload {
 
 const QUICK_AGGREGATES = 10_000
 
-/** About 10 minutes on a 2-core machine, broker warm-up included. */
+/** About 12 minutes on a 2-core machine, broker warm-up included: every stage, at small sizes and one repetition for the workloads. */
 export const quick: Profile = {
   name: 'quick',
   warmupTransactions: 2_000,
@@ -69,12 +69,12 @@ export const quick: Profile = {
   openLoopPartitions: [4],
   openLoopFractions: [0.25, 0.5, 1, 1.5, 2],
   openLoopRepetitions: 1,
-  workloads: [],
+  workloads: workloads(QUICK_AGGREGATES),
   workloadPartitions: 4,
   workloadRepetitions: 1,
   recoveryEvents: 50_000,
   recoveryAggregates: 1_000,
-  projectionEvents: 0,
+  projectionEvents: 20_000,
 }
 
 /** Every sweep and workload of the issue, at its sizes; takes hours. */
