@@ -1,6 +1,6 @@
-import { CHECKPOINT_FIELDS } from './keys.js'
+import { CHECKPOINT_FIELDS, LINES_ADDRESS_SUFFIX, replyChannel } from './keys.js'
 import { InvalidArgumentError, SerializationError } from '@esk/core'
-import { type Checkpoint, type Outcome, type RecentCommand, type SnapshotWrite, type StoredSnapshot } from '@esk/core/driver'
+import { type Checkpoint, type Outcome, type RecentCommand, type Reply, type SnapshotWrite, type StoredSnapshot } from '@esk/core/driver'
 
 /*
  * Values are JSON written by this package; reads check them anyway, because a key can be edited by
@@ -27,8 +27,8 @@ export function encodeSnapshot(snapshot: StoredSnapshot): string {
 /**
  * The text stored for a de-duplication window: its entries, oldest first, one per line, each a
  * compact `[commandId, version, events, offset]` (the offset of the command's last event, absent
- * in entries written before it was kept). JSON text holds no raw line break, so the save script
- * can append entries and drop the oldest without parsing them.
+ * in entries written before it was kept). JSON text holds no raw line break, so the store can cut
+ * the oldest entries off a window's text and append new ones without parsing it.
  */
 export function encodeWindow(entries: readonly RecentCommand[]): string {
   return entries.map(encodeRecent).join('\n')
@@ -107,6 +107,33 @@ function decodeRecent(entry: unknown, fail: (problem: string) => never): RecentC
 /** The JSON text stored and published for an outcome. */
 export function encodeOutcome(outcome: Outcome): string {
   return JSON.stringify(outcome)
+}
+
+/**
+ * The messages that carry `replies`, as (channel, message) pairs in the order they go out: one per
+ * client that reads outcomes by line ({@link LINES_ADDRESS_SUFFIX}), its outcomes in the order of
+ * `replies`; one per outcome for any other client. A PUBLISH costs Redis, and the subscriber,
+ * about as much as the outcome it carries: a batch answers each client once.
+ */
+export function replyMessages(prefix: string, replies: readonly Reply[]): string[] {
+  const messages: string[] = []
+  let grouped: Map<string, number> | undefined
+  for (const { replyTo, outcome } of replies) {
+    const text = encodeOutcome(outcome)
+    if (!replyTo.endsWith(LINES_ADDRESS_SUFFIX)) {
+      messages.push(replyChannel(prefix, replyTo), text)
+      continue
+    }
+    grouped ??= new Map()
+    const at = grouped.get(replyTo)
+    if (at === undefined) {
+      grouped.set(replyTo, messages.length + 1)
+      messages.push(replyChannel(prefix, replyTo), text)
+    } else {
+      messages[at] += `\n${text}`
+    }
+  }
+  return messages
 }
 
 /**

@@ -61,7 +61,16 @@ export const StateFields = {
 /** The checkpoint fields, in the order {@link decodeCheckpoint} expects them. */
 export const CHECKPOINT_FIELDS = [StateFields.offset, StateFields.position, StateFields.schema] as const
 
+/**
+ * How the reply address of a client that reads several outcomes per message ends. Such a client
+ * gets one message per batch from a processor, its outcomes one JSON text per line (see
+ * {@link replyMessages}); a client of an earlier version, whose address lacks this, gets one
+ * message per outcome, as it expects.
+ */
+export const LINES_ADDRESS_SUFFIX = '.lines'
+
 /** The pub/sub channel a client with this reply address listens on. */
 export function replyChannel(prefix: string, address: string): string {
   return `${prefix}replies:${address}`
 }
+

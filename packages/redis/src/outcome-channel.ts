@@ -12,15 +12,17 @@ import {
   type StreamSpec,
 } from '@esk/core/driver'
 import type { Redis } from 'ioredis'
-import { decodeOutcome, encodeOutcome } from './codec.js'
-import { replyChannel } from './keys.js'
+import { decodeOutcome, replyMessages } from './codec.js'
+import { LINES_ADDRESS_SUFFIX, replyChannel } from './keys.js'
 import { resolveChannelOptions, type RedisOutcomeChannelOptions } from './options.js'
 import { ReplySubscription } from './subscription.js'
 
 /**
  * Carries outcomes from processors to clients over Redis pub/sub. Each instance listens on one
  * channel of its own, `<prefix>replies:<address>`, on a dedicated connection opened by the first
- * `wait`, and hands each reply to the waiters of its command (aggregate id and command id); no client sees another's replies.
+ * `wait`, and hands each outcome it hears to the waiters of its command (aggregate id and command
+ * id); no client sees another's replies. A processor answers it once per batch: a message holds
+ * one outcome per line.
  *
  * Pub/sub is best effort, so a waiter also reads the recorded outcome from the snapshot store:
  * - once, as soon as the subscription is live, if it registered before that (or the connection
@@ -31,12 +33,13 @@ import { ReplySubscription } from './subscription.js'
  *   recorded but never published (a processor that crashed between its save and its publish).
  */
 export class RedisOutcomeChannel implements OutcomeChannel {
-  readonly address: string = newClientAddress()
+  /** Ends with {@link LINES_ADDRESS_SUFFIX}: processors may send this client a batch's outcomes in one message. */
+  readonly address: string = newClientAddress() + LINES_ADDRESS_SUFFIX
   private readonly pollMs: number
   private readonly pollMaxMs: number
   private readonly logger: Logger
   private readonly keyPrefix: string
-  /** The waiting calls by {@link commandKey}; more than one when calls share a command. */
+  /** The waiting calls by {@link waiterKey}; more than one when calls share a command. */
   private readonly waiters = new Map<string, Waiter[]>()
   private readonly subscription: ReplySubscription
   private closed = false
@@ -88,13 +91,12 @@ export class RedisOutcomeChannel implements OutcomeChannel {
     return waiter
   }
 
-  /** Publishes every reply to its client's channel in one pipeline; rejects if any PUBLISH failed. */
+  /** Publishes the replies to their clients' channels in one pipeline; rejects if any PUBLISH failed. */
   async publish(stream: StreamSpec, partition: number, replies: Reply[]): Promise<void> {
     if (replies.length === 0) return
     const pipeline = this.client.pipeline()
-    for (const { replyTo, outcome } of replies) {
-      pipeline.publish(replyChannel(this.keyPrefix, replyTo), encodeOutcome(outcome))
-    }
+    const messages = replyMessages(this.keyPrefix, replies)
+    for (let i = 0; i < messages.length; i += 2) pipeline.publish(messages[i]!, messages[i + 1]!)
     const results = await pipeline.exec()
     const failure = results?.find(([error]) => error)?.[0]
     if (failure) {
@@ -138,7 +140,13 @@ export class RedisOutcomeChannel implements OutcomeChannel {
     })
   }
 
-  private deliver(text: string): void {
+  /** A message holds one outcome, or several, one per line (see `replyMessages`). */
+  private deliver(message: string): void {
+    if (!message.includes('\n')) return this.deliverOne(message)
+    for (const text of message.split('\n')) this.deliverOne(text)
+  }
+
+  private deliverOne(text: string): void {
     let outcome: Outcome
     try {
       outcome = decodeOutcome(text, replyChannel(this.keyPrefix, this.address), true)
@@ -146,7 +154,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
       this.logger.warn('ignoring a malformed reply', { address: this.address, error })
       return
     }
-    const list = this.waiters.get(commandKey(outcome))
+    const list = this.waiters.get(waiterKey(outcome))
     if (list) for (const waiter of list.length === 1 ? list : [...list]) waiter.settle(outcome)
   }
 
@@ -217,7 +225,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
         const chunk = items.slice(i, i + READ_CHUNK)
         const found = await this.readOutcomes(stream, partition, chunk.map((item) => item.waiter.command))
         for (const { waiter } of chunk) {
-          const outcome = found.get(waiter.key)
+          const outcome = found.get(commandKey(waiter.command))
           if (outcome) waiter.settle(outcome)
         }
       }
@@ -282,7 +290,7 @@ const MAX_READS_PER_SECOND = 1_000
 
 /** One pending `wait`. */
 class Waiter extends PendingOutcome {
-  /** {@link commandKey} of `command`. */
+  /** {@link waiterKey} of `command`. */
   readonly key: string
   timer: ReturnType<typeof setTimeout> | undefined
 
@@ -298,8 +306,17 @@ class Waiter extends PendingOutcome {
     release: (waiter: Waiter) => void,
   ) {
     super((wait) => release(wait as Waiter))
-    this.key = commandKey(command)
+    this.key = waiterKey(command)
   }
+}
+
+/**
+ * A command's key among the waiters: its aggregate id's length, the aggregate id and the command
+ * id, so no two commands share one. Cheaper than {@link commandKey} (JSON), which a client would
+ * build twice per call; the store's maps stay keyed by `commandKey`.
+ */
+function waiterKey(command: CommandKey): string {
+  return `${command.aggregateId.length}:${command.aggregateId}${command.commandId}`
 }
 
 /** A wait on a closed channel: rejected with `ESK_CLOSED`. */

@@ -35,23 +35,18 @@ const LUA_CHUNK = 1000
  * ARGV[6]     `1` to mark the partition ready (recovered)
  * ARGV[7]     unlogged window: most unlogged outcomes kept
  * ARGV[8]     number of unlogged outcomes m
- * ARGV[9..]   n sextuples (aggregate id, offset, snapshot JSON, base, drop, window), then m pairs
- *             (command key, outcome JSON), then pairs (reply channel, reply JSON) to the end
+ * ARGV[9..]   n quadruples (aggregate id, offset, snapshot JSON, window), then m pairs
+ *             (command key, outcome JSON), then pairs (reply channel, message) to the end
  *
  * A snapshot is written when none is stored or its offset is >= the stored one (equal offsets mean
- * the same events, e.g. a refusal added nothing but was decided on it). Its de-duplication window
- * goes to `w:<id>`, one entry per line:
- * - with an empty base, `window` is the whole window;
- * - otherwise `window` holds only the new entries. They are appended to the stored window after
- *   its `drop` oldest entries are dropped. That applies only to the window the change was made
- *   from: the stored offset must equal `base`. When a change does not apply, the script writes
- *   nothing at all and returns the ids concerned, and the caller saves again with whole windows.
- *   Every change is checked before anything is written, because a Lua error does not undo writes.
+ * the same events, e.g. a refusal added nothing but was decided on it), with its whole
+ * de-duplication window in `w:<id>`, one entry per line. The script reads nothing but the stored
+ * offsets: editing a stored window here (dropping its oldest lines, appending the new ones) cost
+ * Redis more than receiving the whole text, which the store builds from the last one it sent.
  *
- * Each aggregate appears at most once in a write (see `checkWrite`): what is stored is read once,
- * before anything is written. Reads and writes go in as few HMGET and HSET calls as Lua allows
- * ({@link LUA_CHUNK} values each), not one per aggregate: a call from Lua costs Redis more than
- * the fields it carries.
+ * Each aggregate appears at most once in a write (see `checkWrite`): its stored offset is read once,
+ * before anything is written. Reads and writes go in as few HMGET and HSET calls as Lua allows ({@link LUA_CHUNK} values
+ * each), not one per aggregate: a call from Lua costs Redis more than the fields it carries.
  *
  * The checkpoint takes the larger offset and the larger command position, each on its own, and
  * the new schema version. An unlogged outcome is kept only if none is stored for its command (the
@@ -59,7 +54,7 @@ const LUA_CHUNK = 1000
  * published last, so a client never hears an outcome that is not recorded. Offsets are integers
  * below 2^53, exact as Lua numbers (doubles); they are compared with tonumber() but always written
  * back as the original strings: Lua would format a large number as 1e+15 and lose digits.
- * Returns the number of snapshots written, or the list of ids whose change did not apply.
+ * Returns the number of snapshots written.
  */
 export const SAVE_SCRIPT =
   FENCE +
@@ -78,45 +73,15 @@ local function chunked(command, args)
 end
 local fields = {}
 for i = 0, n - 1 do
-  local at = 9 + 6 * i
-  fields[#fields + 1] = 'o:' .. ARGV[at]
-  if ARGV[at + 3] ~= '' then fields[#fields + 1] = 'w:' .. ARGV[at] end
+  fields[i + 1] = 'o:' .. ARGV[9 + 4 * i]
 end
-fields[#fields + 1] = '@offset'
-fields[#fields + 1] = '@position'
-local values = chunked('HMGET', fields)
-local newer = {}
-local kept = {}
-local stale = {}
-local v = 1
-for i = 0, n - 1 do
-  local at = 9 + 6 * i
-  local base = ARGV[at + 3]
-  local stored = values[v]
-  local current = false
-  if base ~= '' then current = values[v + 1]; v = v + 2 else v = v + 1 end
-  newer[i] = (not stored) or tonumber(ARGV[at + 1]) >= tonumber(stored)
-  if newer[i] and base ~= '' then
-    local from = 1
-    if stored ~= base then current = false end
-    if current then
-      for d = 1, tonumber(ARGV[at + 4]) do
-        local found = string.find(current, '\\n', from, true)
-        if not found then
-          current = false
-          break
-        end
-        from = found + 1
-      end
-    end
-    if current then kept[i] = string.sub(current, from) else stale[#stale + 1] = ARGV[at] end
-  end
-end
-if #stale > 0 then return stale end
+fields[n + 1] = '@offset'
+fields[n + 2] = '@position'
+local stored = chunked('HMGET', fields)
 local offset = ARGV[3]
 local position = ARGV[4]
-if values[v] and tonumber(values[v]) > tonumber(offset) then offset = values[v] end
-if values[v + 1] and tonumber(values[v + 1]) > tonumber(position) then position = values[v + 1] end
+if stored[n + 1] and tonumber(stored[n + 1]) > tonumber(offset) then offset = stored[n + 1] end
+if stored[n + 2] and tonumber(stored[n + 2]) > tonumber(position) then position = stored[n + 2] end
 local writes = { '@offset', offset, '@position', position, '@schema', ARGV[5] }
 if ARGV[6] == '1' then
   writes[#writes + 1] = '@ready'
@@ -124,27 +89,23 @@ if ARGV[6] == '1' then
 end
 local written = 0
 for i = 0, n - 1 do
-  if newer[i] then
-    local at = 9 + 6 * i
+  local at = 9 + 4 * i
+  local before = stored[i + 1]
+  if (not before) or tonumber(ARGV[at + 1]) >= tonumber(before) then
     local id = ARGV[at]
-    local window = ARGV[at + 5]
-    local before = kept[i]
-    if before and before ~= '' then
-      if window == '' then window = before else window = before .. '\\n' .. window end
-    end
     local w = #writes
     writes[w + 1] = 's:' .. id
     writes[w + 2] = ARGV[at + 2]
     writes[w + 3] = 'o:' .. id
     writes[w + 4] = ARGV[at + 1]
     writes[w + 5] = 'w:' .. id
-    writes[w + 6] = window
+    writes[w + 6] = ARGV[at + 3]
     written = written + 1
   end
 end
 chunked('HSET', writes)
-local replies = 9 + 6 * n + 2 * m
-for k = 9 + 6 * n, replies - 1, 2 do
+local replies = 9 + 4 * n + 2 * m
+for k = 9 + 4 * n, replies - 1, 2 do
   if redis.call('HSETNX', KEYS[2], ARGV[k], ARGV[k + 1]) == 1 then
     redis.call('RPUSH', KEYS[3], ARGV[k])
   end

@@ -22,8 +22,9 @@ import {
   encodeOutcome,
   encodeSnapshot,
   encodeWindow,
+  replyMessages,
 } from './codec.js'
-import { CHECKPOINT_FIELDS, PartitionKeys, StateFields, replyChannel } from './keys.js'
+import { CHECKPOINT_FIELDS, PartitionKeys, StateFields } from './keys.js'
 import { resolveSnapshotOptions, type RedisSnapshotStoreOptions } from './options.js'
 import { RESET_SCRIPT, SAVE_SCRIPT, defineScript, type ScriptCall } from './scripts.js'
 
@@ -39,10 +40,10 @@ export class RedisSnapshotStore implements SnapshotStore {
   private readonly saveScript: ScriptCall
   private readonly resetScript: ScriptCall
   /**
-   * For the newest entry of each window this store loaded or saved: the offset of the snapshot it
-   * was stored with, and the window's length then (see {@link windowChange}).
+   * For the newest entry of the last window this store loaded or saved for an aggregate: that
+   * window's text as Redis holds it, and its length (see {@link windowText}).
    */
-  private readonly storedWindows = new WeakMap<RecentCommand, { offset: number; length: number }>()
+  private readonly windowTexts = new WeakMap<RecentCommand, StoredWindow>()
   /** Replies ride with the save script: one round trip per batch instead of two. */
   readonly publishesReplies = true
 
@@ -84,8 +85,8 @@ export class RedisSnapshotStore implements SnapshotStore {
       const text = values[4 + 2 * i]
       if (text == null) return
       const { snapshot, windowInField } = decodeStoredSnapshot(text, keys.state, StateFields.snapshot(id), values[5 + 2 * i])
-      // Its window is stored on its own: the next save of this aggregate may send only new entries.
-      if (windowInField) this.noteStored(snapshot)
+      // Its window is stored on its own: the next save of this aggregate builds on its text.
+      if (windowInField) this.noteWindow(snapshot.recent, values[5 + 2 * i]!)
       snapshots.set(id, snapshot)
     })
     const unlogged = new Map<string, Outcome>()
@@ -167,23 +168,17 @@ export class RedisSnapshotStore implements SnapshotStore {
    * Runs the save script: fenced by `token`; snapshots forward-only, checkpoint field by field
    * forward-only; then the write's replies are published on the clients' reply channels (see
    * `RedisOutcomeChannel`), in the same script, so only once the outcomes are recorded.
-   *
-   * A snapshot's window is sent as a change (its new entries, and how many old ones to drop) when
-   * this store knows which window Redis holds for it: one it loaded or saved. A window is up to
-   * `dedupWindow` entries and changes by one entry a command, so this is most of a save's bytes.
-   * When Redis holds another window than the one the change was made from, the script writes
-   * nothing and the write is sent again with whole windows.
    */
   async save(stream: StreamSpec, partition: number, token: string, write: SnapshotWrite): Promise<void> {
     checkWrite(write, where(stream, partition))
     const keys = this.keys(stream, partition)
     const doing = `saving ${write.snapshots.length} snapshots and ${write.unlogged.length} outcomes of ${where(stream, partition)}`
-    const written = await this.run(this.saveScript, keys, this.saveArgs(token, write, true), stream, partition, doing)
-    if (Array.isArray(written)) await this.run(this.saveScript, keys, this.saveArgs(token, write, false), stream, partition, doing)
-    for (const snapshot of write.snapshots) this.noteStored(snapshot)
+    const windows = write.snapshots.map((snapshot) => this.windowText(snapshot.recent))
+    await this.run(this.saveScript, keys, this.saveArgs(token, write, windows), stream, partition, doing)
+    write.snapshots.forEach((snapshot, i) => this.noteWindow(snapshot.recent, windows[i]!))
   }
 
-  private saveArgs(token: string, write: SnapshotWrite, changes: boolean): string[] {
+  private saveArgs(token: string, write: SnapshotWrite, windows: string[]): string[] {
     const { snapshots, checkpoint, unlogged } = write
     const args: string[] = [
       token,
@@ -195,37 +190,36 @@ export class RedisSnapshotStore implements SnapshotStore {
       String(this.unloggedWindow),
       String(unlogged.length),
     ]
-    for (const snapshot of snapshots) {
-      args.push(snapshot.aggregateId, String(snapshot.offset), encodeSnapshot(snapshot))
-      const change = changes ? this.windowChange(snapshot.recent) : undefined
-      if (change) args.push(change.base, change.drop, change.added)
-      else args.push('', '0', encodeWindow(snapshot.recent))
-    }
+    snapshots.forEach((snapshot, i) => args.push(snapshot.aggregateId, String(snapshot.offset), encodeSnapshot(snapshot), windows[i]!))
     for (const outcome of unlogged) args.push(commandKey(outcome), encodeOutcome(outcome))
-    for (const { replyTo, outcome } of write.replies ?? []) args.push(replyChannel(this.keyPrefix, replyTo), encodeOutcome(outcome))
+    if (write.replies) args.push(...replyMessages(this.keyPrefix, write.replies))
     return args
   }
 
   /**
-   * How `recent` differs from the window stored for its aggregate, when this store knows: its
-   * newest entry known to be stored marks that window (a window only gains entries at its end and
-   * loses them at its start). Undefined when no entry is known, or none of the stored ones is left.
+   * The text of a window, built from the last text of its aggregate this store loaded or saved
+   * when it knows one: a window only gains entries at its end and loses them at its start, so that
+   * text, less its oldest lines, and the new entries make the whole. A window is up to
+   * `dedupWindow` entries and changes by one entry a command: encoding every entry of it at every
+   * save would cost more than the rest of the save. The record used is forgotten (the new text
+   * replaces it), so a held aggregate keeps one text, not one per entry of its window.
    */
-  private windowChange(recent: readonly RecentCommand[]): { base: string; drop: string; added: string } | undefined {
+  private windowText(recent: readonly RecentCommand[]): string {
     for (let i = recent.length - 1; i >= 0; i--) {
-      const stored = this.storedWindows.get(recent[i]!)
-      if (!stored) continue
-      const drop = stored.length - (i + 1)
-      if (drop < 0) return undefined
-      return { base: String(stored.offset), drop: String(drop), added: encodeWindow(recent.slice(i + 1)) }
+      const known = this.windowTexts.get(recent[i]!)
+      if (!known) continue
+      this.windowTexts.delete(recent[i]!)
+      const kept = keptLines(known, known.length - (i + 1))
+      if (kept === undefined) break
+      return i === recent.length - 1 ? kept : `${kept}\n${encodeWindow(recent.slice(i + 1))}`
     }
-    return undefined
+    return encodeWindow(recent)
   }
 
-  /** Remembers the window Redis now holds for this snapshot's aggregate, by its newest entry. */
-  private noteStored(snapshot: StoredSnapshot): void {
-    const newest = snapshot.recent[snapshot.recent.length - 1]
-    if (newest) this.storedWindows.set(newest, { offset: snapshot.offset, length: snapshot.recent.length })
+  /** Remembers the text Redis now holds for the window `recent`, by its newest entry. */
+  private noteWindow(recent: readonly RecentCommand[], text: string): void {
+    const newest = recent[recent.length - 1]
+    if (newest) this.windowTexts.set(newest, { text, length: recent.length })
   }
 
   /** Drops snapshots, checkpoint and unlogged outcomes in one fenced script; the owner stays. */
@@ -266,6 +260,24 @@ export class RedisSnapshotStore implements SnapshotStore {
       return value
     })
   }
+}
+
+/** A window's text as stored, and how many entries (lines) it holds. */
+interface StoredWindow {
+  text: string
+  length: number
+}
+
+/** The text of `window` without its `drop` oldest lines; undefined when that leaves no line. */
+function keptLines(window: StoredWindow, drop: number): string | undefined {
+  if (drop < 0 || drop >= window.length) return undefined
+  let from = 0
+  for (let d = 0; d < drop; d++) {
+    const end = window.text.indexOf('\n', from)
+    if (end < 0) return undefined
+    from = end + 1
+  }
+  return window.text.slice(from)
 }
 
 function where(stream: StreamSpec, partition: number): string {

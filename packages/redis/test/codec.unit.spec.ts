@@ -1,6 +1,6 @@
-import type { StoredSnapshot } from '@esk/core/driver'
+import type { Outcome, StoredSnapshot } from '@esk/core/driver'
 import { describe, expect, it } from 'vitest'
-import { decodeSnapshot, encodeSnapshot, encodeWindow } from '../src/codec.js'
+import { decodeSnapshot, encodeSnapshot, encodeWindow, replyMessages } from '../src/codec.js'
 
 const recent = [
   { commandId: 'c-1', version: 1, events: 1, offset: undefined },
@@ -40,5 +40,36 @@ describe('snapshot codec', () => {
       expect.objectContaining({ code: 'ESK_SERIALIZATION', details: { key: 'k', field: 'w:a-"1"' } }),
     )
     expect(() => decodeSnapshot(text, 'k', 's:a', '["c-1",-1,1]')).toThrow(expect.objectContaining({ code: 'ESK_SERIALIZATION' }))
+  })
+})
+
+describe('reply messages', () => {
+  const outcome = (commandId: string, message = 'no'): Outcome => ({
+    status: 'rejected',
+    commandId,
+    aggregateId: 'a',
+    error: { code: 'ESK_COMMAND_REJECTED', message },
+  })
+
+  it('sends a client that reads lines one message with its outcomes in order, and any other client one per outcome', () => {
+    const lines = 'c-1.lines'
+    const other = 'c-2'
+    const replies = [
+      { replyTo: lines, outcome: outcome('x', 'two\nlines') },
+      { replyTo: other, outcome: outcome('y') },
+      { replyTo: lines, outcome: outcome('z') },
+      { replyTo: other, outcome: outcome('w') },
+    ]
+    const messages = replyMessages('p:', replies)
+    expect(messages).toEqual([
+      'p:replies:c-1.lines',
+      `${JSON.stringify(outcome('x', 'two\nlines'))}\n${JSON.stringify(outcome('z'))}`,
+      'p:replies:c-2',
+      JSON.stringify(outcome('y')),
+      'p:replies:c-2',
+      JSON.stringify(outcome('w')),
+    ])
+    // A line break inside an outcome is escaped by JSON: every line is one outcome.
+    expect(messages[1]!.split('\n').map((line) => JSON.parse(line) as unknown)).toEqual([outcome('x', 'two\nlines'), outcome('z')])
   })
 })

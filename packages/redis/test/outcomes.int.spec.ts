@@ -127,6 +127,36 @@ describe('RedisOutcomeChannel', () => {
     expect(await theirs.outcome).toBeUndefined()
   })
 
+  it('answers a client once per batch, one outcome per line, and a client of an earlier version once per outcome', async () => {
+    const client = await warmClient()
+    const processor = open()
+    // A client of an earlier version: its address has no suffix, and it reads one outcome a message.
+    const earlier = `earlier-${randomUUID()}`
+    const subscriber = admin().duplicate()
+    const heard: Record<string, string[]> = { mine: [], earlier: [] }
+    subscriber.on('message', (channel: string, text: string) => heard[channel.endsWith(earlier) ? 'earlier' : 'mine']!.push(text))
+    await subscriber.subscribe(replyChannel(prefix(), client.outcomes.address), replyChannel(prefix(), earlier))
+    try {
+      const ids = Array.from({ length: 5 }, () => randomUUID())
+      const waiting = ids.map((id, i) => client.outcomes.wait(stream, 1, command(id, `a-${i}`)).outcome)
+      const replies = ids.flatMap((id, i) => [
+        { replyTo: client.outcomes.address, outcome: accepted(id, `a-${i}`) },
+        { replyTo: earlier, outcome: accepted(id, `b-${i}`) },
+      ])
+      // Through the save script, as a processor answers, and through the publish fallback.
+      const token = randomUUID()
+      await processor.snapshots.acquire(stream, 1, token)
+      await processor.snapshots.save(stream, 1, token, { snapshots: [], checkpoint: { offset: 0, commandPosition: -1, schemaVersion: 1 }, unlogged: [], replies })
+      expect(await Promise.all(waiting)).toEqual(ids.map((id, i) => accepted(id, `a-${i}`)))
+      await processor.outcomes.publish(stream, 1, replies)
+      await eventually(() => heard.mine!.length === 2 && heard.earlier!.length === 10, 'every message')
+      for (const message of heard.mine!) expect(message.split('\n').map((line) => JSON.parse(line))).toEqual(ids.map((id, i) => accepted(id, `a-${i}`)))
+      expect(heard.earlier!.map((text) => JSON.parse(text))).toEqual([...ids, ...ids].map((id, i) => accepted(id, `b-${i % 5}`)))
+    } finally {
+      await subscriber.quit()
+    }
+  })
+
   it('finds outcomes that were recorded but never published, by polling after a delay', async () => {
     const client = await warmClient({ outcomePollMs: 300, outcomePollMaxMs: 400 })
     const processor = open()
@@ -188,6 +218,13 @@ describe('RedisOutcomeChannel', () => {
     expect(await within(mine, 200)).toBe('pending')
     await processor.outcomes.publish(stream, 1, [{ replyTo: client.outcomes.address, outcome: accepted(commandId) }])
     expect(await mine).toEqual(accepted(commandId))
+
+    // Ids that run together the same way ('a-1' + 'xc' and 'a-1x' + 'c') are still two commands.
+    const split = client.outcomes.wait(stream, 1, command('xc', 'a-1')).outcome
+    const joined = client.outcomes.wait(stream, 1, command('c', 'a-1x')).outcome
+    await processor.outcomes.publish(stream, 1, [{ replyTo: client.outcomes.address, outcome: accepted('c', 'a-1x') }])
+    expect(await joined).toEqual(accepted('c', 'a-1x'))
+    expect(await within(split, 200)).toBe('pending')
   })
 
   it('polls with the default delays when nothing is published', async () => {

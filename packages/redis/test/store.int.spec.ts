@@ -11,7 +11,6 @@ import {
 } from '@esk/core/driver'
 import { RedisStore, deleteKeysWithPrefix, type RedisStoreOptions } from '@esk/redis'
 import { PartitionKeys, RedisSnapshotStore } from '@esk/redis/driver'
-import { SAVE_SCRIPT } from '../src/scripts.js'
 import { Redis, type Command } from 'ioredis'
 import { eventually } from '@esk/testing/stack'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -732,33 +731,40 @@ describe('RedisSnapshotStore de-duplication windows', () => {
 
   const entry = (n: number): RecentCommand => ({ commandId: `c-${n}`, version: n, events: 1, offset: n })
 
-  it('saves each command as its new entry, drops the oldest past the window, and reads the window back whole', async () => {
+  /** A window's text as the save script receives it: one compact entry per line. */
+  const text = (window: RecentCommand[]): string => window.map((e) => JSON.stringify([e.commandId, e.version, e.events, e.offset])).join('\n')
+
+  it('sends each save its whole window, built on the last one sent, and reads it back whole', async () => {
     const { client, snapshots } = ownStore()
     const token = await take(snapshots, 0)
     const sent = saves(client)
     let window: RecentCommand[] = []
-    for (let n = 1; n <= 7; n++) {
-      window = remember(window, entry(n), 4)
+    const expected: string[] = []
+    // One entry a save, two at once (the oldest two go), and a save that adds none (a refusal).
+    const added = [1, 1, 1, 1, 1, 2, 0, 1, 2, 1]
+    let n = 0
+    for (const count of added) {
+      for (let k = 0; k < count; k++) window = remember(window, entry(++n), 4)
       await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', n, '{}', window)], ready: true }))
+      expected.push(text(window))
       expect(await stored('a')).toEqual(window)
     }
     sent.restore()
-    // ARGV of one snapshot: id, offset, JSON, base, drop, window.
-    const changes = sent.argv.map((argv) => argv.slice(11, 14))
-    expect(changes[0]).toEqual(['', '0', '["c-1",1,1,1]'])
-    expect(changes[1]).toEqual(['1', '0', '["c-2",2,1,2]'])
-    // Past the window of 4, each save drops the oldest entry.
-    expect(changes[6]).toEqual(['6', '1', '["c-7",7,1,7]'])
-    expect(sent.argv).toHaveLength(7)
+    // ARGV of one snapshot: id, offset, JSON, window.
+    expect(sent.argv.map((argv) => argv[11])).toEqual(expected)
+    expect(sent.argv[0]![11]).toBe('["c-1",1,1,1]')
+    expect(sent.argv[5]![11]).toBe(text([entry(4), entry(5), entry(6), entry(7)]))
   })
 
-  it('sends only new entries after a load too, and whole windows for snapshots written with the window inside', async () => {
+  it('builds on the window it loaded, and encodes whole the window of a snapshot written with the window inside', async () => {
     const keys = new PartitionKeys(prefix(), stream, 0)
     const first = open().snapshots
     const token = await take(first, 0)
     await first.save(stream, 0, token, write({ snapshots: [snapshot('a', 1, '{}', [entry(1)])], ready: true }))
     // As esk wrote snapshots before windows had a field of their own.
     await admin().hset(keys.state, 's:old', JSON.stringify({ ...snapshot('old', 1), recent: [['c-1', 1, 1, 1]] }), 'o:old', '1')
+    // An entry as versions before offsets were kept wrote it: the loaded text is built on as it is.
+    await admin().hset(keys.state, 'w:a', '["c-0",1,1]\n["c-1",1,1,1]')
 
     const { client, snapshots } = ownStore()
     const loaded = await snapshots.load(stream, 0, token, ['a', 'old'], [])
@@ -768,43 +774,31 @@ describe('RedisSnapshotStore de-duplication windows', () => {
     const old = remember(loaded.snapshots.get('old')!.recent, entry(2), 4)
     await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 2, '{}', a), snapshot('old', 2, '{}', old)] }))
     sent.restore()
-    expect(sent.argv[0]!.slice(11, 14)).toEqual(['1', '0', '["c-2",2,1,2]'])
-    expect(sent.argv[0]!.slice(17, 20)).toEqual(['', '0', '["c-1",1,1,1]\n["c-2",2,1,2]'])
+    expect(sent.argv[0]![11]).toBe('["c-0",1,1]\n["c-1",1,1,1]\n["c-2",2,1,2]')
+    expect(sent.argv[0]![15]).toBe(text([entry(1), entry(2)]))
     expect(await stored('a')).toEqual(a)
     expect(await stored('old')).toEqual(old)
     expect(JSON.parse((await admin().hget(keys.state, 's:old'))!)).toMatchObject({ recent: 'separate' })
   })
 
-  it('writes nothing from a change made against another window than the stored one, and saves whole windows instead', async () => {
-    const keys = new PartitionKeys(prefix(), stream, 0)
+  it('encodes a window whole when it does not extend the last one saved for its aggregate', async () => {
     const { client, snapshots } = ownStore()
     const token = await take(snapshots, 0)
-    const a1 = [entry(1)]
-    const b1 = [entry(1)]
-    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 1, '{}', a1), snapshot('b', 1, '{}', b1)], ready: true }))
-    // Another writer with the same token (a save whose reply was lost, say) moved `a` on.
-    await open().snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 2, '{}', [entry(1), entry(20)])] }))
-    const before = await admin().hgetall(keys.state)
-
-    // The change to `a` does not apply (base 1, stored 2): the first call must write nothing,
-    // not even `b`, so it is made against a copy of the partition where it can only fail.
+    const a1 = [entry(1), entry(2)]
+    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 2, '{}', a1)], ready: true }))
     const sent = saves(client)
-    const a = [...a1, entry(3)]
-    const b = [...b1, entry(3)]
-    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('b', 3, '{}', b), snapshot('a', 3, '{}', a)] }))
+    // Rebuilt from the log (new entry objects): nothing known to build on.
+    const rebuilt = [entry(1), entry(2), entry(3)]
+    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 3, '{}', rebuilt)] }))
+    // Entries older than the known one that the saved window did not have: not built on it either.
+    const longer = [entry(0), entry(1), entry(2), rebuilt[2]!, entry(4)]
+    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 4, '{}', longer)] }))
+    // Trimmed to fewer entries than before (a smaller dedupWindow): built on the last text.
+    const trimmed = [longer[4]!, entry(5)]
+    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 5, '{}', trimmed)] }))
     sent.restore()
-    expect(sent.argv).toHaveLength(2)
-    expect(sent.argv[0]!.slice(17, 20)).toEqual(['1', '0', '["c-3",3,1,3]'])
-    expect(sent.argv[1]!.slice(17, 20)).toEqual(['', '0', '["c-1",1,1,1]\n["c-3",3,1,3]'])
-    expect(await stored('a')).toEqual(a)
-    expect(await stored('b')).toEqual(b)
-
-    // Replayed by hand against the state before: the failing call leaves every field as it was.
-    await admin().del(keys.state)
-    await admin().hset(keys.state, before)
-    const reply = await admin().evalsha(await admin().script('LOAD', SAVE_SCRIPT) as string, 3, ...keys.all, ...sent.argv[0]!)
-    expect(reply).toEqual(['a'])
-    expect(await admin().hgetall(keys.state)).toEqual(before)
+    expect(sent.argv.map((argv) => argv[11])).toEqual([text(rebuilt), text(longer), text(trimmed)])
+    expect(await stored('a')).toEqual(trimmed)
   })
 
   it('saves a write of more fields than one Lua call can take (a replay saves thousands of snapshots at once)', async () => {
@@ -814,7 +808,7 @@ describe('RedisSnapshotStore de-duplication windows', () => {
     const ids = Array.from({ length: 3_000 }, (_, i) => `agg-${i}`)
     const first = ids.map((id) => snapshot(id, 1, '{}', [entry(1)]))
     await snapshots.save(stream, 0, token, write({ snapshots: first, checkpoint: { offset: 2, commandPosition: 1, schemaVersion: 1 }, ready: true }))
-    // The second write sends every window as a change: one read of 6,000 fields first.
+    // The second write reads 3,000 stored offsets first, then sets 9,000 fields.
     const second = first.map((s) => snapshot(s.aggregateId, 2, '{"n":2}', remember(s.recent, entry(2), 4)))
     await snapshots.save(stream, 0, token, write({ snapshots: second, checkpoint: { offset: 3, commandPosition: 2, schemaVersion: 1 } }))
 
