@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- --profile quick|full [--only stages] [--systems esk,tx,plain] [--from report.json]`
+ * `npm run bench -- --profile quick|full [--only stages] [--systems esk,tx,plain] [--from report.json]` (`--help` lists every option)
  *
  * Warms the broker, then measures esk against the hand-written baselines in the same run,
  * interleaved window by window, and writes `reports/bench-<date>.json`, docs/benchmarks.md's
@@ -9,7 +9,6 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
 import { randomUUID } from 'node:crypto'
 import { ESK_DEFAULTS } from '@esk/core'
 import { kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
@@ -18,7 +17,8 @@ import { localStack } from '@esk/testing/stack'
 import { stackPids } from './cpu.js'
 import { topFunctions, type CpuProfile, type HotFunction } from './cpuprofile.js'
 import { dropKeys, measureMemory, type MemoryResult } from './memory.js'
-import { full, quick, uniform, workloads as allWorkloads, type Profile } from './profile.js'
+import { uniform, type Profile } from './profile.js'
+import { USAGE, UsageError, parseCommandLine, type BenchOptions } from './cli.js'
 import { projections, type ProjectionResult } from './projections.js'
 import { recovery, type RecoveryResult } from './recovery.js'
 import { writeDocs } from './report.js'
@@ -60,50 +60,17 @@ export interface BenchReport {
   durationSeconds: number
 }
 
-const STAGES = ['warmup', 'throughput', 'openloop', 'workloads', 'memory', 'recovery', 'projections']
-
-const { values: args } = parseArgs({
-  options: {
-    profile: { type: 'string', default: 'quick' },
-    only: { type: 'string' },
-    systems: { type: 'string' },
-    repetitions: { type: 'string' },
-    'measure-s': { type: 'string' },
-    aggregates: { type: 'string' },
-    'esk-held': { type: 'string' },
-    partitions: { type: 'string' },
-    processors: { type: 'string' },
-    'in-flight': { type: 'string' },
-    'recovery-events': { type: 'string' },
-    out: { type: 'string', default: 'reports' },
-    docs: { type: 'string', default: 'yes' },
-    from: { type: 'string' },
-    'cpu-prof': { type: 'boolean', default: false },
-  },
-})
-
-function chooseProfile(): Profile {
-  const base = args.profile === 'full' ? full : args.profile === 'quick' ? quick : undefined
-  if (!base) throw new Error(`--profile is quick or full, got ${args.profile}`)
-  const profile: Profile = { ...base }
-  const list = (text: string): number[] => text.split(',').map(Number)
-  if (args.systems) profile.systems = args.systems.split(',') as SystemName[]
-  if (args.repetitions) profile.repetitions = profile.workloadRepetitions = profile.openLoopRepetitions = Number(args.repetitions)
-  if (args['measure-s']) profile.measureS = Number(args['measure-s'])
-  if (args.partitions) {
-    profile.partitions = list(args.partitions)
-    // The profile's open-loop partition counts among those asked for, else the first one asked for.
-    const kept = profile.openLoopPartitions.filter((p) => profile.partitions.includes(p))
-    profile.openLoopPartitions = kept.length > 0 ? kept : profile.partitions.slice(0, 1)
-    if (!profile.partitions.includes(profile.workloadPartitions)) profile.workloadPartitions = profile.partitions[0]!
-  }
-  if (args.processors) profile.processors = list(args.processors)
-  if (args['in-flight']) profile.inFlight = list(args['in-flight'])
-  if (args.aggregates) profile.aggregates = Number(args.aggregates)
-  if (args['recovery-events']) profile.recoveryEvents = Number(args['recovery-events'])
-  // The workloads go over the aggregates the profile creates.
-  if (args.aggregates) profile.workloads = allWorkloads(profile.aggregates)
-  return profile
+let options: BenchOptions
+try {
+  options = parseCommandLine(process.argv.slice(2))
+} catch (error) {
+  if (!(error instanceof UsageError)) throw error
+  process.stderr.write(`bench: ${error.message}\n\n${USAGE}\n`)
+  process.exit(2)
+}
+if (options.help) {
+  console.log(USAGE)
+  process.exit(0)
 }
 
 /** The Kafka version of the stack's broker, from its class path; "unknown" elsewhere. */
@@ -272,17 +239,13 @@ async function loadStages(env: BenchEnv, profile: Profile, stages: Set<string>, 
 
 async function main(): Promise<void> {
   const docsDir = new URL('../../../docs/', import.meta.url)
-  if (args.from) {
-    const report = JSON.parse(readFileSync(args.from, 'utf8')) as BenchReport
-    writeDocs(report, args.from, docsDir)
-    log(`docs/benchmarks.md regenerated from ${args.from}`)
+  if (options.from) {
+    const report = JSON.parse(readFileSync(options.from, 'utf8')) as BenchReport
+    writeDocs(report, options.from, docsDir)
+    log(`docs/benchmarks.md regenerated from ${options.from}`)
     return
   }
-  const profile = chooseProfile()
-  const stages = new Set(args.only ? args.only.split(',') : STAGES)
-  for (const stage of stages) if (!STAGES.includes(stage)) throw new Error(`--only takes ${STAGES.join(',')}; got ${stage}`)
-  if (profile.projectionEvents === 0) stages.delete('projections')
-  if (profile.workloads.length === 0) stages.delete('workloads')
+  const { profile, stages } = options
   const stack = localStack()
   const date = new Date().toISOString()
   const env: BenchEnv = {
@@ -291,8 +254,8 @@ async function main(): Promise<void> {
     // The stack script's default directory when none is named, so the broker's CPU and version are found.
     stackDir: process.env.ESK_STACK_DIR ?? fileURLToPath(new URL('../../../.stack', import.meta.url)),
     // Room for every aggregate of the workload, as the baselines have, unless told otherwise.
-    eskHeld: args['esk-held'] !== undefined ? Number(args['esk-held']) : Math.max(ESK_DEFAULTS.snapshotCacheSize, profile.aggregates),
-    ...(args['cpu-prof'] && { cpuProfileDir: resolve(args.out!, `profiles-${date.replace(/[:.]/g, '-')}`) }),
+    eskHeld: options.eskHeld ?? Math.max(ESK_DEFAULTS.snapshotCacheSize, profile.aggregates),
+    ...(options.cpuProf && { cpuProfileDir: resolve(options.out, `profiles-${date.replace(/[:.]/g, '-')}`) }),
   }
   if (env.cpuProfileDir) mkdirSync(env.cpuProfileDir, { recursive: true })
   const started = performance.now()
@@ -351,11 +314,11 @@ async function main(): Promise<void> {
   }
   report.machine.loadAverageEnd = loadavg().map((l) => Math.round(l * 100) / 100)
   report.durationSeconds = Math.round((performance.now() - started) / 1000)
-  mkdirSync(args.out!, { recursive: true })
-  const file = `${args.out}/bench-${report.date.replace(/[:.]/g, '-')}.json`
+  mkdirSync(options.out, { recursive: true })
+  const file = `${options.out}/bench-${report.date.replace(/[:.]/g, '-')}.json`
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n')
   log(`report written to ${file} (${report.durationSeconds} s)`)
-  if (args.docs !== 'no') {
+  if (options.docs) {
     writeDocs(report, file, docsDir)
     log('docs/benchmarks.md and its charts regenerated')
   }
