@@ -9,8 +9,9 @@ import { type StreamSpec } from '@esk/core/driver'
  *   it is flushed or evicted as a whole, never in part:
  *   - `s:<aggregateId>`: JSON of the StoredSnapshot, its `recent` set to `"separate"` (snapshots
  *     written by earlier versions hold the de-duplication window there instead);
- *   - `w:<aggregateId>`: its de-duplication window, one JSON entry per line, oldest first, so a save
- *     appends a command's entry instead of writing the whole window again;
+ *   - `w:<aggregateId>`: its de-duplication window, one JSON entry per line, oldest first, so the
+ *     store builds each save's text from the last one (see `RedisSnapshotStore.save`) without
+ *     encoding the old entries again;
  *   - `o:<aggregateId>`: the offset of that snapshot, so the save script compares without decoding JSON;
  *   - `@owner`: the owner token of the processor that may write; `@ready`: `1` once recovered;
  *   - `@offset`, `@position`, `@schema`: the checkpoint (next event offset, highest command position
