@@ -40,8 +40,10 @@ export class RedisSnapshotStore implements SnapshotStore {
   private readonly saveScript: ScriptCall
   private readonly resetScript: ScriptCall
   /**
-   * For the newest entry of the last window this store loaded or saved for an aggregate: that
-   * window's text as Redis holds it, and its length (see {@link windowText}).
+   * For the newest entry of the last window this store loaded or sent for an aggregate: that
+   * window's text and its length (see {@link windowText}). Only the text matters, not whether
+   * Redis kept it (a save older than the stored snapshot writes nothing): every save sends its
+   * window whole, so the text only has to match the processor's window.
    */
   private readonly windowTexts = new WeakMap<RecentCommand, StoredWindow>()
   /** Replies ride with the save script: one round trip per batch instead of two. */
@@ -197,7 +199,7 @@ export class RedisSnapshotStore implements SnapshotStore {
   }
 
   /**
-   * The text of a window, built from the last text of its aggregate this store loaded or saved
+   * The text of a window, built from the last text of its aggregate this store loaded or sent
    * when it knows one: a window only gains entries at its end and loses them at its start, so that
    * text, less its oldest lines, and the new entries make the whole. A window is up to
    * `dedupWindow` entries and changes by one entry a command: encoding every entry of it at every
