@@ -801,6 +801,22 @@ describe('RedisSnapshotStore de-duplication windows', () => {
     expect(await stored('a')).toEqual(trimmed)
   })
 
+  it('stores the whole window after a save that was too old to be written', async () => {
+    const { snapshots } = ownStore()
+    const token = await take(snapshots, 0)
+    let window = [entry(1), entry(2)]
+    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 2, '{}', window)], ready: true }))
+    // Someone wrote a newer snapshot of `a` meanwhile: this store's next save of it writes nothing.
+    await open().snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 9, '{}', [entry(9)])] }))
+    window = remember(window, entry(3), 4)
+    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 3, '{}', window)] }))
+    expect(await stored('a')).toEqual([entry(9)])
+    // The save after it is built on what was last sent, and is whole: Redis gets this window.
+    window = remember(window, entry(10), 4)
+    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 10, '{}', window)] }))
+    expect(await stored('a')).toEqual([entry(1), entry(2), entry(3), entry(10)])
+  })
+
   it('saves a write of more fields than one Lua call can take (a replay saves thousands of snapshots at once)', async () => {
     // Redis's Lua passes at most a few thousand values to one call: this write has 18,000 to set.
     const { snapshots } = ownStore()
