@@ -34,9 +34,14 @@ export function encodeWindow(entries: readonly RecentCommand[]): string {
   return entries.map(encodeRecent).join('\n')
 }
 
+/**
+ * The text of `JSON.stringify([commandId, version, events, offset?])` for the integers an entry
+ * holds, without building the array: a replay encodes one entry per event.
+ */
 function encodeRecent(entry: RecentCommand): string {
   const { commandId, version, events, offset } = entry
-  return JSON.stringify(offset === undefined ? [commandId, version, events] : [commandId, version, events, offset])
+  const head = `[${JSON.stringify(commandId)},${version},${events}`
+  return offset === undefined ? `${head}]` : `${head},${offset}]`
 }
 
 /**
