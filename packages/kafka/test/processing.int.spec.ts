@@ -3,6 +3,8 @@ import { createEsk, type EskOptions } from '@esk/core'
 import { partitionFor, type StoredEvent, type StreamSpec } from '@esk/core/driver'
 import { EVENT_HEADER, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { TransactionalWriter } from '@esk/kafka/driver'
+import type { RedisStore } from '@esk/redis'
+import { PartitionKeys } from '@esk/redis/driver'
 import { failingSaves } from '@esk/testing'
 import { contractModel } from '@esk/testing/contract'
 import { eventually } from '@esk/testing/stack'
@@ -157,6 +159,50 @@ describe('kafka processing', () => {
     await new Promise((resolve) => setTimeout(resolve, 300))
     expect(await writer.commit([event], 0)).toEqual([0])
     expect(await reading).toEqual([{ ...event, offset: 0 }])
+  })
+
+  // Fails before: the rebuild wrote all 2,500 snapshots in one Redis script, during which every
+  // other partition on that Redis waited (half a second for 10,000 aggregates).
+  it('rebuilds a partition of 2,500 aggregates in Redis scripts of at most 1,000 snapshots, the checkpoint moving last', async () => {
+    const stack = env()
+    const first = await app(stack, {}, 1)
+    const accounts = first.repository(ContractAccount)
+    const ids: string[] = []
+    for (let from = 0; from < 2_500; from += 250) {
+      const opened = await Promise.all(Array.from({ length: 250 }, (_, i) => accounts.save(new Open(`k${from + i}`, from + i), { commandId: `open-${from + i}` })))
+      ids.push(...opened.map((o) => o.id))
+    }
+    await first.close()
+    const stream: StreamSpec = { aggregate: 'contract-account', partitions: 1 }
+    const offsets = (await readAll(stack, stream, 0, 2_500)).map((e) => e.offset)
+    expect(offsets).toHaveLength(2_500)
+
+    const driver = stack.driver()
+    const snapshots = (driver.store as RedisStore).snapshots
+    const keys = new PartitionKeys(stack.keyPrefix, stream, 0)
+    const sizes: number[] = []
+    const uncovered: string[] = []
+    const save = snapshots.save.bind(snapshots)
+    snapshots.save = async (s, p, token, write) => {
+      sizes.push(write.snapshots.length)
+      await save(s, p, token, write)
+      // Every event below the stored checkpoint must have its snapshot stored (one event each here).
+      const checkpoint = (await snapshots.checkpoint(s, p))?.offset ?? 0
+      const stored = (await stack.redis.hkeys(keys.state)).filter((field) => field.startsWith('s:')).length
+      const below = offsets.filter((o) => o < checkpoint).length
+      if (stored < below) uncovered.push(`${below} events below checkpoint ${checkpoint}, ${stored} snapshots`)
+    }
+    const rebuilt = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver, rebuild: true, commandTimeoutMs: 20_000 })
+    defer(() => rebuilt.close())
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(1_000)
+    expect(sizes.reduce((sum, n) => sum + n, 0)).toBe(2_500)
+    expect(uncovered).toEqual([])
+    expect((await snapshots.checkpoint(stream, 0))?.offset).toBe(offsets[offsets.length - 1]! + 1)
+    const again = rebuilt.repository(ContractAccount)
+    for (const i of [0, 999, 1_000, 2_499]) expect((await again.get(ids[i]!)).state).toMatchObject({ owner: `k${i}`, balance: i })
+    // The windows are back too: a retry of an open is answered from the rebuilt window, not applied.
+    expect(await again.save(new Open('k2499', 5), { commandId: 'open-2499' })).toMatchObject({ id: ids[2_499], version: 1 })
+    expect((await again.get(ids[2_499]!)).state).toMatchObject({ balance: 2_499 })
   })
 
   it('writes events with their headers to the partition of their aggregate', async () => {
