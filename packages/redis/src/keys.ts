@@ -74,4 +74,3 @@ export const LINES_ADDRESS_SUFFIX = '.lines'
 export function replyChannel(prefix: string, address: string): string {
   return `${prefix}replies:${address}`
 }
-

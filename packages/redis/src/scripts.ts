@@ -44,9 +44,10 @@ const LUA_CHUNK = 1000
  * offsets: editing a stored window here (dropping its oldest lines, appending the new ones) cost
  * Redis more than receiving the whole text, which the store builds from the last one it sent.
  *
- * Each aggregate appears at most once in a write (see `checkWrite`): its stored offset is read once,
- * before anything is written. Reads and writes go in as few HMGET and HSET calls as Lua allows ({@link LUA_CHUNK} values
- * each), not one per aggregate: a call from Lua costs Redis more than the fields it carries.
+ * Each aggregate appears at most once in a write (see `checkWrite`): its stored offset is read
+ * once, before anything is written. Reads and writes go in as few HMGET and HSET calls as Lua
+ * allows ({@link LUA_CHUNK} values each), not one per aggregate: a call from Lua costs Redis more
+ * than the fields it carries.
  *
  * The checkpoint takes the larger offset and the larger command position, each on its own, and
  * the new schema version. An unlogged outcome is kept only if none is stored for its command (the

@@ -218,7 +218,7 @@ export class RedisSnapshotStore implements SnapshotStore {
     return encodeWindow(recent)
   }
 
-  /** Remembers the text Redis now holds for the window `recent`, by its newest entry. */
+  /** Remembers the text last loaded or sent for the window `recent`, by its newest entry. */
   private noteWindow(recent: readonly RecentCommand[], text: string): void {
     const newest = recent[recent.length - 1]
     if (newest) this.windowTexts.set(newest, { text, length: recent.length })
