@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename } from 'node:path'
 import type { BenchReport } from './main.js'
+import type { PauseSummary } from './pauses.js'
 import type { WindowResult } from './session.js'
 import type { RecoveryResult } from './recovery.js'
 import { knee } from './schedule.js'
@@ -81,6 +82,21 @@ interface OpenPoint {
   max: Spread
   unanswered: number
   others: Spread
+  /** Medians over the windows that reported pauses: the longest timer delay and GC of each window, processors and client. */
+  pauses?: { stall: [number, number]; gc: [number, number] }
+}
+
+/** Medians of each window's longest event-loop stall and longest collection, in its processors and in its client. */
+function pausesOf(windows: WindowResult[]): OpenPoint['pauses'] {
+  const reported = windows.flatMap((w) => (w.pauses ? [w.pauses] : []))
+  if (reported.length === 0) return undefined
+  const median = (f: (p: NonNullable<WindowResult['pauses']>) => number): number => spread(reported.map(f)).median
+  const worst = (list: PauseSummary[], f: (s: PauseSummary) => number): number => Math.max(0, ...list.map(f))
+  const gcMax = (s: PauseSummary): number => Math.max(s.minorGcMaxMs, s.majorGcMaxMs)
+  return {
+    stall: [median((p) => worst(p.processors, (s) => s.loopDelayMaxMs)), median((p) => p.client.loopDelayMaxMs)],
+    gc: [median((p) => worst(p.processors, gcMax)), median((p) => gcMax(p.client))],
+  }
 }
 
 /** Open-loop windows grouped by partitions, system and offered rate, ascending by rate. */
@@ -97,6 +113,7 @@ function openPoints(report: BenchReport): OpenPoint[] {
       max: spread(w.map((x) => x.latency.maxMs)),
       unanswered: w.reduce((sum, x) => sum + x.unanswered, 0),
       others: spread(w.map((x) => x.cpu.others)),
+      pauses: pausesOf(w),
     }))
     .sort((a, b) => a.partitions - b.partitions || ORDER.indexOf(a.system) - ORDER.indexOf(b.system) || a.offered - b.offered)
 }
@@ -270,7 +287,9 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
     out.push(
       'A separate client process sends on a schedule, whatever the replies do; latency runs from each command\'s intended send time ' +
         '(so a client that falls behind still counts the delay) and is recorded in an HDR histogram. Rates are fractions of each system\'s own closed-loop median, ' +
-        'beyond 1 too: a closed loop is bounded by its calls in flight, not by what the system sustains. Achieved can exceed offered when the measured part of a window drains a backlog built during its unmeasured start.',
+        'beyond 1 too: a closed loop is bounded by its calls in flight, not by what the system sustains. Achieved can exceed offered when the measured part of a window drains a backlog built during its unmeasured start. ' +
+        'The longest stall is how late a 10 ms timer ran at worst in the window (in the slowest processor, and in the client); the longest GC is the longest garbage collection. ' +
+        'One pause of the event loop delays every command it holds, so the tail follows them.',
     )
     out.push('')
     out.push('![achieved against offered load](benchmarks/open-loop-throughput.svg)')
@@ -279,7 +298,7 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
     out.push('')
     out.push(
       table(
-        ['partitions', 'system', 'offered/s', 'achieved/s', 'p50', 'p99', 'p99.9', 'max', 'unanswered', 'others cores'],
+        ['partitions', 'system', 'offered/s', 'achieved/s', 'p50', 'p99', 'p99.9', 'max', 'longest stall, processor / client', 'longest GC, processor / client', 'unanswered', 'others cores'],
         openPoints(report).map((o) => [
           String(o.partitions),
           NAMES[o.system],
@@ -289,6 +308,8 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
           withRange(o.p99, ms),
           ms(o.p999.median),
           ms(o.max.median),
+          o.pauses ? `${ms(o.pauses.stall[0])} / ${ms(o.pauses.stall[1])}` : 'n/a',
+          o.pauses ? `${ms(o.pauses.gc[0])} / ${ms(o.pauses.gc[1])}` : 'n/a',
           int(o.unanswered),
           dec(o.others.median),
         ]),

@@ -7,6 +7,7 @@ import { loadavg } from 'node:os'
 import { Child } from './child.js'
 import { CpuWindow, stackPids, type CpuUse } from './cpu.js'
 import type { LatencySummary } from './latency.js'
+import type { PauseSummary } from './pauses.js'
 import { provision, type SystemConfig, type SystemName } from './systems.js'
 import type { ClientReport, ProcessorReport } from './worker.js'
 import type { Workload } from './workload.js'
@@ -50,6 +51,8 @@ export interface WindowResult {
   eventLoopUtilization: number
   cpu: CpuUse
   loadAverage: number[]
+  /** Each process's pauses during the window (absent from reports of earlier versions). */
+  pauses?: { processors: PauseSummary[]; client: PauseSummary }
 }
 
 const live = new Set<Child>()
@@ -164,6 +167,7 @@ export class Session {
       eventLoopUtilization: processorReports.reduce((a, r) => a + r.eventLoopUtilization, 0) / Math.max(1, processorReports.length),
       cpu: use,
       loadAverage: loadavg().map((l) => Math.round(l * 100) / 100),
+      pauses: { processors: processorReports.map((r) => r.pauses), client: client.pauses },
     }
   }
 

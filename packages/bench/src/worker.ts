@@ -3,7 +3,7 @@
  * the client that loads it. The parent drives it with IPC messages; every answer is a message too.
  *
  * Processor: sends `ready`; `mark` starts a measuring window; `report` answers the window's
- * commands, CPU time and event-loop use; `stop` closes it and exits.
+ * commands, CPU time, event-loop use and pauses (see `PauseWatch`); `stop` closes it and exits.
  * Client: `setup` creates the workload's aggregates; `closed` keeps N commands in flight; `open`
  * sends at a fixed rate from a schedule, whatever the replies do; `mark`/`report` bound the window
  * (latency is measured from the intended send time in open loop); `halt` stops sending and waits
@@ -14,6 +14,7 @@ import { dueBy, intendedTime } from './schedule.js'
 import { newHistogram, recordMs, summarize, type LatencySummary } from './latency.js'
 import { openClient, startProcessor, type SystemClient, type SystemConfig } from './systems.js'
 import { WindowProfiler } from './window-profile.js'
+import { PauseWatch, type PauseSummary } from './pauses.js'
 
 /** The argument of a worker. */
 export interface WorkerArgs {
@@ -32,6 +33,7 @@ export interface ProcessorReport {
   /** Share of the window the event loop was busy (0..1). */
   eventLoopUtilization: number
   seconds: number
+  pauses: PauseSummary
 }
 
 /** A client's measuring window. */
@@ -46,6 +48,7 @@ export interface ClientReport {
   latency: LatencySummary
   find?: LatencySummary
   firstError?: string
+  pauses: PauseSummary
 }
 
 /** Messages from the parent. */
@@ -73,6 +76,7 @@ const onMessage = (handler: (message: WorkerCommand) => void | Promise<void>): v
 // The parent is gone: nothing left to do.
 process.on('disconnect', () => process.exit(0))
 const profiler = args.profile ? new WindowProfiler(args.profile) : undefined
+const pauses = new PauseWatch()
 
 async function runProcessor(): Promise<void> {
   const processor = await startProcessor(args.config)
@@ -80,6 +84,7 @@ async function runProcessor(): Promise<void> {
   onMessage(async (message) => {
     if (message.type === 'mark') {
       await profiler?.start()
+      pauses.reset()
       window = { commands: processor.commands(), cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), at: performance.now() }
     } else if (message.type === 'report') {
       const cpu = process.cpuUsage(window.cpu)
@@ -89,6 +94,7 @@ async function runProcessor(): Promise<void> {
         cpuUs: cpu.user + cpu.system,
         eventLoopUtilization: performance.eventLoopUtilization(window.elu).utilization,
         seconds: (performance.now() - window.at) / 1000,
+        pauses: pauses.summary(),
       }
       send(report)
       await profiler?.stop()
@@ -209,6 +215,7 @@ async function runClient(): Promise<void> {
       }
       case 'mark':
         await profiler?.start()
+        pauses.reset()
         histogram = newHistogram()
         finds = newHistogram()
         counts = { completed: 0, refused: 0, errors: 0, sent: 0, at: performance.now() }
@@ -222,6 +229,7 @@ async function runClient(): Promise<void> {
           latency: summarize(histogram),
           ...(workload.findInFlight ? { find: summarize(finds) } : {}),
           ...(firstError !== undefined && { firstError }),
+          pauses: pauses.summary(),
         }
         send(report)
         await profiler?.stop()

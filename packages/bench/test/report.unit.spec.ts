@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { BenchReport } from '../src/main.js'
 import { quick } from '../src/profile.js'
 import { charts, figuresMarkdown } from '../src/report.js'
+import type { PauseSummary } from '../src/pauses.js'
 import type { WindowResult } from '../src/session.js'
 import type { SystemName } from '../src/systems.js'
 
@@ -26,14 +27,22 @@ function window(system: SystemName, partitions: number, commandsPerSecond: numbe
   }
 }
 
+function paused(stallMs: number, minorGcMaxMs: number, majorGcMaxMs: number): PauseSummary {
+  return { minorGcs: 3, minorGcMs: 30, minorGcMaxMs, majorGcs: 1, majorGcMs: 5, majorGcMaxMs, loopDelayP99Ms: 1, loopDelayMaxMs: stallMs }
+}
+
 function report(): BenchReport {
   const profile = { ...quick, partitions: [1, 4], openLoopPartitions: [4], openLoopFractions: [0.25, 0.5, 1] }
   const throughput: WindowResult[] = []
   // 1 partition: esk at 0.95x of the transactional pipeline in every pair; 4 partitions: 0.5x.
   for (const [esk, tx] of [[950, 1000], [1900, 2000], [2850, 3000]] as const) throughput.push(window('esk', 1, esk), window('tx', 1, tx))
   for (const [esk, tx] of [[500, 1000], [1000, 2000], [1500, 3000]] as const) throughput.push(window('esk', 4, esk), window('tx', 4, tx))
-  const open = (rate: number, p99Ms: number): WindowResult =>
-    window('esk', 4, rate, { load: { mode: 'open', rate }, latency: { count: 1, p50Ms: 5, p99Ms, p999Ms: p99Ms * 2, maxMs: p99Ms * 3 } })
+  const open = (rate: number, p99Ms: number, pauses?: WindowResult['pauses']): WindowResult =>
+    window('esk', 4, rate, { load: { mode: 'open', rate }, latency: { count: 1, p50Ms: 5, p99Ms, p999Ms: p99Ms * 2, maxMs: p99Ms * 3 }, ...(pauses && { pauses }) })
+  // At 500/s: the worst processor stalled 40 and 30 ms (median 35), the client 5 and 7 (median 6);
+  // the longest collections 20 and 10 ms (median 15) in processors, 4 and 6 in the client.
+  const first = { processors: [paused(12, 20, 3), paused(40, 2, 1)], client: paused(5, 4, 0) }
+  const second = { processors: [paused(30, 1, 10)], client: paused(7, 0, 6) }
   return {
     date: '2026-01-01T00:00:00.000Z',
     profile,
@@ -42,7 +51,7 @@ function report(): BenchReport {
     setups: [],
     throughput,
     // Two sweeps: at 500/s (the 0.5 step) p99 45 and 55 ms, median 50 ms.
-    openLoop: [open(1000, 80), open(250, 20), open(500, 45), open(250, 30), open(500, 55), open(1000, 90)],
+    openLoop: [open(1000, 80), open(250, 20), open(500, 45, first), open(250, 30), open(500, 55, second), open(1000, 90)],
     workloads: [],
     memory: [],
     recovery: {
@@ -84,6 +93,13 @@ describe('the generated figures', () => {
 
   it('finds the knee from the medians over repetitions', () => {
     expect(text).toMatch(/\| 4 \| esk \| 1,000\/s \(the highest tried\) \| 500\/s \|/)
+  })
+
+  it("shows each open-loop rate's longest stall and collection, of the worst processor and of the client", () => {
+    const row = (rate: string): string => text.split('\n').find((line) => line.startsWith(`| 4 | esk | ${rate} |`)) ?? ''
+    expect(row('500')).toContain('| 35 ms / 6.0 ms | 15 ms / 5.0 ms |')
+    // Reports written before pauses were measured.
+    expect(row('250')).toContain('| n/a | n/a |')
   })
 
   it('charts what was measured', () => {
