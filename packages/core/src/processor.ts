@@ -77,6 +77,10 @@ interface Working<T> {
   /** See {@link Held.ids}: kept with `recent`, from the same held entry or undefined. */
   ids: number[] | undefined
   changed: boolean
+  /** The snapshot the batch started from, held or loaded: held again as it is if the batch changes nothing. */
+  from: StoredSnapshot | undefined
+  /** The snapshot this batch writes, once committed: held after the batch (the store may note its `windowMemo` on it). */
+  written: StoredSnapshot | undefined
 }
 
 /** An accepted command of a batch whose events wait for their offsets: its window entry and outcome learn the last one. */
@@ -121,6 +125,8 @@ interface Replayed<T> {
   dirty: boolean
   /** Counted in the replay's `touched`. */
   touched: boolean
+  /** Its last snapshot this replay wrote (the store may note its `windowMemo` on it). */
+  written: StoredSnapshot | undefined
 }
 
 /** Events a replay folds before it saves, at least (fewer only at its end, or to forget aggregates). */
@@ -461,14 +467,16 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const written: StoredSnapshot[] = []
     for (const [aggregateId, w] of working) {
       if (!w.changed) continue
-      written.push({
+      w.written = {
         aggregateId,
         version: w.version,
         schemaVersion: this.schemaVersion,
         offset: w.offset,
         state: w.encoded!,
         recent: w.recent,
-      })
+        windowMemo: w.from?.windowMemo,
+      }
+      written.push(w.written)
     }
     const committedAt = performance.now()
     // Committed: the outcomes are final whatever happens to the save, and the aggregates as this
@@ -582,8 +590,9 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     for (const [aggregateId, r] of replayed) {
       if (r.encoded === undefined) continue
       const { version, offset, recent, encoded } = r
+      const windowMemo = (r.written ?? r.stored)?.windowMemo
       this.held.set(aggregateId, {
-        snapshot: { aggregateId, version, schemaVersion: this.schemaVersion, offset, state: encoded, recent },
+        snapshot: { aggregateId, version, schemaVersion: this.schemaVersion, offset, state: encoded, recent, windowMemo },
         // Hydrated from the snapshot on first use, as a restarted processor would.
         live: undefined,
         ids: undefined,
@@ -596,11 +605,11 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   private hold(working: Map<string, Working<T>>): void {
     if (this.context.snapshotCacheSize === 0) return
     // The batch took its aggregates out of `held`: set() puts each back as the most recently used.
+    // The snapshot held is the very object saved, so what the store notes on it once saved (its
+    // `windowMemo`) reaches the aggregate's next save.
     for (const [aggregateId, w] of working) {
       this.held.set(aggregateId, {
-        snapshot: w.exists
-          ? { aggregateId, version: w.version, schemaVersion: this.schemaVersion, offset: w.offset, state: w.encoded!, recent: w.recent }
-          : undefined,
+        snapshot: w.changed ? w.written : w.from,
         live: w.live,
         ids: w.exists ? w.ids : undefined,
       })
@@ -659,6 +668,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         recent: snapshot?.recent ?? [],
         ids: entry?.ids,
         changed: false,
+        from: snapshot,
+        written: undefined,
       })
     }
     return working
@@ -933,7 +944,9 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         r.dirty = false
         r.encoded = runtime.dehydrate(r.state!)
         const { aggregateId, version, offset, encoded } = r
-        written.push({ aggregateId, version, schemaVersion: this.schemaVersion, offset, state: encoded, recent: r.recent.slice() })
+        const windowMemo = (r.written ?? r.stored)?.windowMemo
+        r.written = { aggregateId, version, schemaVersion: this.schemaVersion, offset, state: encoded, recent: r.recent.slice(), windowMemo }
+        written.push(r.written)
       }
       dirty.length = 0
       unsaved = 0
@@ -989,6 +1002,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
             recent: snapshot ? [...snapshot.recent] : [],
             dirty: false,
             touched: false,
+            written: undefined,
           })
         }
       }

@@ -92,6 +92,14 @@ export interface StoredSnapshot {
    * again. Derived from the log: a replay rebuilds exactly this list.
    */
   recent: RecentCommand[]
+  /**
+   * What the store that loaded or saved this snapshot keeps about how it encoded `recent`, so the
+   * next save of the aggregate can build on it (the Redis store: the window's text). A store may
+   * set it on the snapshots `load` returns and on those `save` was given, once they are saved;
+   * the processor holds it with the snapshot and passes it back with the aggregate's next write,
+   * and never reads it. A store must check that it still describes `recent` before using it.
+   */
+  windowMemo?: unknown
 }
 
 /** An accepted command remembered in its aggregate's snapshot for de-duplication. */

@@ -39,13 +39,6 @@ export class RedisSnapshotStore implements SnapshotStore {
   private readonly unloggedWindow: number
   private readonly saveScript: ScriptCall
   private readonly resetScript: ScriptCall
-  /**
-   * For the newest entry of the last window this store loaded or sent for an aggregate: that
-   * window's text and its length (see {@link windowText}). Only the text matters, not whether
-   * Redis kept it (a save older than the stored snapshot writes nothing): every save sends its
-   * window whole, so the text only has to match the processor's window.
-   */
-  private readonly windowTexts = new WeakMap<RecentCommand, StoredWindow>()
   /** Replies ride with the save script: one round trip per batch instead of two. */
   readonly publishesReplies = true
 
@@ -88,7 +81,7 @@ export class RedisSnapshotStore implements SnapshotStore {
       if (text == null) return
       const { snapshot, windowInField } = decodeStoredSnapshot(text, keys.state, StateFields.snapshot(id), values[5 + 2 * i])
       // Its window is stored on its own: the next save of this aggregate builds on its text.
-      if (windowInField) this.noteWindow(snapshot.recent, values[5 + 2 * i]!)
+      if (windowInField) snapshot.windowMemo = WindowMemo.of(snapshot.recent, values[5 + 2 * i]!)
       snapshots.set(id, snapshot)
     })
     const unlogged = new Map<string, Outcome>()
@@ -175,9 +168,9 @@ export class RedisSnapshotStore implements SnapshotStore {
     checkWrite(write, where(stream, partition))
     const keys = this.keys(stream, partition)
     const doing = `saving ${write.snapshots.length} snapshots and ${write.unlogged.length} outcomes of ${where(stream, partition)}`
-    const windows = write.snapshots.map((snapshot) => this.windowText(snapshot.recent))
+    const windows = write.snapshots.map((snapshot) => windowText(snapshot.recent, snapshot.windowMemo))
     await this.run(this.saveScript, keys, this.saveArgs(token, write, windows), stream, partition, doing)
-    write.snapshots.forEach((snapshot, i) => this.noteWindow(snapshot.recent, windows[i]!))
+    write.snapshots.forEach((snapshot, i) => (snapshot.windowMemo = WindowMemo.of(snapshot.recent, windows[i]!)))
   }
 
   private saveArgs(token: string, write: SnapshotWrite, windows: string[]): string[] {
@@ -196,32 +189,6 @@ export class RedisSnapshotStore implements SnapshotStore {
     for (const outcome of unlogged) args.push(commandKey(outcome), encodeOutcome(outcome))
     if (write.replies) args.push(...replyMessages(this.keyPrefix, write.replies))
     return args
-  }
-
-  /**
-   * The text of a window, built from the last text of its aggregate this store loaded or sent
-   * when it knows one: a window only gains entries at its end and loses them at its start, so that
-   * text, less its oldest lines, and the new entries make the whole. A window is up to
-   * `dedupWindow` entries and changes by one entry a command: encoding every entry of it at every
-   * save would cost more than the rest of the save. The record used is forgotten (the new text
-   * replaces it), so a held aggregate keeps one text, not one per entry of its window.
-   */
-  private windowText(recent: readonly RecentCommand[]): string {
-    for (let i = recent.length - 1; i >= 0; i--) {
-      const known = this.windowTexts.get(recent[i]!)
-      if (!known) continue
-      this.windowTexts.delete(recent[i]!)
-      const kept = keptLines(known, known.length - (i + 1))
-      if (kept === undefined) break
-      return i === recent.length - 1 ? kept : `${kept}\n${encodeWindow(recent.slice(i + 1))}`
-    }
-    return encodeWindow(recent)
-  }
-
-  /** Remembers the text last loaded or sent for the window `recent`, by its newest entry. */
-  private noteWindow(recent: readonly RecentCommand[], text: string): void {
-    const newest = recent[recent.length - 1]
-    if (newest) this.windowTexts.set(newest, { text, length: recent.length })
   }
 
   /** Drops snapshots, checkpoint and unlogged outcomes in one fenced script; the owner stays. */
@@ -264,22 +231,54 @@ export class RedisSnapshotStore implements SnapshotStore {
   }
 }
 
-/** A window's text as stored, and how many entries (lines) it holds. */
-interface StoredWindow {
-  text: string
-  length: number
+/**
+ * The text of a window as this store last loaded or sent it, with the entry that was its newest:
+ * kept on the snapshot (`windowMemo`), so the aggregate's next save builds on it. Only the text
+ * matters, not whether Redis kept it (a save older than the stored snapshot writes nothing): every
+ * save sends its window whole, so the text only has to match the processor's window.
+ */
+class WindowMemo {
+  private constructor(
+    readonly newest: RecentCommand,
+    readonly text: string,
+    /** Entries (lines) in `text`. */
+    readonly length: number,
+  ) {}
+
+  /** The memo of `text`, the encoding of `recent`; undefined for an empty window. */
+  static of(recent: readonly RecentCommand[], text: string): WindowMemo | undefined {
+    const newest = recent[recent.length - 1]
+    return newest && new WindowMemo(newest, text, recent.length)
+  }
 }
 
-/** The text of `window` without its `drop` oldest lines; undefined when that leaves no line. */
-function keptLines(window: StoredWindow, drop: number): string | undefined {
-  if (drop < 0 || drop >= window.length) return undefined
+/**
+ * The text of a window, built on the memo of the last text of its aggregate when there is one and
+ * it still applies: a window only gains entries at its end and loses them at its start, so that
+ * text, less its oldest lines, and the new entries make the whole. A window is up to `dedupWindow`
+ * entries and changes by one entry a command: encoding every entry of it at every save would cost
+ * more than the rest of the save. The memo applies when its newest entry (the same object, not an
+ * equal one) is still in the window.
+ */
+function windowText(recent: readonly RecentCommand[], memo: unknown): string {
+  if (memo instanceof WindowMemo) {
+    const at = recent.lastIndexOf(memo.newest)
+    const kept = at < 0 ? undefined : keptLines(memo, memo.length - (at + 1))
+    if (kept !== undefined) return at === recent.length - 1 ? kept : `${kept}\n${encodeWindow(recent.slice(at + 1))}`
+  }
+  return encodeWindow(recent)
+}
+
+/** The text of the memo's window without its `drop` oldest lines; undefined when that leaves no line. */
+function keptLines(memo: WindowMemo, drop: number): string | undefined {
+  if (drop < 0 || drop >= memo.length) return undefined
   let from = 0
   for (let d = 0; d < drop; d++) {
-    const end = window.text.indexOf('\n', from)
+    const end = memo.text.indexOf('\n', from)
     if (end < 0) return undefined
     from = end + 1
   }
-  return window.text.slice(from)
+  return memo.text.slice(from)
 }
 
 function where(stream: StreamSpec, partition: number): string {

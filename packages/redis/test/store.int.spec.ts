@@ -734,18 +734,27 @@ describe('RedisSnapshotStore de-duplication windows', () => {
   /** A window's text as the save script receives it: one compact entry per line. */
   const text = (window: RecentCommand[]): string => window.map((e) => JSON.stringify([e.commandId, e.version, e.events, e.offset])).join('\n')
 
+  /** The next snapshot of an aggregate as a processor writes it: with the memo its last snapshot carries. */
+  const after = (last: StoredSnapshot | undefined, offset: number, recent: RecentCommand[]): StoredSnapshot => ({
+    ...snapshot('a', offset, '{}', recent),
+    windowMemo: last?.windowMemo,
+  })
+
   it('sends each save its whole window, built on the last one sent, and reads it back whole', async () => {
     const { client, snapshots } = ownStore()
     const token = await take(snapshots, 0)
     const sent = saves(client)
     let window: RecentCommand[] = []
+    let last: StoredSnapshot | undefined
     const expected: string[] = []
     // One entry a save, two at once (the oldest two go), and a save that adds none (a refusal).
     const added = [1, 1, 1, 1, 1, 2, 0, 1, 2, 1]
     let n = 0
     for (const count of added) {
       for (let k = 0; k < count; k++) window = remember(window, entry(++n), 4)
-      await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', n, '{}', window)], ready: true }))
+      last = after(last, n, window)
+      await snapshots.save(stream, 0, token, write({ snapshots: [last], ready: true }))
+      expect(last.windowMemo).toBeDefined()
       expected.push(text(window))
       expect(await stored('a')).toEqual(window)
     }
@@ -758,25 +767,32 @@ describe('RedisSnapshotStore de-duplication windows', () => {
 
   it('builds on the window it loaded, and encodes whole the window of a snapshot written with the window inside', async () => {
     const keys = new PartitionKeys(prefix(), stream, 0)
-    const first = open().snapshots
-    const token = await take(first, 0)
-    await first.save(stream, 0, token, write({ snapshots: [snapshot('a', 1, '{}', [entry(1)])], ready: true }))
+    const writer = open().snapshots
+    const token = await take(writer, 0)
+    await writer.save(stream, 0, token, write({ snapshots: [snapshot('a', 1, '{}', [entry(1)])], ready: true }))
     // As esk wrote snapshots before windows had a field of their own.
     await admin().hset(keys.state, 's:old', JSON.stringify({ ...snapshot('old', 1), recent: [['c-1', 1, 1, 1]] }), 'o:old', '1')
-    // An entry as versions before offsets were kept wrote it: the loaded text is built on as it is.
-    await admin().hset(keys.state, 'w:a', '["c-0",1,1]\n["c-1",1,1,1]')
+    // An entry as versions before offsets were kept wrote it, with spaces no save of this version
+    // writes: the loaded text is built on as it is, so the spaces show which saves built on it.
+    await admin().hset(keys.state, 'w:a', '["c-0", 1, 1]\n["c-1",1,1,1]')
 
     const { client, snapshots } = ownStore()
     const loaded = await snapshots.load(stream, 0, token, ['a', 'old'], [])
     expect(loaded.snapshots.get('old')?.recent).toEqual([entry(1)])
     const sent = saves(client)
-    const a = remember(loaded.snapshots.get('a')!.recent, entry(2), 4)
+    const first = after(loaded.snapshots.get('a'), 2, remember(loaded.snapshots.get('a')!.recent, entry(2), 4))
     const old = remember(loaded.snapshots.get('old')!.recent, entry(2), 4)
-    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 2, '{}', a), snapshot('old', 2, '{}', old)] }))
+    await snapshots.save(stream, 0, token, write({ snapshots: [first, { ...snapshot('old', 2, '{}', old), windowMemo: loaded.snapshots.get('old')!.windowMemo }] }))
+    // The next save builds on the memo the first one left; one without a memo encodes its window whole.
+    const second = after(first, 3, remember(first.recent, entry(3), 4))
+    await snapshots.save(stream, 0, token, write({ snapshots: [second] }))
+    await snapshots.save(stream, 0, token, write({ snapshots: [after(undefined, 4, remember(second.recent, entry(4), 4))] }))
     sent.restore()
-    expect(sent.argv[0]![11]).toBe('["c-0",1,1]\n["c-1",1,1,1]\n["c-2",2,1,2]')
+    expect(sent.argv[0]![11]).toBe('["c-0", 1, 1]\n["c-1",1,1,1]\n["c-2",2,1,2]')
     expect(sent.argv[0]![15]).toBe(text([entry(1), entry(2)]))
-    expect(await stored('a')).toEqual(a)
+    expect(sent.argv[1]![11]).toBe('["c-0", 1, 1]\n["c-1",1,1,1]\n["c-2",2,1,2]\n["c-3",3,1,3]')
+    expect(sent.argv[2]![11]).toBe('["c-1",1,1,1]\n["c-2",2,1,2]\n["c-3",3,1,3]\n["c-4",4,1,4]')
+    expect(await stored('a')).toEqual(remember(second.recent, entry(4), 4))
     expect(await stored('old')).toEqual(old)
     expect(JSON.parse((await admin().hget(keys.state, 's:old'))!)).toMatchObject({ recent: 'separate' })
   })
@@ -784,36 +800,39 @@ describe('RedisSnapshotStore de-duplication windows', () => {
   it('encodes a window whole when it does not extend the last one saved for its aggregate', async () => {
     const { client, snapshots } = ownStore()
     const token = await take(snapshots, 0)
-    const a1 = [entry(1), entry(2)]
-    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 2, '{}', a1)], ready: true }))
+    const a1 = after(undefined, 2, [entry(1), entry(2)])
+    await snapshots.save(stream, 0, token, write({ snapshots: [a1], ready: true }))
     const sent = saves(client)
     // Rebuilt from the log (new entry objects): nothing known to build on.
-    const rebuilt = [entry(1), entry(2), entry(3)]
-    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 3, '{}', rebuilt)] }))
+    const rebuilt = after(a1, 3, [entry(1), entry(2), entry(3)])
+    await snapshots.save(stream, 0, token, write({ snapshots: [rebuilt] }))
     // Entries older than the known one that the saved window did not have: not built on it either.
-    const longer = [entry(0), entry(1), entry(2), rebuilt[2]!, entry(4)]
-    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 4, '{}', longer)] }))
+    const longer = after(rebuilt, 4, [entry(0), entry(1), entry(2), rebuilt.recent[2]!, entry(4)])
+    await snapshots.save(stream, 0, token, write({ snapshots: [longer] }))
     // Trimmed to fewer entries than before (a smaller dedupWindow): built on the last text.
-    const trimmed = [longer[4]!, entry(5)]
-    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 5, '{}', trimmed)] }))
+    const trimmed = after(longer, 5, [longer.recent[4]!, entry(5)])
+    await snapshots.save(stream, 0, token, write({ snapshots: [trimmed] }))
+    // A memo of another store (or none it knows): ignored.
+    const foreign = { ...snapshot('a', 6, '{}', [...trimmed.recent, entry(6)]), windowMemo: { text: 'not a window', length: 1 } }
+    await snapshots.save(stream, 0, token, write({ snapshots: [foreign] }))
     sent.restore()
-    expect(sent.argv.map((argv) => argv[11])).toEqual([text(rebuilt), text(longer), text(trimmed)])
-    expect(await stored('a')).toEqual(trimmed)
+    expect(sent.argv.map((argv) => argv[11])).toEqual([rebuilt, longer, trimmed, foreign].map((s) => text(s.recent)))
+    expect(await stored('a')).toEqual(foreign.recent)
   })
 
   it('stores the whole window after a save that was too old to be written', async () => {
     const { snapshots } = ownStore()
     const token = await take(snapshots, 0)
-    let window = [entry(1), entry(2)]
-    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 2, '{}', window)], ready: true }))
+    const first = after(undefined, 2, [entry(1), entry(2)])
+    await snapshots.save(stream, 0, token, write({ snapshots: [first], ready: true }))
     // Someone wrote a newer snapshot of `a` meanwhile: this store's next save of it writes nothing.
     await open().snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 9, '{}', [entry(9)])] }))
-    window = remember(window, entry(3), 4)
-    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 3, '{}', window)] }))
+    const refused = after(first, 3, remember(first.recent, entry(3), 4))
+    await snapshots.save(stream, 0, token, write({ snapshots: [refused] }))
     expect(await stored('a')).toEqual([entry(9)])
     // The save after it is built on what was last sent, and is whole: Redis gets this window.
-    window = remember(window, entry(10), 4)
-    await snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 10, '{}', window)] }))
+    const next = after(refused, 10, remember(refused.recent, entry(10), 4))
+    await snapshots.save(stream, 0, token, write({ snapshots: [next] }))
     expect(await stored('a')).toEqual([entry(1), entry(2), entry(3), entry(10)])
   })
 
