@@ -39,8 +39,12 @@ export interface KafkaTransportOptions {
   /** Consumer group heartbeat interval, ms. Default 1000. */
   heartbeatIntervalMs?: number
   /**
-   * Longest a fetch waits for new commands, ms. Lower reacts faster to rebalances (the group
-   * heartbeats between fetches); new commands are returned at once whatever this is. Default 500.
+   * Longest a fetch waits for new commands, ms; new commands are returned at once whatever this
+   * is. It also bounds how long a partition that has just become ready (taken over, recovered,
+   * repaired) waits for its first fetch: kafkajs sleeps this long when every partition of the
+   * consumer is paused, and a resumed partition joins the fetch after the one in flight. Lower
+   * also reacts faster to rebalances (the group heartbeats between fetches), for more empty
+   * fetches while idle. Default 100.
    */
   maxWaitTimeMs?: number
   /** First retry delay after CONCURRENT_TRANSACTIONS, ms (kafkajs's own default is 300). Default 5. */
@@ -72,7 +76,7 @@ export const KAFKA_DEFAULTS = {
   transactionTimeoutMs: 30_000,
   sessionTimeoutMs: 10_000,
   heartbeatIntervalMs: 1_000,
-  maxWaitTimeMs: 500,
+  maxWaitTimeMs: 100,
   transactionRetryMs: 5,
   partitionsConsumedConcurrently: 16,
   logRepeatIntervalMs: 10_000,

@@ -4,8 +4,8 @@
  * group join delay:
  *
  *   ESK_KAFKA_INITIAL_REBALANCE_DELAY_MS=3000 scripts/stack.sh start
- *   node node_modules/.pnpm/vite-node@*\/node_modules/vite-node/vite-node.mjs \
- *     --config vitest.config.ts packages/kafka/test/measure-takeover.ts
+ *   cd packages/kafka && node ../../node_modules/.pnpm/vite-node@*\/node_modules/vite-node/vite-node.mjs \
+ *     --config ../../vitest.config.ts test/measure-takeover.ts
  */
 import { randomUUID } from 'node:crypto'
 import { createEsk, type Esk } from '@esk/core'
@@ -69,7 +69,7 @@ async function replays(): Promise<{ firstMs: number; nextMedianMs: number }> {
  * Two processors share 4 partitions; one stops. Returns the time from its `close()` to the first
  * command answered on each partition it had, and the recovery times the other one reported.
  */
-async function takeover(): Promise<{ answeredMs: number[]; recoveryMs: number[]; startMs: number; restartMs: number }> {
+async function takeover(): Promise<{ answeredMs: number[]; recoveryMs: number[]; startMs: number; restartMs: number; closeMs: number }> {
   const p = prefix()
   const redis = new Redis(stack.redisUrl)
   const apps: Esk[] = []
@@ -109,14 +109,18 @@ async function takeover(): Promise<{ answeredMs: number[]; recoveryMs: number[];
     for (let i = 0; i < 50 && owned.b.size === 0; i++) await new Promise((r) => setTimeout(r, 200))
     const moved = [...owned.b]
     recoveryMs.length = 0
+    // The commands go out as the close starts, as a client's would: they wait in the command log
+    // for whoever owns their partition next, and the close itself is not waited for.
     const closing = performance.now()
-    await b.close()
+    const closed = b.close()
     const answeredMs = await Promise.all(
       moved.map(async (partition) => {
         await accounts.update(ids[partition]!, new Deposit(1), { timeoutMs: 60_000 })
         return performance.now() - closing
       }),
     )
+    await closed
+    const closeMs = performance.now() - closing
     // A restart of the only processor: every partition has events, and checkpoints.
     await a.close()
     const restarting = performance.now()
@@ -124,7 +128,7 @@ async function takeover(): Promise<{ answeredMs: number[]; recoveryMs: number[];
     apps.push(again)
     await again.repository(ContractAccount).update(ids[0]!, new Deposit(1), { timeoutMs: 60_000 })
     const restartMs = performance.now() - restarting
-    return { answeredMs, recoveryMs: [...recoveryMs], startMs, restartMs }
+    return { answeredMs, recoveryMs: [...recoveryMs], startMs, restartMs, closeMs }
   } finally {
     for (const app of apps.reverse()) await app.close().catch(() => undefined)
     await deleteKeysWithPrefix(redis, `${p}:`)
@@ -138,7 +142,7 @@ for (let round = 0; round < 2; round++) {
   const t = await takeover()
   console.log(
     `createEsk with 4 partitions: ${t.startMs.toFixed(0)} ms; takeover of ${t.answeredMs.length} partitions: ` +
-      `answered after ${t.answeredMs.map((m) => m.toFixed(0)).join(', ')} ms; ` +
+      `answered after ${t.answeredMs.map((m) => m.toFixed(0)).join(', ')} ms (close() returned after ${t.closeMs.toFixed(0)} ms); ` +
       `recovery (replay) ${t.recoveryMs.map((m) => m.toFixed(0)).join(', ')} ms; ` +
       `restart with history to a command answered: ${t.restartMs.toFixed(0)} ms`,
   )
