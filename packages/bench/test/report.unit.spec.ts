@@ -102,6 +102,15 @@ describe('the generated figures', () => {
     expect(row('250')).toContain('| n/a | n/a |')
   })
 
+  it('shows the takeover until its partition is ready and until its first command is answered', () => {
+    const recoveryRow = (markdown: string): string => markdown.split('\n').find((line) => line.startsWith('| 50,000 |')) ?? ''
+    const split = report()
+    split.recovery = { ...split.recovery!, takeoverReadySeconds: 0.12 }
+    expect(recoveryRow(figuresMarkdown(split, 'reports/bench-x.json'))).toMatch(/\| 0\.12 s \| 0\.5 s \|$/)
+    // Reports written before the split was measured.
+    expect(recoveryRow(text)).toMatch(/\| n\/a \| 0\.5 s \|$/)
+  })
+
   it('charts what was measured', () => {
     const files = charts(report())
     expect(Object.keys(files).sort()).toEqual(['open-loop-p99.svg', 'open-loop-throughput.svg', 'recovery.svg', 'throughput.svg'])
