@@ -27,6 +27,7 @@ export type { UndecodableCommand } from './codec.js'
 
 export { commandKey } from './ports.js'
 export { PendingOutcome } from './pending-outcome.js'
+export { DelayQueue } from './delay-queue.js'
 export type {
   CommandKey,
   CommandLogPosition,

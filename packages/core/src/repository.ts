@@ -14,6 +14,7 @@ import {
   hasCode,
   ErrorCode,
 } from './errors.js'
+import { DelayQueue } from './delay-queue.js'
 import { messageOf } from './runtime.js'
 import type { OutcomeChannel, OutcomeWait, SnapshotStore, StreamSpec, Transport } from './ports.js'
 import type { EventPosition } from './projection/runner.js'
@@ -95,6 +96,8 @@ export class Repository<T extends object> {
    * duplicates), which under overload, with tens of thousands waiting, stalls the client.
    */
   private readonly waiting = new Set<OutcomeWait>()
+  /** The deadlines of the calls made with the default `commandTimeoutMs`. */
+  private readonly deadlines: DelayQueue<OutcomeWait>
 
   constructor(
     private readonly runtime: AggregateRuntime<T>,
@@ -107,6 +110,7 @@ export class Repository<T extends object> {
     private readonly closing: AbortSignal,
     private readonly telemetry?: Telemetry,
   ) {
+    this.deadlines = new DelayQueue(settings.commandTimeoutMs, stopWaiting)
     closing.addEventListener(
       'abort',
       () => {
@@ -117,14 +121,24 @@ export class Repository<T extends object> {
   }
 
   /** Creates an aggregate with a creating command. Throws `ESK_AGGREGATE_EXISTS` if the id is taken. */
-  async save(command: object, options: SaveOptions = {}): Promise<CommandResult> {
-    const id = options.id ?? (options.commandId !== undefined ? idFromCommandId(this.runtime.model.name, options.commandId) : randomUUID())
-    return this.send(id, command, 'create', options.commandId, undefined, options.timeoutMs)
+  save(command: object, options: SaveOptions = {}): Promise<CommandResult> {
+    // Not async, nor is update(): every call comes here, and each async layer is one more promise
+    // alive for as long as the call waits. What they throw becomes a rejection all the same.
+    try {
+      const id = options.id ?? (options.commandId !== undefined ? idFromCommandId(this.runtime.model.name, options.commandId) : randomUUID())
+      return this.send(id, command, 'create', options.commandId, undefined, options.timeoutMs)
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   /** Changes an existing aggregate. Throws `ESK_AGGREGATE_NOT_FOUND`, `ESK_VERSION_CONFLICT`, or the handler's rejection. */
-  async update(id: string, command: object, options: UpdateOptions = {}): Promise<CommandResult> {
-    return this.send(id, command, 'update', options.commandId, options.expectedVersion, options.timeoutMs)
+  update(id: string, command: object, options: UpdateOptions = {}): Promise<CommandResult> {
+    try {
+      return this.send(id, command, 'update', options.commandId, options.expectedVersion, options.timeoutMs)
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   /** Reads an aggregate's snapshot, or undefined when it does not exist (yet). */
@@ -179,7 +193,8 @@ export class Repository<T extends object> {
     return { id, version: snapshot.version, state: this.runtime.hydrate(snapshot.state) }
   }
 
-  private async send(
+  /** Checks and sends a command; throws synchronously what it refuses before sending (see `save`). */
+  private send(
     id: string,
     command: object,
     kind: CommandEnvelope['kind'],
@@ -231,9 +246,9 @@ export class Repository<T extends object> {
   /** Sends an envelope and waits for its outcome. */
   private async deliver(envelope: CommandEnvelope, partition: number, timeoutMs: number, headers?: RecordHeaders): Promise<CommandResult> {
     const { aggregateId: id, commandId } = envelope
-    const retry = { aggregate: this.runtime.model.name, id, commandId }
     const waiting = this.outcomes.wait(this.stream, partition, { aggregateId: id, commandId })
-    const timer = setTimeout(stopWaiting, timeoutMs, waiting)
+    // Calls with the default timeout share one timer (see DelayQueue); others get their own.
+    const deadline = timeoutMs === this.deadlines.delayMs ? this.deadlines.add(waiting) : setTimeout(stopWaiting, timeoutMs, waiting)
     this.waiting.add(waiting)
     if (this.closing.aborted) waiting.stop()
     try {
@@ -247,16 +262,17 @@ export class Repository<T extends object> {
         waiting.stop()
       })
       const outcome = await waiting.outcome
-      if (!outcome) throw unsent ?? this.notAnswered(retry, timeoutMs)
+      if (!outcome) throw unsent ?? this.notAnswered({ aggregate: this.runtime.model.name, id, commandId }, timeoutMs)
       if (outcome.status === 'rejected') throw errorFromPayload(outcome.error)
       return {
         id,
         version: outcome.version,
         commandId,
-        ...(outcome.offset !== undefined && { position: { aggregate: retry.aggregate, partition, offset: outcome.offset } }),
+        ...(outcome.offset !== undefined && { position: { aggregate: this.runtime.model.name, partition, offset: outcome.offset } }),
       }
     } finally {
-      clearTimeout(timer)
+      if (typeof deadline === 'number') this.deadlines.cancel(deadline)
+      else clearTimeout(deadline)
       waiting.stop()
       this.waiting.delete(waiting)
     }

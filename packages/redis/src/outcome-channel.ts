@@ -1,5 +1,6 @@
 import { ClosedError, ErrorCode, hasCode, type Logger } from '@esk/core'
 import {
+  DelayQueue,
   newClientAddress,
   type Outcome,
   type OutcomeChannel,
@@ -48,6 +49,8 @@ export class RedisOutcomeChannel implements OutcomeChannel {
   private reading: ReturnType<typeof setTimeout> | undefined
   /** Reads left per partition in the current second. */
   private readonly budgets = new Map<string, { since: number; left: number }>()
+  /** Each waiter's first read, `outcomePollMs` after its wait began, on one timer (see {@link DelayQueue}). */
+  private readonly firstPolls: DelayQueue<Waiter>
 
   /**
    * `client` publishes and is never closed here; the subscriber connection is `client.duplicate()`
@@ -63,6 +66,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
     this.pollMs = resolved.outcomePollMs
     this.pollMaxMs = resolved.outcomePollMaxMs
     this.logger = resolved.logger
+    this.firstPolls = new DelayQueue(this.pollMs, (waiter) => this.poll(waiter, this.pollMs))
     this.subscription = new ReplySubscription(
       client,
       replyChannel(this.keyPrefix, this.address),
@@ -87,7 +91,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
     const list = this.waiters.get(waiter.key)
     if (list) list.push(waiter)
     else this.waiters.set(waiter.key, [waiter])
-    this.schedule(waiter, this.pollMs)
+    waiter.firstPoll = this.firstPolls.add(waiter)
     return waiter
   }
 
@@ -121,6 +125,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
 
   /** Takes a settled waiter out of {@link waiters}. */
   private readonly release = (waiter: Waiter): void => {
+    this.firstPolls.cancel(waiter.firstPoll)
     clearTimeout(waiter.timer)
     const list = this.waiters.get(waiter.key)
     if (!list) return
@@ -129,7 +134,7 @@ export class RedisOutcomeChannel implements OutcomeChannel {
     if (list.length === 0) this.waiters.delete(waiter.key)
   }
 
-  /** Reads a waiter's recorded outcome after `delay`, and again, doubling, while it waits. */
+  /** Reads a waiter's recorded outcome after `delay`, and again, doubling, while it waits (after its first read). */
   private schedule(waiter: Waiter, delay: number): void {
     waiter.timer = setTimeout(this.poll, delay, waiter, delay)
   }
@@ -292,6 +297,9 @@ const MAX_READS_PER_SECOND = 1_000
 class Waiter extends PendingOutcome {
   /** {@link waiterKey} of `command`. */
   readonly key: string
+  /** The ticket of its first read in `firstPolls`. */
+  firstPoll = -1
+  /** Its later reads, if it waits that long. */
   timer: ReturnType<typeof setTimeout> | undefined
 
   /**
@@ -305,7 +313,8 @@ class Waiter extends PendingOutcome {
     public covered: boolean,
     release: (waiter: Waiter) => void,
   ) {
-    super((wait) => release(wait as Waiter))
+    // Every waiter is a Waiter: the channel's one release function serves them all.
+    super(release as (wait: PendingOutcome) => void)
     this.key = waiterKey(command)
   }
 }
