@@ -59,24 +59,36 @@ export class DelayQueue<T> {
     this.timer = undefined
     this.timerDue = Infinity
     const now = performance.now()
+    // A callback that throws must not strand the entries after it: they fire, the timer is set
+    // again, and only then is the first error thrown, as a timer of its own would have thrown it.
+    let failed = false
+    let failure: unknown
     while (this.head < this.items.length && this.dues[this.head]! <= now) {
       const item = this.items[this.head]
       this.items[this.head] = undefined
       this.head++
-      if (item !== undefined) {
-        this.live--
+      if (item === undefined) continue
+      this.live--
+      try {
         this.fire(item)
+      } catch (error) {
+        if (!failed) failure = error
+        failed = true
       }
     }
     this.compact()
     // fire() may have added entries (and armed the timer for them) or cancelled some.
-    if (this.live === 0) return this.reset()
-    while (this.items[this.head] === undefined) this.head++
-    const next = this.dues[this.head]!
-    if (this.timer === undefined || next < this.timerDue) {
-      clearTimeout(this.timer)
-      this.arm(next)
+    if (this.live === 0) {
+      this.reset()
+    } else {
+      while (this.items[this.head] === undefined) this.head++
+      const next = this.dues[this.head]!
+      if (this.timer === undefined || next < this.timerDue) {
+        clearTimeout(this.timer)
+        this.arm(next)
+      }
     }
+    if (failed) throw failure
   }
 
   /** Drops the slots before `head` once they are most of the arrays. */

@@ -76,6 +76,24 @@ describe('DelayQueue', () => {
     expect(vi.getTimerCount()).toBe(0)
   })
 
+  it('fires every entry due even when a callback throws, then throws the first error', () => {
+    const fired: string[] = []
+    const queue = new DelayQueue<string>(10, (item) => {
+      fired.push(item)
+      if (item.startsWith('bad')) throw new Error(`${item} failed`)
+    })
+    queue.add('bad-1')
+    queue.add('good')
+    queue.add('bad-2')
+    vi.advanceTimersByTime(5)
+    queue.add('later')
+    expect(() => vi.advanceTimersByTime(5)).toThrow('bad-1 failed')
+    expect(fired).toEqual(['bad-1', 'good', 'bad-2'])
+    // The timer was set again for what is still pending.
+    vi.advanceTimersByTime(5)
+    expect(fired).toEqual(['bad-1', 'good', 'bad-2', 'later'])
+  })
+
   it('keeps tickets valid while it drops the slots of fired entries', () => {
     const fired: number[] = []
     const queue = new DelayQueue<number>(100, (item) => fired.push(item))
