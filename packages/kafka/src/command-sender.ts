@@ -62,9 +62,17 @@ export class CommandSender {
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ topic, partition, key, value, headers, resolve, reject })
-      if (!this.flushing) void this.flush()
+      if (!this.flushing) {
+        // The first request waits for the rest of this turn of the event loop: replies reach a
+        // client a batch at a time, and the calls they end send their next commands in the same
+        // turn. Sent at once, the first of them would go alone and the others one ack later.
+        this.flushing = true
+        setImmediate(this.flushQueued)
+      }
     })
   }
+
+  private readonly flushQueued = (): void => void this.flush()
 
   private async flush(): Promise<void> {
     this.flushing = true

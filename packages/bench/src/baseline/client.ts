@@ -82,7 +82,11 @@ export class BaselineClient {
         if (this.pending.delete(command.c)) reject(error)
       }
       this.queue.push({ message: { key: id, value: JSON.stringify(command), partition: partitionFor(id, this.options.partitions) }, fail })
-      if (!this.sending) void this.flush()
+      if (!this.sending) {
+        // Like esk's client: the first request waits for the commands sent in the same turn.
+        this.sending = true
+        setImmediate(() => void this.flush())
+      }
     })
   }
 
