@@ -588,11 +588,12 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   private holdReplayed(replayed: Map<string, Replayed<T>>): void {
     if (this.context.snapshotCacheSize === 0) return
     for (const [aggregateId, r] of replayed) {
-      if (r.encoded === undefined) continue
-      const { version, offset, recent, encoded } = r
-      const windowMemo = (r.written ?? r.stored)?.windowMemo
+      // Every change was saved before this: the snapshot last written, or else the one loaded, is
+      // the aggregate as replayed, and the very object the store noted its `windowMemo` on.
+      const snapshot = r.written ?? r.stored
+      if (!snapshot) continue
       this.held.set(aggregateId, {
-        snapshot: { aggregateId, version, schemaVersion: this.schemaVersion, offset, state: encoded, recent, windowMemo },
+        snapshot,
         // Hydrated from the snapshot on first use, as a restarted processor would.
         live: undefined,
         ids: undefined,

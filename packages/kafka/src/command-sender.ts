@@ -74,8 +74,8 @@ export class CommandSender {
 
   private readonly flushQueued = (): void => void this.flush()
 
+  /** Sends the queue until it is empty; `send` set `flushing` when it scheduled this. */
   private async flush(): Promise<void> {
-    this.flushing = true
     try {
       while (this.queue.length > 0) {
         // By count and by bytes, so one request never exceeds the broker's limit.
