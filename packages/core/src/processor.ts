@@ -144,6 +144,20 @@ const REPLAY_EVENTS_PER_SAVED = 100
  */
 const REPLAY_SAVE_CHUNK = 1_000
 
+/**
+ * The replies of a committed batch, split by when their outcomes are recorded: `now`, by the log
+ * or by an earlier save (accepted commands, and earlier outcomes answered again); `withSave`, by
+ * this batch's save only (`unlogged`: refusals, commands with no events), so they go out after it.
+ */
+function splitReplies(replies: Reply[], unlogged: readonly Outcome[]): { now: Reply[]; withSave: Reply[] } {
+  if (unlogged.length === 0) return { now: replies, withSave: [] }
+  const pending = new Set(unlogged)
+  const now: Reply[] = []
+  const withSave: Reply[] = []
+  for (const reply of replies) (pending.has(reply.outcome) ? withSave : now).push(reply)
+  return { now, withSave }
+}
+
 /** The aggregates of a batch a replay does not hold yet, each once: one lookup per event once most are held. */
 function notReplayed(batch: readonly StoredEvent[], replayed: ReadonlyMap<string, unknown>): string[] {
   const missing: string[] = []
@@ -482,25 +496,22 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     // Committed: the outcomes are final whatever happens to the save, and the aggregates as this
     // batch left them are the truth, so the next batch may be handled on them while this one is
     // saved. Clients hear of the outcomes only once they are recorded, so a retry after the reply
-    // is always answered the same way; the next batch loads refusals among them from the store
-    // only after this save (see `saved`).
+    // is always answered the same way: an accepted command's outcome is recorded by its events,
+    // now in the log, so its reply goes out now, ahead of the save; an outcome this batch records
+    // only in the store (a refusal, a command with no events) waits for the save. The next batch
+    // loads refusals among them from the store only after this save (see `saved`).
     this.hold(working)
     this.noteUnlogged(unlogged)
+    const { now, withSave } = splitReplies(replies, unlogged)
+    const notified = now.length > 0 ? this.notify(now) : undefined
     const saving = (async () => {
       // Encoding the save takes a while: let the transport ask for the next batch first.
       await new Promise((resolve) => setImmediate(resolve))
-      const published = await this.saveAfterCommit(written, unlogged, replies)
+      const published = await this.saveAfterCommit(written, unlogged, withSave)
       const savedAt = performance.now()
       if (traced) traced.done(fates!)
-      if (replies.length > 0 && !published) {
-        await this.context.outcomes.publish(stream, partition, replies).catch((error: unknown) => {
-          this.context.logger.warn('publishing replies failed; clients find the recorded outcomes by polling', {
-            aggregate: this.name,
-            partition,
-            error,
-          })
-        })
-      }
+      if (withSave.length > 0 && !published) await this.notify(withSave)
+      await notified
       if (this.context.observers.count('batch') > 0) {
         this.context.observers.emit('batch', {
           aggregate: this.name,
@@ -570,6 +581,17 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         await sleep(Math.min(50 * 2 ** attempt, 5_000), this.stop.signal)
       }
     }
+  }
+
+  /** Tells waiting clients their outcomes; best effort (a client that misses one reads the recorded outcome), so never throws. */
+  private notify(replies: Reply[]): Promise<void> {
+    return this.context.outcomes.publish(this.lease.stream, this.lease.partition, replies).catch((error: unknown) => {
+      this.context.logger.warn('publishing replies failed; clients find the recorded outcomes by polling', {
+        aggregate: this.name,
+        partition: this.lease.partition,
+        error,
+      })
+    })
   }
 
   /** Notes unlogged outcomes just recorded, as the store keeps them: first one wins, oldest go first. */

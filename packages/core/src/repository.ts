@@ -49,9 +49,13 @@ export interface UpdateOptions {
 
 /** Options of {@link Repository.find}. */
 export interface FindOptions {
-  /** Wait until the snapshot has reached this version (read your own writes). */
+  /**
+   * Wait until the snapshot has reached this version (read your own writes). Defaults to the
+   * version this repository's own last accepted command on the aggregate reached, when it
+   * remembers one (the last 10,000 aggregates it wrote); otherwise a plain read.
+   */
   atLeastVersion?: number
-  /** How long `atLeastVersion` may wait; defaults to the application's `readTimeoutMs`. */
+  /** How long a find may wait for a version; defaults to the application's `readTimeoutMs`. */
   timeoutMs?: number
 }
 
@@ -83,6 +87,9 @@ export interface RepositorySettings {
 
 const MAX_ID_LENGTH = 256
 
+/** Aggregates whose version a repository remembers from its own accepted commands, at most. */
+const REMEMBERED_WRITES = 10_000
+
 /**
  * Sends commands for one aggregate type and reads its snapshots. Every call sends the command to
  * the partition of its aggregate id, waits for the processor's outcome, and turns a rejection
@@ -98,6 +105,13 @@ export class Repository<T extends object> {
   private readonly waiting = new Set<OutcomeWait>()
   /** The deadlines of the calls made with the default `commandTimeoutMs`. */
   private readonly deadlines: DelayQueue<OutcomeWait>
+  /**
+   * The version each aggregate reached by this repository's own accepted commands, for the last
+   * {@link REMEMBERED_WRITES} aggregates written, oldest first. An accepted command is answered
+   * once its events are committed, which can be before its snapshot is saved: a plain `find` of
+   * such an aggregate waits until the snapshot shows the write.
+   */
+  private readonly ownWrites = new Map<string, number>()
 
   constructor(
     private readonly runtime: AggregateRuntime<T>,
@@ -141,12 +155,17 @@ export class Repository<T extends object> {
     }
   }
 
-  /** Reads an aggregate's snapshot, or undefined when it does not exist (yet). */
+  /**
+   * Reads an aggregate's snapshot, or undefined when it does not exist (yet). Without
+   * `atLeastVersion`, it waits for the version this repository's own last accepted command on the
+   * aggregate reached, if it remembers one (read your own writes).
+   */
   async find(id: string, options: FindOptions = {}): Promise<Found<T> | undefined> {
     this.assertOpen()
     checkId(id)
     const partition = partitionFor(id, this.stream.partitions)
-    if (options.atLeastVersion === undefined) return this.read(id, partition)
+    const atLeastVersion = options.atLeastVersion ?? this.ownWrites.get(id)
+    if (atLeastVersion === undefined) return this.read(id, partition)
     const timeoutMs = options.timeoutMs ?? this.settings.readTimeoutMs
     const deadline = Date.now() + timeoutMs
     let seen: number | undefined
@@ -157,10 +176,10 @@ export class Repository<T extends object> {
         throw error
       })
       seen = found?.version ?? seen
-      if (found && found.version >= options.atLeastVersion) return found
+      if (found && found.version >= atLeastVersion) return found
       if (this.closing.aborted) throw new ClosedError('this esk application')
       if (Date.now() >= deadline) {
-        throw new ReadTimeoutError(this.runtime.model.name, id, options.atLeastVersion, seen, timeoutMs)
+        throw new ReadTimeoutError(this.runtime.model.name, id, atLeastVersion, seen, timeoutMs)
       }
       await sleep(Math.min(pause, Math.max(1, deadline - Date.now())))
     }
@@ -264,6 +283,7 @@ export class Repository<T extends object> {
       const outcome = await waiting.outcome
       if (!outcome) throw unsent ?? this.notAnswered({ aggregate: this.runtime.model.name, id, commandId }, timeoutMs)
       if (outcome.status === 'rejected') throw errorFromPayload(outcome.error)
+      this.remember(id, outcome.version)
       return {
         id,
         version: outcome.version,
@@ -276,6 +296,18 @@ export class Repository<T extends object> {
       waiting.stop()
       this.waiting.delete(waiting)
     }
+  }
+
+  /** Notes the version an accepted command of this repository reached (see `ownWrites`). */
+  private remember(id: string, version: number): void {
+    const known = this.ownWrites.get(id)
+    if (known !== undefined) {
+      if (known >= version) return
+      this.ownWrites.delete(id)
+    } else if (this.ownWrites.size >= REMEMBERED_WRITES) {
+      this.ownWrites.delete(this.ownWrites.keys().next().value!)
+    }
+    this.ownWrites.set(id, version)
   }
 
   /** The error for a command the command log did not take. */

@@ -1,6 +1,7 @@
 import { createEsk } from '@esk/core'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { contractModel } from '@esk/testing/contract'
+import { eventually } from '@esk/testing/stack'
 import { afterEach, describe, expect, it } from 'vitest'
 import { registerSdk, runTelemetryScenario, type TestSdk } from './support/telemetry.js'
 
@@ -61,8 +62,9 @@ describe('telemetry on the embedded driver', () => {
       sdk = registerSdk()
       await accounts.update(id, new Deposit(2))
       expect(commandHeaders(backend)).toEqual([{ traceparent: expect.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/) }])
-      const counted = (await sdk.collect()).get('esk.commands')
-      expect(counted?.dataPoints.map((p) => [p.attributes['esk.outcome'], p.value])).toEqual([['accepted', 1]])
+      // The processor counts a command once its batch is saved, which may be just after the reply.
+      const counted = await eventually(async () => (await sdk!.collect()).get('esk.commands'), 'the command counted')
+      expect(counted.dataPoints.map((p) => [p.attributes['esk.outcome'], p.value])).toEqual([['accepted', 1]])
     } finally {
       await app.close()
     }

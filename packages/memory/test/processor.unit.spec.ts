@@ -6,7 +6,7 @@ import { contractModel } from '@esk/testing/contract'
 import { eventually } from '@esk/testing/stack'
 import { describe, expect, it } from 'vitest'
 
-const { ContractAccount, ContractAccountV2, Open, Deposit } = contractModel
+const { ContractAccount, ContractAccountV2, Open, Deposit, Withdraw } = contractModel
 
 describe('partition processor on the embedded driver', () => {
   it('rebuilds the same snapshots and duplicate windows when a replay holds fewer aggregates than the partition has', async () => {
@@ -162,6 +162,8 @@ describe('partition processor on the embedded driver', () => {
     const accounts = first.repository(ContractAccount)
     const { id } = await accounts.save(new Open('w', 0))
     for (let i = 1; i <= 6; i++) await accounts.update(id, new Deposit(i), { commandId: `early-${i}` })
+    // A reply can come before its batch is saved; a find waits for this repository's own writes.
+    expect((await accounts.get(id)).version).toBe(7)
     // The snapshot and checkpoint as they were here (a window of 7), as if every later save were lost.
     const state = backend.partitionState('contract-account', 0)
     const early = { snapshot: structuredClone(state.snapshots.get(id)!), checkpoint: structuredClone(state.checkpoint!) }
@@ -313,6 +315,56 @@ describe('partition processor on the embedded driver', () => {
     await app.close()
   })
 
+  it('answers an accepted command once its events are committed, ahead of its save, and a refusal only once saved', async () => {
+    const backend = new MemoryBackend()
+    const driver = memoryDriver({ backend })
+    const { snapshots } = driver.store
+    // Saves that `held` matches wait until released, as on a slow store.
+    let held: ((write: Parameters<SnapshotStore['save']>[3]) => boolean) | undefined
+    let gate: Promise<void> = Promise.resolve()
+    const holdSaves = (which: typeof held): (() => void) => {
+      let release!: () => void
+      gate = new Promise<void>((resolve) => (release = resolve))
+      held = which
+      return release
+    }
+    let saves = 0
+    const save = snapshots.save.bind(snapshots)
+    snapshots.save = async (stream, partition, token, write) => {
+      if (held?.(write)) await gate
+      await save(stream, partition, token, write)
+      saves++
+    }
+    const app = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver })
+    const accounts = app.repository(ContractAccount)
+    const { id } = await accounts.save(new Open('early', 10))
+    await accounts.get(id)
+    const settled = async <T>(promise: Promise<T>, ms: number): Promise<boolean> =>
+      Promise.race([promise.then(() => true, () => true), new Promise<boolean>((resolve) => setTimeout(resolve, ms, false))])
+
+    // The deposit's save is held; its events are committed, and that records its outcome.
+    const releaseDeposit = holdSaves((write) => write.snapshots.length > 0)
+    const before = saves
+    expect(await accounts.update(id, new Deposit(5), { timeoutMs: 2_000 })).toMatchObject({ version: 2 })
+    expect(saves).toBe(before)
+    // Another application's find may lag by that save; the writing repository's waits for it.
+    const elsewhere = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver: memoryDriver({ backend }), processing: false })
+    expect((await elsewhere.repository(ContractAccount).get(id)).version).toBe(1)
+    const found = accounts.get(id)
+    expect(await settled(found, 200)).toBe(false)
+    releaseDeposit()
+    expect((await found).version).toBe(2)
+
+    // A refusal is recorded only by its batch's save, so it is answered only after that save.
+    const releaseRefusal = holdSaves((write) => write.unlogged.length > 0)
+    const withdrawal = accounts.update(id, new Withdraw(100))
+    expect(await settled(withdrawal, 200)).toBe(false)
+    releaseRefusal()
+    await expect(withdrawal).rejects.toMatchObject({ code: 'ESK_COMMAND_REJECTED' })
+    await elsewhere.close()
+    await app.close()
+  })
+
   // Failed before the transport was told: the save of the only batch was refused after its
   // commit (the store had been taken over), no next batch came to report it, and the partition
   // sat fenced until some other command arrived.
@@ -324,12 +376,12 @@ describe('partition processor on the embedded driver', () => {
     // As another processor (or the CLI's rebuild) taking the store does.
     backend.partitionState('contract-account', 0).owner = 'another-owner'
     const commandId = randomUUID()
-    // Its reply is lost with the refused save (the embedded driver does not poll for outcomes).
-    const first = accounts.update(id, new Deposit(3), { commandId, timeoutMs: 2_500 }).catch((error: unknown) => error)
+    // Committed, so answered before the save is refused: its events in the log record it.
+    const first = await accounts.update(id, new Deposit(3), { commandId })
+    expect(first.version).toBe(2)
     const store = backend.partitionState('contract-account', 0)
     await eventually(() => store.owner !== 'another-owner' && app.status().partitions[0]?.state === 'ready', 'the store taken back without another command', 2_000)
     expect(app.status().partitions[0]?.owner).toBe(store.owner)
-    expect(await first).toMatchObject({ code: 'ESK_COMMAND_TIMEOUT' })
     // The command was committed once; its retry is answered from the window the replay rebuilt.
     expect(await accounts.update(id, new Deposit(3), { commandId })).toMatchObject({ version: 2 })
     expect((await accounts.get(id)).state.balance).toBe(3)
