@@ -1,9 +1,11 @@
 /**
  * Redis bytes per aggregate and per retained command, from MEMORY USAGE of the keys a run left.
- * esk keeps one state hash per partition (a snapshot field and an offset field per aggregate, the
- * de-duplication window inside each snapshot) and an `unlogged` hash of refusals; the baselines
+ * esk keeps one state hash per partition (per aggregate a snapshot field, an offset field and its
+ * de-duplication window in two fields) and an `unlogged` hash of refusals; the baselines
  * keep one state hash per partition.
  */
+import { decodeSnapshot } from '@esk/redis'
+import { snapshotFields } from '@esk/redis/driver'
 import { Redis } from 'ioredis'
 import type { SystemConfig } from './systems.js'
 
@@ -15,7 +17,7 @@ export interface MemoryResult {
   bytesPerAggregate: number
   /** Mean entries of the de-duplication window per snapshot (esk). */
   retainedPerAggregate?: number
-  /** JSON bytes of the window divided by its entries: what one retained command adds to a snapshot (esk). */
+  /** JSON bytes of the window's stored texts divided by their entries: what one retained command adds to a snapshot (esk). */
   bytesPerRetainedCommand?: number
   /** MEMORY USAGE of the refusal hashes divided by their entries (esk, when there are any). */
   bytesPerUnloggedOutcome?: number
@@ -33,6 +35,7 @@ export async function measureMemory(config: SystemConfig): Promise<MemoryResult>
     let aggregates = 0
     let retained = 0
     let retainedBytes = 0
+    let storedEntries = 0
     let sampled = 0
     let unloggedBytes = 0
     let unloggedEntries = 0
@@ -47,14 +50,21 @@ export async function measureMemory(config: SystemConfig): Promise<MemoryResult>
       bytes += await usage(redis, `${base}state`)
       const fields = (await redis.hkeys(`${base}state`)).filter((f) => f.startsWith('s:'))
       aggregates += fields.length
-      // The dedup windows, one entry per line in the `w:` field beside each snapshot.
-      const sample = fields.slice(0, 100).map((field) => `w:${field.slice(2)}`)
-      const windows = sample.length > 0 ? await redis.hmget(`${base}state`, ...sample) : []
-      for (const text of windows) {
-        retained += text ? text.split('\n').length : 0
-        retainedBytes += Buffer.byteLength(text ?? '')
+      // The dedup windows beside each snapshot: the window is the newest entries of the `w:` and
+      // `t:` fields, which may hold a few older ones as well (counted in the bytes they take).
+      const sample = fields.slice(0, 100).map((field) => field.slice(2))
+      const texts = sample.length > 0 ? await redis.hmget(`${base}state`, ...sample.flatMap(snapshotFields)) : []
+      sample.forEach((id, i) => {
+        const [text, window, tail] = texts.slice(3 * i, 3 * i + 3)
+        if (text == null) return
+        retained += decodeSnapshot(text, `${base}state`, `s:${id}`, window, tail).recent.length
+        for (const part of [window, tail]) {
+          if (!part) continue
+          storedEntries += part.split('\n').length
+          retainedBytes += Buffer.byteLength(part)
+        }
         sampled += 1
-      }
+      })
       unloggedBytes += await usage(redis, `${base}unlogged`)
       unloggedEntries += await redis.hlen(`${base}unlogged`)
     }
@@ -64,7 +74,7 @@ export async function measureMemory(config: SystemConfig): Promise<MemoryResult>
       bytesPerAggregate: aggregates > 0 ? Math.round(bytes / aggregates) : NaN,
       ...(config.system === 'esk' && {
         retainedPerAggregate: sampled > 0 ? Math.round((retained / sampled) * 10) / 10 : NaN,
-        bytesPerRetainedCommand: retained > 0 ? Math.round(retainedBytes / retained) : NaN,
+        bytesPerRetainedCommand: storedEntries > 0 ? Math.round(retainedBytes / storedEntries) : NaN,
         ...(unloggedEntries > 0 && { bytesPerUnloggedOutcome: Math.round(unloggedBytes / unloggedEntries) }),
       }),
     }

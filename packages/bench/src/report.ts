@@ -365,8 +365,8 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
     out.push('### Redis memory')
     out.push('')
     out.push(
-      'MEMORY USAGE (every element sampled) of the keys the first throughput configuration left. esk keeps a snapshot, its de-duplication ' +
-        'window and an offset, a field each, per aggregate; the hand-written pipelines keep a JSON state field per aggregate.',
+      'MEMORY USAGE (every element sampled) of the keys the first throughput configuration left. esk keeps a snapshot, an offset and its ' +
+        'de-duplication window in two fields per aggregate; the hand-written pipelines keep a JSON state field per aggregate.',
     )
     out.push('')
     out.push(

@@ -6,8 +6,9 @@ import type { Redis } from 'ioredis'
  * `{<aggregate>:<p>}`:
  *
  * - `<prefix>{<aggregate>:<p>}:state` HASH: `s:<id>` snapshot JSON {aggregateId, version,
- *   schemaVersion, offset, state, recent}, where `recent` is `"separate"` and the dedup window is
- *   in `w:<id>`, one `[commandId, version, events, offset]` per line (earlier versions: `recent` is
+ *   schemaVersion, offset, state, recent}, where `recent` is `{"split": n}` and the dedup window is
+ *   the last n entries of `w:<id>` and `t:<id>`, one `[commandId, version, events, offset]` per
+ *   line (earlier versions: `recent` is `"separate"` and the window all of `w:<id>`, or `recent` is
  *   the list of entries itself), `o:<id>` its offset, `@offset`, `@position`, `@schema` the
  *   checkpoint, `@owner` the owner token, `@ready`;
  * - `<prefix>{<aggregate>:<p>}:unlogged` HASH JSON [aggregateId, commandId] -> outcome JSON of a
@@ -125,7 +126,8 @@ function decodeState(fields: Record<string, string>, key: string): PartitionStor
   const checkpoint: Record<string, string> = {}
   for (const [field, text] of Object.entries(fields)) {
     if (field.startsWith('s:')) {
-      const decoded = decodeSnapshot(text, fields[`w:${field.slice(2)}`])
+      const id = field.slice(2)
+      const decoded = decodeSnapshot(text, fields[`w:${id}`], fields[`t:${id}`])
       if (typeof decoded === 'string') store.corrupt.push(`${key} field ${field}: ${decoded}`)
       else store.snapshots.set(field.slice(2), decoded)
     } else if (field.startsWith('o:')) {
@@ -151,7 +153,7 @@ function commandIdOf(field: string): string {
   }
 }
 
-function decodeSnapshot(text: string, window: string | undefined): SnapshotEntry | string {
+function decodeSnapshot(text: string, window: string | undefined, tail: string | undefined): SnapshotEntry | string {
   let raw: Record<string, unknown>
   try {
     raw = JSON.parse(text) as Record<string, unknown>
@@ -175,12 +177,19 @@ function decodeSnapshot(text: string, window: string | undefined): SnapshotEntry
   }
   if (!state) return 'state is not JSON text of an object'
   let entries: unknown[] = []
-  if (raw.recent === 'separate') {
+  // The window in fields of its own: all of `w:` ("separate"), or the last n entries of `w:` and `t:` ({split: n}).
+  const split = typeof raw.recent === 'object' && raw.recent !== null ? (raw.recent as { split?: unknown }).split : undefined
+  if (raw.recent === 'separate' || Number.isSafeInteger(split)) {
     if (window === undefined) return 'its window field is missing'
+    const text = [window, split === undefined ? '' : (tail ?? '')].filter((part) => part !== '').join('\n')
     try {
-      entries = window === '' ? [] : window.split('\n').map((line) => JSON.parse(line) as unknown)
+      entries = text === '' ? [] : text.split('\n').map((line) => JSON.parse(line) as unknown)
     } catch {
       return 'its window is not one JSON entry per line'
+    }
+    if (typeof split === 'number') {
+      if (split > entries.length) return `its window holds ${entries.length} entries, fewer than the ${split} recorded`
+      entries = entries.slice(entries.length - split)
     }
   } else if (Array.isArray(raw.recent)) {
     entries = raw.recent

@@ -82,13 +82,13 @@ export function withStaleSnapshots(store: Store, config: RunConfig): Store {
   snapshots.save = async (stream, partition, token, write) => {
     const key = partitionKeys(location, partition).state
     const ids = write.snapshots.map((s) => s.aggregateId)
-    const fields = ids.flatMap((id) => [`s:${id}`, `o:${id}`, `w:${id}`])
+    const fields = ids.flatMap((id) => [`s:${id}`, `o:${id}`, `w:${id}`, `t:${id}`])
     const before = ids.length === 0 ? [] : await redis.hmget(key, ...fields)
     await store.snapshots.save(stream, partition, token, write)
-    const k = ids.findIndex((_, i) => before[3 * i] != null && before[3 * i + 1] != null)
+    const k = ids.findIndex((_, i) => before[4 * i] != null && before[4 * i + 1] != null)
     if (k >= 0 && Math.random() < 0.2) {
-      // The whole stored snapshot as it was: its window too, when it had a field of its own.
-      const back = [0, 1, 2].flatMap((j) => (before[3 * k + j] == null ? [] : [fields[3 * k + j]!, before[3 * k + j]!]))
+      // The whole stored snapshot as it was: its window too, in the fields it had of its own.
+      const back = [0, 1, 2, 3].flatMap((j) => (before[4 * k + j] == null ? [] : [fields[4 * k + j]!, before[4 * k + j]!]))
       await redis.hset(key, ...back)
     }
   }

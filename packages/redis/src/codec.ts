@@ -9,26 +9,39 @@ import { type Checkpoint, type Outcome, type RecentCommand, type Reply, type Sna
 
 /**
  * What a snapshot's `recent` holds when its de-duplication window is in a field of its own
- * (`w:<aggregateId>`, see {@link encodeWindow}). Not a list, on purpose: esk versions that kept the
- * window inside the snapshot refuse such a record as corrupt and rebuild the partition from the
- * log, instead of reading an empty window and applying a retried command twice.
+ * (`w:<aggregateId>`, see {@link encodeWindow}), as the previous version wrote it. Still read,
+ * never written. Not a list, on purpose: versions that kept the window inside the snapshot refuse
+ * such a record as corrupt and rebuild the partition from the log, instead of reading an empty
+ * window and applying a retried command twice.
  */
 export const WINDOW_IN_FIELD = 'separate'
 
 /**
- * The JSON text stored for a snapshot: exactly the StoredSnapshot fields, nothing a caller added,
- * with `recent` set to {@link WINDOW_IN_FIELD}: the window is stored beside it.
+ * What a snapshot's `recent` holds when its window is split in two fields: older entries in
+ * `w:<aggregateId>`, the newest in `t:<aggregateId>` (see `RedisSnapshotStore.save`), the window
+ * being the last `split` entries of the two. Versions that know only {@link WINDOW_IN_FIELD} or a
+ * list refuse it as corrupt and rebuild the partition from the log: reading the first field alone
+ * would miss the newest entries.
  */
-export function encodeSnapshot(snapshot: StoredSnapshot): string {
-  const { aggregateId, version, schemaVersion, offset, state } = snapshot
-  return JSON.stringify({ aggregateId, version, schemaVersion, offset, state, recent: WINDOW_IN_FIELD })
+export interface SplitWindow {
+  split: number
 }
 
 /**
- * The text stored for a de-duplication window: its entries, oldest first, one per line, each a
- * compact `[commandId, version, events, offset]` (the offset of the command's last event, absent
- * in entries written before it was kept). JSON text holds no raw line break, so the store can cut
- * the oldest entries off a window's text and append new ones without parsing it.
+ * The JSON text stored for a snapshot: exactly the StoredSnapshot fields, nothing a caller added,
+ * with `recent` a {@link SplitWindow}: the window is stored beside it.
+ */
+export function encodeSnapshot(snapshot: StoredSnapshot): string {
+  const { aggregateId, version, schemaVersion, offset, state } = snapshot
+  const recent: SplitWindow = { split: snapshot.recent.length }
+  return JSON.stringify({ aggregateId, version, schemaVersion, offset, state, recent })
+}
+
+/**
+ * The text stored for a de-duplication window (or a part of one): its entries, oldest first, one
+ * per line, each a compact `[commandId, version, events, offset]` (the offset of the command's last
+ * event, absent in entries written before it was kept). JSON text holds no raw line break, so the
+ * store can cut the oldest entries off a window's text and append new ones without parsing it.
  */
 export function encodeWindow(entries: readonly RecentCommand[]): string {
   return entries.map(encodeRecent).join('\n')
@@ -44,22 +57,30 @@ function encodeRecent(entry: RecentCommand): string {
   return offset === undefined ? `${head}]` : `${head},${offset}]`
 }
 
-/**
- * Decodes a stored snapshot; `key` and `field` name where it came from in errors. `window` is the
- * text of its `w:` field: required when the snapshot says its window is there, ignored for a
- * snapshot written with the window inside (by earlier versions).
- */
-export function decodeSnapshot(text: string, key: string, field: string, window?: string | null): StoredSnapshot {
-  return decodeStoredSnapshot(text, key, field, window).snapshot
+/** A window's texts as stored: the older entries, and the newest (empty for a record with one field). */
+export interface StoredWindow {
+  base: string
+  tail: string
 }
 
-/** {@link decodeSnapshot}, also saying whether the window came from its own field. */
+/**
+ * Decodes a stored snapshot; `key` and `field` name where it came from in errors. `window` and
+ * `tail` are the texts of its `w:` and `t:` fields: the first required when the snapshot says its
+ * window is stored beside it, both ignored for a snapshot written with the window inside (by
+ * earlier versions).
+ */
+export function decodeSnapshot(text: string, key: string, field: string, window?: string | null, tail?: string | null): StoredSnapshot {
+  return decodeStoredSnapshot(text, key, field, window, tail).snapshot
+}
+
+/** {@link decodeSnapshot}, also giving the window's texts when it came from fields of its own. */
 export function decodeStoredSnapshot(
   text: string,
   key: string,
   field: string,
   window: string | null | undefined,
-): { snapshot: StoredSnapshot; windowInField: boolean } {
+  tail?: string | null,
+): { snapshot: StoredSnapshot; stored: StoredWindow | undefined } {
   const raw = parseObject(text, key, field, 'snapshot')
   const fail = (problem: string): never => corrupt(key, field, 'snapshot', problem)
   if (typeof raw.aggregateId !== 'string') fail('aggregateId is not a string')
@@ -68,9 +89,18 @@ export function decodeStoredSnapshot(
     if (!isNonNegativeInteger(raw[name])) fail(`${name} is not a non-negative integer`)
   }
   let entries: unknown[]
-  if (raw.recent === WINDOW_IN_FIELD) {
+  let stored: StoredWindow | undefined
+  const split = splitLength(raw.recent)
+  if (split !== undefined || raw.recent === WINDOW_IN_FIELD) {
     if (typeof window !== 'string') fail(`its window is missing (the field 'w:${raw.aggregateId as string}')`)
-    entries = parseWindow(window as string, key, `w:${raw.aggregateId as string}`)
+    // A split window whose newest part was never written has none yet.
+    stored = { base: window as string, tail: split !== undefined ? (tail ?? '') : '' }
+    entries = parseWindow(stored.base, key, `w:${raw.aggregateId as string}`)
+    if (stored.tail !== '') entries.push(...parseWindow(stored.tail, key, `t:${raw.aggregateId as string}`))
+    if (split !== undefined) {
+      if (split > entries.length) fail(`its window holds ${entries.length} entries, fewer than the ${split} recorded`)
+      entries = entries.slice(entries.length - split)
+    }
   } else if (raw.recent === undefined || Array.isArray(raw.recent)) {
     entries = (raw.recent as unknown[] | undefined) ?? []
   } else {
@@ -84,7 +114,14 @@ export function decodeStoredSnapshot(
     state: raw.state as string,
     recent: entries.map((entry) => decodeRecent(entry, fail)),
   }
-  return { snapshot, windowInField: raw.recent === WINDOW_IN_FIELD }
+  return { snapshot, stored }
+}
+
+/** The entries of a {@link SplitWindow}; undefined for anything else; corrupt when it is not a valid one. */
+function splitLength(recent: unknown): number | undefined {
+  if (typeof recent !== 'object' || recent === null || Array.isArray(recent)) return undefined
+  const { split } = recent as Partial<SplitWindow>
+  return isNonNegativeInteger(split) ? split : undefined
 }
 
 function parseWindow(text: string, key: string, field: string): unknown[] {

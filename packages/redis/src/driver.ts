@@ -7,6 +7,6 @@
  */
 export { RedisSnapshotStore } from './snapshot-store.js'
 export { RedisOutcomeChannel } from './outcome-channel.js'
-export { PartitionKeys, StateFields, replyChannel } from './keys.js'
+export { PartitionKeys, StateFields, replyChannel, snapshotFields } from './keys.js'
 export { RedisProjectionStore } from './projection-store.js'
 export { ProjectionKeys } from './projection-keys.js'

@@ -7,11 +7,12 @@ import { type StreamSpec } from '@esk/core/driver'
  *
  * - `<prefix>{<aggregate>:<partition>}:state` HASH, everything a processor needs, in one key so that
  *   it is flushed or evicted as a whole, never in part:
- *   - `s:<aggregateId>`: JSON of the StoredSnapshot, its `recent` set to `"separate"` (snapshots
- *     written by earlier versions hold the de-duplication window there instead);
- *   - `w:<aggregateId>`: its de-duplication window, one JSON entry per line, oldest first, so the
- *     store builds each save's text from the last one (see `RedisSnapshotStore.save`) without
- *     encoding the old entries again;
+ *   - `s:<aggregateId>`: JSON of the StoredSnapshot, its `recent` set to `{"split": n}`: the
+ *     de-duplication window is the last n entries of the next two fields (snapshots written by
+ *     earlier versions hold `"separate"`, the window being all of `w:`, or the window itself);
+ *   - `w:<aggregateId>` and `t:<aggregateId>`: the window's older and newest entries, one JSON entry
+ *     per line, oldest first. Most saves rewrite only the few newest entries of `t:`, and now and
+ *     then the whole window in `w:` (see `SAVE_SCRIPT` and `RedisSnapshotStore.save`);
  *   - `o:<aggregateId>`: the offset of that snapshot, so the save script compares without decoding JSON;
  *   - `@owner`: the owner token of the processor that may write; `@ready`: `1` once recovered;
  *   - `@offset`, `@position`, `@schema`: the checkpoint (next event offset, highest command position
@@ -55,9 +56,17 @@ export const StateFields = {
   position: '@position',
   schema: '@schema',
   snapshot: (aggregateId: string) => `s:${aggregateId}`,
+  /** The older entries of its de-duplication window (all of them in records of the previous layout). */
   window: (aggregateId: string) => `w:${aggregateId}`,
+  /** The newest entries of its de-duplication window (see `SAVE_SCRIPT`). */
+  tail: (aggregateId: string) => `t:${aggregateId}`,
   offsetOf: (aggregateId: string) => `o:${aggregateId}`,
 } as const
+
+/** The fields of an aggregate's snapshot and window, in the order `decodeSnapshot` takes them. */
+export function snapshotFields(aggregateId: string): [string, string, string] {
+  return [StateFields.snapshot(aggregateId), StateFields.window(aggregateId), StateFields.tail(aggregateId)]
+}
 
 /** The checkpoint fields, in the order {@link decodeCheckpoint} expects them. */
 export const CHECKPOINT_FIELDS = [StateFields.offset, StateFields.position, StateFields.schema] as const

@@ -35,14 +35,20 @@ const LUA_CHUNK = 1000
  * ARGV[6]     `1` to mark the partition ready (recovered)
  * ARGV[7]     unlogged window: most unlogged outcomes kept
  * ARGV[8]     number of unlogged outcomes m
- * ARGV[9..]   n quadruples (aggregate id, offset, snapshot JSON, window), then m pairs
- *             (command key, outcome JSON), then pairs (reply channel, message) to the end
+ * ARGV[9..]   n quintuples (aggregate id, offset, snapshot JSON, expected offset, window text),
+ *             then m pairs (command key, outcome JSON), then pairs (reply channel, message) to the end
  *
  * A snapshot is written when none is stored or its offset is >= the stored one (equal offsets mean
- * the same events, e.g. a refusal added nothing but was decided on it), with its whole
- * de-duplication window in `w:<id>`, one entry per line. The script reads nothing but the stored
- * offsets: editing a stored window here (dropping its oldest lines, appending the new ones) cost
- * Redis more than receiving the whole text, which the store builds from the last one it sent.
+ * the same events, e.g. a refusal added nothing but was decided on it). Its de-duplication window
+ * goes in two fields, one entry per line: the older entries in `w:<id>`, the newest in `t:<id>`.
+ * With an empty expected offset the text is the whole window: it goes in `w:` and `t:` is emptied.
+ * Otherwise the text holds only the newest entries, and goes in `t:` alone; the older ones are
+ * those already in `w:`, which the store wrote with the snapshot whose offset is the expected one.
+ * A window changes by an entry or two a command, so most saves send a few entries instead of the
+ * whole window (see `RedisSnapshotStore.save`). When any aggregate's stored offset is not the one
+ * its text expects, `w:` may hold some other window, so the script writes nothing at all and
+ * returns those aggregates' ids (a list), and the store sends the write again with whole windows.
+ * The script never edits a stored text: that cost Redis more than receiving the text whole.
  *
  * Each aggregate appears at most once in a write (see `checkWrite`): its stored offset is read
  * once, before anything is written. Reads and writes go in as few HMGET and HSET calls as Lua
@@ -55,7 +61,7 @@ const LUA_CHUNK = 1000
  * published last, so a client never hears an outcome that is not recorded. Offsets are integers
  * below 2^53, exact as Lua numbers (doubles); they are compared with tonumber() but always written
  * back as the original strings: Lua would format a large number as 1e+15 and lose digits.
- * Returns the number of snapshots written.
+ * Returns the number of snapshots written, or the list of stale aggregates described above.
  */
 export const SAVE_SCRIPT =
   FENCE +
@@ -74,11 +80,17 @@ local function chunked(command, args)
 end
 local fields = {}
 for i = 0, n - 1 do
-  fields[i + 1] = 'o:' .. ARGV[9 + 4 * i]
+  fields[i + 1] = 'o:' .. ARGV[9 + 5 * i]
 end
 fields[n + 1] = '@offset'
 fields[n + 2] = '@position'
 local stored = chunked('HMGET', fields)
+local stale = {}
+for i = 0, n - 1 do
+  local expected = ARGV[12 + 5 * i]
+  if expected ~= '' and stored[i + 1] ~= expected then stale[#stale + 1] = ARGV[9 + 5 * i] end
+end
+if #stale > 0 then return stale end
 local offset = ARGV[3]
 local position = ARGV[4]
 if stored[n + 1] and tonumber(stored[n + 1]) > tonumber(offset) then offset = stored[n + 1] end
@@ -90,7 +102,7 @@ if ARGV[6] == '1' then
 end
 local written = 0
 for i = 0, n - 1 do
-  local at = 9 + 4 * i
+  local at = 9 + 5 * i
   local before = stored[i + 1]
   if (not before) or tonumber(ARGV[at + 1]) >= tonumber(before) then
     local id = ARGV[at]
@@ -99,14 +111,20 @@ for i = 0, n - 1 do
     writes[w + 2] = ARGV[at + 2]
     writes[w + 3] = 'o:' .. id
     writes[w + 4] = ARGV[at + 1]
-    writes[w + 5] = 'w:' .. id
-    writes[w + 6] = ARGV[at + 3]
+    writes[w + 5] = 't:' .. id
+    if ARGV[at + 3] == '' then
+      writes[w + 6] = ''
+      writes[w + 7] = 'w:' .. id
+      writes[w + 8] = ARGV[at + 4]
+    else
+      writes[w + 6] = ARGV[at + 4]
+    end
     written = written + 1
   end
 end
 chunked('HSET', writes)
-local replies = 9 + 4 * n + 2 * m
-for k = 9 + 4 * n, replies - 1, 2 do
+local replies = 9 + 5 * n + 2 * m
+for k = 9 + 5 * n, replies - 1, 2 do
   if redis.call('HSETNX', KEYS[2], ARGV[k], ARGV[k + 1]) == 1 then
     redis.call('RPUSH', KEYS[3], ARGV[k])
   end

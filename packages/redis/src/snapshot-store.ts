@@ -24,7 +24,7 @@ import {
   encodeWindow,
   replyMessages,
 } from './codec.js'
-import { CHECKPOINT_FIELDS, PartitionKeys, StateFields } from './keys.js'
+import { CHECKPOINT_FIELDS, PartitionKeys, StateFields, snapshotFields } from './keys.js'
 import { resolveSnapshotOptions, type RedisSnapshotStoreOptions } from './options.js'
 import { RESET_SCRIPT, SAVE_SCRIPT, defineScript, type ScriptCall } from './scripts.js'
 
@@ -67,7 +67,7 @@ export class RedisSnapshotStore implements SnapshotStore {
   ): Promise<LoadedBatch> {
     const keys = this.keys(stream, partition)
     const fields: string[] = [StateFields.owner, ...CHECKPOINT_FIELDS]
-    for (const id of aggregateIds) fields.push(StateFields.snapshot(id), StateFields.window(id))
+    for (const id of aggregateIds) fields.push(...snapshotFields(id))
     const commandKeys = commands.map(commandKey)
     const transaction = this.client.multi()
     transaction.hmget(keys.state, ...fields)
@@ -77,11 +77,12 @@ export class RedisSnapshotStore implements SnapshotStore {
     const checkpoint = decodeCheckpoint(values.slice(1, 4), keys.state)
     const snapshots = new Map<string, StoredSnapshot>()
     aggregateIds.forEach((id, i) => {
-      const text = values[4 + 2 * i]
+      const at = 4 + 3 * i
+      const text = values[at]
       if (text == null) return
-      const { snapshot, windowInField } = decodeStoredSnapshot(text, keys.state, StateFields.snapshot(id), values[5 + 2 * i])
-      // Its window is stored on its own: the next save of this aggregate builds on its text.
-      if (windowInField) snapshot.windowMemo = WindowMemo.of(snapshot.recent, values[5 + 2 * i]!)
+      const { snapshot, stored } = decodeStoredSnapshot(text, keys.state, StateFields.snapshot(id), values[at + 1], values[at + 2])
+      // Its window is stored on its own: the next save of this aggregate builds on its texts.
+      if (stored) snapshot.windowMemo = WindowMemo.stored(snapshot, stored.base, stored.tail)
       snapshots.set(id, snapshot)
     })
     const unlogged = new Map<string, Outcome>()
@@ -97,12 +98,7 @@ export class RedisSnapshotStore implements SnapshotStore {
 
   async read(stream: StreamSpec, partition: number, aggregateId: string): Promise<StoredSnapshot | undefined> {
     const keys = this.keys(stream, partition)
-    const [text, window, ready] = await this.client.hmget(
-      keys.state,
-      StateFields.snapshot(aggregateId),
-      StateFields.window(aggregateId),
-      StateFields.ready,
-    )
+    const [text, window, tail, ready] = await this.client.hmget(keys.state, ...snapshotFields(aggregateId), StateFields.ready)
     if (ready !== '1') {
       throw new UnavailableError(
         `the snapshots of ${where(stream, partition)} are being rebuilt from the log (or no processor has ` +
@@ -110,7 +106,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         { aggregate: stream.aggregate, partition },
       )
     }
-    return text == null ? undefined : decodeSnapshot(text, keys.state, StateFields.snapshot(aggregateId), window)
+    return text == null ? undefined : decodeSnapshot(text, keys.state, StateFields.snapshot(aggregateId), window, tail)
   }
 
   async readOutcome(stream: StreamSpec, partition: number, command: CommandKey): Promise<Outcome | undefined> {
@@ -128,7 +124,7 @@ export class RedisSnapshotStore implements SnapshotStore {
     const keys = this.keys(stream, partition)
     const ids = [...new Set(commands.map((c) => c.aggregateId))]
     const transaction = this.client.multi()
-    transaction.hmget(keys.state, ...ids.flatMap((id) => [StateFields.snapshot(id), StateFields.window(id)]))
+    transaction.hmget(keys.state, ...ids.flatMap(snapshotFields))
     transaction.hmget(keys.unlogged, ...commands.map(commandKey))
     const [snapshotTexts, outcomeTexts] = (await this.exec(transaction, `reading outcomes of ${where(stream, partition)}`)) as [
       Array<string | null>,
@@ -136,8 +132,8 @@ export class RedisSnapshotStore implements SnapshotStore {
     ]
     const windows = new Map<string, StoredSnapshot['recent']>()
     ids.forEach((id, i) => {
-      const text = snapshotTexts[2 * i]
-      if (text != null) windows.set(id, decodeSnapshot(text, keys.state, StateFields.snapshot(id), snapshotTexts[2 * i + 1]).recent)
+      const [text, window, tail] = snapshotTexts.slice(3 * i, 3 * i + 3)
+      if (text != null) windows.set(id, decodeSnapshot(text, keys.state, StateFields.snapshot(id), window, tail).recent)
     })
     commands.forEach((command, i) => {
       const entry = windows.get(command.aggregateId)?.find((r) => r.commandId === command.commandId)
@@ -163,17 +159,26 @@ export class RedisSnapshotStore implements SnapshotStore {
    * Runs the save script: fenced by `token`; snapshots forward-only, checkpoint field by field
    * forward-only; then the write's replies are published on the clients' reply channels (see
    * `RedisOutcomeChannel`), in the same script, so only once the outcomes are recorded.
+   *
+   * Each snapshot's window goes as its newest entries only when the store's memo of what it last
+   * wrote for the aggregate still applies (see {@link windowWrite}); the script refuses those
+   * parts if Redis holds another snapshot than the memo's, and the write goes again whole.
    */
   async save(stream: StreamSpec, partition: number, token: string, write: SnapshotWrite): Promise<void> {
     checkWrite(write, where(stream, partition))
     const keys = this.keys(stream, partition)
     const doing = `saving ${write.snapshots.length} snapshots and ${write.unlogged.length} outcomes of ${where(stream, partition)}`
-    const windows = write.snapshots.map((snapshot) => windowText(snapshot.recent, snapshot.windowMemo))
-    await this.run(this.saveScript, keys, this.saveArgs(token, write, windows), stream, partition, doing)
-    write.snapshots.forEach((snapshot, i) => (snapshot.windowMemo = WindowMemo.of(snapshot.recent, windows[i]!)))
+    let windows = write.snapshots.map((snapshot) => windowWrite(snapshot, snapshot.windowMemo))
+    const written = await this.run(this.saveScript, keys, this.saveArgs(token, write, windows), stream, partition, doing)
+    if (Array.isArray(written)) {
+      windows = write.snapshots.map((snapshot) => windowWrite(snapshot, undefined))
+      const again = await this.run(this.saveScript, keys, this.saveArgs(token, write, windows), stream, partition, doing)
+      if (Array.isArray(again)) throw new Error(`${doing} failed: whole windows were refused as stale`)
+    }
+    write.snapshots.forEach((snapshot, i) => (snapshot.windowMemo = windows[i]!.memo))
   }
 
-  private saveArgs(token: string, write: SnapshotWrite, windows: string[]): string[] {
+  private saveArgs(token: string, write: SnapshotWrite, windows: WindowWrite[]): string[] {
     const { snapshots, checkpoint, unlogged } = write
     const args: string[] = [
       token,
@@ -185,7 +190,10 @@ export class RedisSnapshotStore implements SnapshotStore {
       String(this.unloggedWindow),
       String(unlogged.length),
     ]
-    snapshots.forEach((snapshot, i) => args.push(snapshot.aggregateId, String(snapshot.offset), encodeSnapshot(snapshot), windows[i]!))
+    snapshots.forEach((snapshot, i) => {
+      const { expected, text } = windows[i]!
+      args.push(snapshot.aggregateId, String(snapshot.offset), encodeSnapshot(snapshot), expected, text)
+    })
     for (const outcome of unlogged) args.push(commandKey(outcome), encodeOutcome(outcome))
     if (write.replies) args.push(...replyMessages(this.keyPrefix, write.replies))
     return args
@@ -232,53 +240,97 @@ export class RedisSnapshotStore implements SnapshotStore {
 }
 
 /**
- * The text of a window as this store last loaded or sent it, with the entry that was its newest:
- * kept on the snapshot (`windowMemo`), so the aggregate's next save builds on it. Only the text
- * matters, not whether Redis kept it (a save older than the stored snapshot writes nothing): every
- * save sends its window whole, so the text only has to match the processor's window.
+ * What this store last wrote (or loaded) of an aggregate's window: the texts of its two fields,
+ * the entry that was the window's newest, and the offset of the snapshot written with them. Kept
+ * on the snapshot (`windowMemo`), so the aggregate's next save builds on it.
  */
 class WindowMemo {
-  private constructor(
+  constructor(
     readonly newest: RecentCommand,
-    readonly text: string,
-    /** Entries (lines) in `text`. */
-    readonly length: number,
+    /** The snapshot's offset as the script stores it in `o:`. */
+    readonly offset: string,
+    readonly base: string,
+    /** Entries (lines) in `base`. */
+    readonly baseLines: number,
+    readonly tail: string,
+    /** Entries (lines) in `tail`. */
+    readonly tailLines: number,
   ) {}
 
-  /** The memo of `text`, the encoding of `recent`; undefined for an empty window. */
-  static of(recent: readonly RecentCommand[], text: string): WindowMemo | undefined {
-    const newest = recent[recent.length - 1]
-    return newest && new WindowMemo(newest, text, recent.length)
+  /** The memo of a snapshot read with its window's two texts; undefined for an empty window. */
+  static stored(snapshot: StoredSnapshot, base: string, tail: string): WindowMemo | undefined {
+    const newest = snapshot.recent[snapshot.recent.length - 1]
+    return newest && new WindowMemo(newest, String(snapshot.offset), base, lines(base), tail, lines(tail))
   }
+}
+
+/** What a save sends of a window: `text` is the whole window when `expected` is empty, else its newest entries. */
+interface WindowWrite {
+  expected: string
+  text: string
+  memo: WindowMemo | undefined
 }
 
 /**
- * The text of a window, built on the memo of the last text of its aggregate when there is one and
- * it still applies: a window only gains entries at its end and loses them at its start, so that
- * text, less its oldest lines, and the new entries make the whole. A window is up to `dedupWindow`
- * entries and changes by one entry a command: encoding every entry of it at every save would cost
- * more than the rest of the save. The memo applies when its newest entry (the same object, not an
- * equal one) is still in the window.
+ * What a save sends of a snapshot's window, built on the memo of the aggregate's stored texts when
+ * there is one and it still applies: it does when its newest entry (the same object, not an equal
+ * one) is still in the window, and no older one than the stored texts hold, since a window only
+ * gains entries at its end and loses them at its start. Then the entries added since go on the end of the stored newest ones, and only those are
+ * sent, until they number more than about the square root of twice the window: then the whole
+ * window is sent, built from the stored texts less their oldest lines. A window is up to
+ * `dedupWindow` entries and changes by one a command, so a save sends a few entries, not the whole
+ * window (about 8 against 32 at the default, counting the whole windows sent now and then): it is
+ * most of the bytes a batch writes to Redis. The texts read back always hold the window, and
+ * perhaps a few older entries before it, which the snapshot's `recent` (`{split: n}`) drops.
  */
-function windowText(recent: readonly RecentCommand[], memo: unknown): string {
-  if (memo instanceof WindowMemo) {
-    const at = recent.lastIndexOf(memo.newest)
-    const kept = at < 0 ? undefined : keptLines(memo, memo.length - (at + 1))
-    if (kept !== undefined) return at === recent.length - 1 ? kept : `${kept}\n${encodeWindow(recent.slice(at + 1))}`
+function windowWrite(snapshot: StoredSnapshot, memo: unknown): WindowWrite {
+  const { recent } = snapshot
+  const offset = String(snapshot.offset)
+  const newest = recent[recent.length - 1]
+  const whole = (text: string): WindowWrite => ({
+    expected: '',
+    text,
+    memo: newest && new WindowMemo(newest, offset, text, recent.length, '', 0),
+  })
+  if (!(memo instanceof WindowMemo) || !newest) return whole(encodeWindow(recent))
+  const at = recent.lastIndexOf(memo.newest)
+  // The stored texts must hold every entry up to the known one (a window that gained older entries does not extend them).
+  if (at < 0 || at + 1 > memo.baseLines + memo.tailLines) return whole(encodeWindow(recent))
+  const added = recent.length - 1 - at
+  const tailLines = memo.tailLines + added
+  if (tailLines <= Math.max(1, Math.round(Math.sqrt(2 * recent.length)))) {
+    const addedText = added === 0 ? '' : encodeWindow(recent.slice(at + 1))
+    const tail = joinLines(memo.tail, addedText)
+    return { expected: memo.offset, text: tail, memo: new WindowMemo(newest, offset, memo.base, memo.baseLines, tail, tailLines) }
   }
-  return encodeWindow(recent)
+  const stored = joinLines(memo.base, memo.tail)
+  const kept = keptLines(stored, memo.baseLines + memo.tailLines - (at + 1))
+  if (kept === undefined) return whole(encodeWindow(recent))
+  return whole(added === 0 ? kept : `${kept}\n${encodeWindow(recent.slice(at + 1))}`)
 }
 
-/** The text of the memo's window without its `drop` oldest lines; undefined when that leaves no line. */
-function keptLines(memo: WindowMemo, drop: number): string | undefined {
-  if (drop < 0 || drop >= memo.length) return undefined
+/** Two texts of lines as one. */
+function joinLines(first: string, second: string): string {
+  return first === '' ? second : second === '' ? first : `${first}\n${second}`
+}
+
+/** Lines in a text of lines (none in an empty one). */
+function lines(text: string): number {
+  if (text === '') return 0
+  let count = 1
+  for (let at = text.indexOf('\n'); at >= 0; at = text.indexOf('\n', at + 1)) count++
+  return count
+}
+
+/** `text` without its `drop` oldest lines; undefined when that leaves no line. */
+function keptLines(text: string, drop: number): string | undefined {
   let from = 0
   for (let d = 0; d < drop; d++) {
-    const end = memo.text.indexOf('\n', from)
+    const end = text.indexOf('\n', from)
     if (end < 0) return undefined
     from = end + 1
   }
-  return memo.text.slice(from)
+  return from < text.length ? text.slice(from) : undefined
 }
 
 function where(stream: StreamSpec, partition: number): string {

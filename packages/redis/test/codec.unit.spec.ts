@@ -1,6 +1,6 @@
 import type { Outcome, StoredSnapshot } from '@esk/core/driver'
 import { describe, expect, it } from 'vitest'
-import { decodeSnapshot, encodeSnapshot, encodeWindow, replyMessages } from '../src/codec.js'
+import { WINDOW_IN_FIELD, decodeSnapshot, encodeSnapshot, encodeWindow, replyMessages } from '../src/codec.js'
 
 const recent = [
   { commandId: 'c-1', version: 1, events: 1, offset: undefined },
@@ -9,22 +9,36 @@ const recent = [
 const snapshot: StoredSnapshot = { aggregateId: 'a-"1"', version: 3, schemaVersion: 2, offset: 17, state: '{"x":"\\u0000"}', recent }
 
 describe('snapshot codec', () => {
-  it('writes the window beside the snapshot, one entry per line, and reads both back', () => {
+  it('writes the window beside the snapshot, one entry per line, and reads it back from its two fields', () => {
     const text = encodeSnapshot(snapshot)
+    expect(JSON.parse(text)).toMatchObject({ recent: { split: 2 } })
     const window = encodeWindow(recent)
     expect(window.split('\n')).toEqual([JSON.stringify(['c-1', 1, 1]), JSON.stringify(['c-"2"\nwith a line break', 3, 2, 9_007_199_254_740_991])])
     expect(decodeSnapshot(text, 'k', 's:a', window)).toEqual(snapshot)
-    expect(decodeSnapshot(text, 'k', 's:a', '')).toEqual({ ...snapshot, recent: [] })
+    expect(decodeSnapshot(text, 'k', 's:a', window, '')).toEqual(snapshot)
+    expect(decodeSnapshot(text, 'k', 's:a', '', window)).toEqual(snapshot)
+    // The newest entries in the second field, after older ones the window no longer holds.
+    const older = { commandId: 'c-0', version: 1, events: 1, offset: 3 }
+    expect(decodeSnapshot(text, 'k', 's:a', encodeWindow([older, recent[0]!]), encodeWindow([recent[1]!]))).toEqual(snapshot)
+    expect(decodeSnapshot(encodeSnapshot({ ...snapshot, recent: [] }), 'k', 's:a', '', '')).toEqual({ ...snapshot, recent: [] })
     // Saved again with the same entries (as every later command of the aggregate does).
     expect(encodeWindow([...recent])).toBe(window)
   })
 
-  it('gives earlier versions a snapshot they refuse as corrupt rather than one with an empty window', () => {
-    // Earlier versions read `recent ?? []` and refuse anything but a list: a snapshot whose window
-    // is elsewhere must not look like one without a window to them.
+  it('gives earlier versions a snapshot they refuse as corrupt rather than one with fewer entries in its window', () => {
+    // Versions before windows had fields of their own read `recent ?? []` and refuse anything but a
+    // list; the previous version read `"separate"` as "the whole window is in w:". A snapshot whose
+    // newest entries are elsewhere must look like neither.
     const raw = JSON.parse(encodeSnapshot(snapshot)) as Record<string, unknown>
     expect(raw.recent).toBeDefined()
     expect(Array.isArray(raw.recent)).toBe(false)
+    expect(raw.recent).not.toBe(WINDOW_IN_FIELD)
+  })
+
+  it('reads snapshots written with the whole window in one field, as the previous version wrote them', () => {
+    const previous = JSON.stringify({ ...snapshot, recent: WINDOW_IN_FIELD })
+    expect(decodeSnapshot(previous, 'k', 's:a', encodeWindow(recent))).toEqual(snapshot)
+    expect(decodeSnapshot(previous, 'k', 's:a', encodeWindow(recent), 'ignored')).toEqual(snapshot)
   })
 
   it('reads snapshots written with the window inside, as earlier versions wrote them', () => {
@@ -40,6 +54,13 @@ describe('snapshot codec', () => {
       expect.objectContaining({ code: 'ESK_SERIALIZATION', details: { key: 'k', field: 'w:a-"1"' } }),
     )
     expect(() => decodeSnapshot(text, 'k', 's:a', '["c-1",-1,1]')).toThrow(expect.objectContaining({ code: 'ESK_SERIALIZATION' }))
+    expect(() => decodeSnapshot(text, 'k', 's:a', '["c-1",1,1]', 'not json')).toThrow(
+      expect.objectContaining({ code: 'ESK_SERIALIZATION', details: { key: 'k', field: 't:a-"1"' } }),
+    )
+    // Fewer entries than the snapshot says its window holds: a field was lost or edited.
+    expect(() => decodeSnapshot(text, 'k', 's:a', '["c-1",1,1]')).toThrow(
+      expect.objectContaining({ code: 'ESK_SERIALIZATION', message: expect.stringContaining('fewer than the 2 recorded') }),
+    )
   })
 })
 

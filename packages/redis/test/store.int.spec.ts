@@ -740,13 +740,15 @@ describe('RedisSnapshotStore de-duplication windows', () => {
     windowMemo: last?.windowMemo,
   })
 
-  it('sends each save its whole window, built on the last one sent, and reads it back whole', async () => {
+  /** What a save script call sent of the first snapshot (or the `k`th): [expected offset, window text]. */
+  const windowArgs = (argv: string[], k = 0): [string, string] => [argv[11 + 5 * k]!, argv[12 + 5 * k]!]
+
+  it('sends each save the newest entries of its window while they are few, the whole window now and then, and reads it back whole', async () => {
     const { client, snapshots } = ownStore()
     const token = await take(snapshots, 0)
     const sent = saves(client)
     let window: RecentCommand[] = []
     let last: StoredSnapshot | undefined
-    const expected: string[] = []
     // One entry a save, two at once (the oldest two go), and a save that adds none (a refusal).
     const added = [1, 1, 1, 1, 1, 2, 0, 1, 2, 1]
     let n = 0
@@ -755,49 +757,64 @@ describe('RedisSnapshotStore de-duplication windows', () => {
       last = after(last, n, window)
       await snapshots.save(stream, 0, token, write({ snapshots: [last], ready: true }))
       expect(last.windowMemo).toBeDefined()
-      expected.push(text(window))
       expect(await stored('a')).toEqual(window)
     }
     sent.restore()
-    // ARGV of one snapshot: id, offset, JSON, window.
-    expect(sent.argv.map((argv) => argv[11])).toEqual(expected)
-    expect(sent.argv[0]![11]).toBe('["c-1",1,1,1]')
-    expect(sent.argv[5]![11]).toBe(text([entry(4), entry(5), entry(6), entry(7)]))
+    // A window of 4 sends up to 3 newest entries, each part naming the snapshot it extends; then
+    // the whole window (an empty expected offset), built on the texts sent before.
+    const e = (...ns: number[]): string => text(ns.map(entry))
+    expect(sent.argv.map((argv) => windowArgs(argv))).toEqual([
+      ['', e(1)],
+      ['1', e(2)],
+      ['2', e(2, 3)],
+      ['3', e(2, 3, 4)],
+      ['', e(2, 3, 4, 5)],
+      ['5', e(6, 7)],
+      ['7', e(6, 7)],
+      ['7', e(6, 7, 8)],
+      ['', e(7, 8, 9, 10)],
+      ['10', e(11)],
+    ])
   })
 
-  it('builds on the window it loaded, and encodes whole the window of a snapshot written with the window inside', async () => {
+  it('builds on the window texts it loaded, and sends whole the window of a snapshot written with the window inside', async () => {
     const keys = new PartitionKeys(prefix(), stream, 0)
     const writer = open().snapshots
     const token = await take(writer, 0)
     await writer.save(stream, 0, token, write({ snapshots: [snapshot('a', 1, '{}', [entry(1)])], ready: true }))
+    // As the previous version wrote snapshots: the whole window in `w:`, with an entry as versions
+    // before offsets were kept wrote it, with spaces no save of this version writes. The text is
+    // built on as it is, so the spaces show which saves built on it.
+    await admin().hset(keys.state, 's:a', JSON.stringify({ ...snapshot('a', 1), recent: 'separate' }), 'w:a', '["c-0", 1, 1]\n["c-1",1,1,1]')
     // As esk wrote snapshots before windows had a field of their own.
     await admin().hset(keys.state, 's:old', JSON.stringify({ ...snapshot('old', 1), recent: [['c-1', 1, 1, 1]] }), 'o:old', '1')
-    // An entry as versions before offsets were kept wrote it, with spaces no save of this version
-    // writes: the loaded text is built on as it is, so the spaces show which saves built on it.
-    await admin().hset(keys.state, 'w:a', '["c-0", 1, 1]\n["c-1",1,1,1]')
 
     const { client, snapshots } = ownStore()
     const loaded = await snapshots.load(stream, 0, token, ['a', 'old'], [])
+    const c0 = { commandId: 'c-0', version: 1, events: 1, offset: undefined }
+    expect(loaded.snapshots.get('a')?.recent).toEqual([c0, entry(1)])
     expect(loaded.snapshots.get('old')?.recent).toEqual([entry(1)])
     const sent = saves(client)
     const first = after(loaded.snapshots.get('a'), 2, remember(loaded.snapshots.get('a')!.recent, entry(2), 4))
     const old = remember(loaded.snapshots.get('old')!.recent, entry(2), 4)
     await snapshots.save(stream, 0, token, write({ snapshots: [first, { ...snapshot('old', 2, '{}', old), windowMemo: loaded.snapshots.get('old')!.windowMemo }] }))
-    // The next save builds on the memo the first one left; one without a memo encodes its window whole.
+    // The next save builds on the memo the first one left; one without a memo sends its window whole.
     const second = after(first, 3, remember(first.recent, entry(3), 4))
     await snapshots.save(stream, 0, token, write({ snapshots: [second] }))
+    expect(await stored('a')).toEqual([c0, entry(1), entry(2), entry(3)])
+    expect(await admin().hget(keys.state, 'w:a')).toBe('["c-0", 1, 1]\n["c-1",1,1,1]')
     await snapshots.save(stream, 0, token, write({ snapshots: [after(undefined, 4, remember(second.recent, entry(4), 4))] }))
     sent.restore()
-    expect(sent.argv[0]![11]).toBe('["c-0", 1, 1]\n["c-1",1,1,1]\n["c-2",2,1,2]')
-    expect(sent.argv[0]![15]).toBe(text([entry(1), entry(2)]))
-    expect(sent.argv[1]![11]).toBe('["c-0", 1, 1]\n["c-1",1,1,1]\n["c-2",2,1,2]\n["c-3",3,1,3]')
-    expect(sent.argv[2]![11]).toBe('["c-1",1,1,1]\n["c-2",2,1,2]\n["c-3",3,1,3]\n["c-4",4,1,4]')
+    expect(windowArgs(sent.argv[0]!)).toEqual(['1', text([entry(2)])])
+    expect(windowArgs(sent.argv[0]!, 1)).toEqual(['', text([entry(1), entry(2)])])
+    expect(windowArgs(sent.argv[1]!)).toEqual(['2', text([entry(2), entry(3)])])
+    expect(windowArgs(sent.argv[2]!)).toEqual(['', text([entry(1), entry(2), entry(3), entry(4)])])
     expect(await stored('a')).toEqual(remember(second.recent, entry(4), 4))
     expect(await stored('old')).toEqual(old)
-    expect(JSON.parse((await admin().hget(keys.state, 's:old'))!)).toMatchObject({ recent: 'separate' })
+    expect(JSON.parse((await admin().hget(keys.state, 's:old'))!)).toMatchObject({ recent: { split: 2 } })
   })
 
-  it('encodes a window whole when it does not extend the last one saved for its aggregate', async () => {
+  it('sends a window whole when it does not extend the last one saved for its aggregate', async () => {
     const { client, snapshots } = ownStore()
     const token = await take(snapshots, 0)
     const a1 = after(undefined, 2, [entry(1), entry(2)])
@@ -809,41 +826,57 @@ describe('RedisSnapshotStore de-duplication windows', () => {
     // Entries older than the known one that the saved window did not have: not built on it either.
     const longer = after(rebuilt, 4, [entry(0), entry(1), entry(2), rebuilt.recent[2]!, entry(4)])
     await snapshots.save(stream, 0, token, write({ snapshots: [longer] }))
-    // Trimmed to fewer entries than before (a smaller dedupWindow): built on the last text.
+    // Trimmed to fewer entries than before (a smaller dedupWindow): built on the stored texts.
     const trimmed = after(longer, 5, [longer.recent[4]!, entry(5)])
     await snapshots.save(stream, 0, token, write({ snapshots: [trimmed] }))
+    expect(await stored('a')).toEqual(trimmed.recent)
     // A memo of another store (or none it knows): ignored.
     const foreign = { ...snapshot('a', 6, '{}', [...trimmed.recent, entry(6)]), windowMemo: { text: 'not a window', length: 1 } }
     await snapshots.save(stream, 0, token, write({ snapshots: [foreign] }))
     sent.restore()
-    expect(sent.argv.map((argv) => argv[11])).toEqual([rebuilt, longer, trimmed, foreign].map((s) => text(s.recent)))
+    expect(sent.argv.map((argv) => windowArgs(argv))).toEqual([
+      ['', text(rebuilt.recent)],
+      ['', text(longer.recent)],
+      ['4', text([entry(5)])],
+      ['', text(foreign.recent)],
+    ])
     expect(await stored('a')).toEqual(foreign.recent)
   })
 
   it('stores the whole window after a save that was too old to be written', async () => {
-    const { snapshots } = ownStore()
+    const { client, snapshots } = ownStore()
     const token = await take(snapshots, 0)
     const first = after(undefined, 2, [entry(1), entry(2)])
     await snapshots.save(stream, 0, token, write({ snapshots: [first], ready: true }))
     // Someone wrote a newer snapshot of `a` meanwhile: this store's next save of it writes nothing.
     await open().snapshots.save(stream, 0, token, write({ snapshots: [snapshot('a', 9, '{}', [entry(9)])] }))
     const refused = after(first, 3, remember(first.recent, entry(3), 4))
+    const sent = saves(client)
     await snapshots.save(stream, 0, token, write({ snapshots: [refused] }))
     expect(await stored('a')).toEqual([entry(9)])
-    // The save after it is built on what was last sent, and is whole: Redis gets this window.
+    // The save after it is whole too: Redis gets this window, not a part cut for another.
     const next = after(refused, 10, remember(refused.recent, entry(10), 4))
     await snapshots.save(stream, 0, token, write({ snapshots: [next] }))
+    sent.restore()
     expect(await stored('a')).toEqual([entry(1), entry(2), entry(3), entry(10)])
+    // Each save sent the newest entries, which the script refused (the stored snapshot is not the
+    // one they extend), then the whole write again.
+    expect(sent.argv.map((argv) => windowArgs(argv))).toEqual([
+      ['2', text([entry(3)])],
+      ['', text(refused.recent)],
+      ['3', text([entry(10)])],
+      ['', text(next.recent)],
+    ])
   })
 
   it('saves a write of more fields than one Lua call can take (a replay saves thousands of snapshots at once)', async () => {
-    // Redis's Lua passes at most a few thousand values to one call: this write has 18,000 to set.
+    // Redis's Lua passes at most a few thousand values to one call: this write has 24,000 to set.
     const { snapshots } = ownStore()
     const token = await take(snapshots, 0)
     const ids = Array.from({ length: 3_000 }, (_, i) => `agg-${i}`)
     const first = ids.map((id) => snapshot(id, 1, '{}', [entry(1)]))
     await snapshots.save(stream, 0, token, write({ snapshots: first, checkpoint: { offset: 2, commandPosition: 1, schemaVersion: 1 }, ready: true }))
-    // The second write reads 3,000 stored offsets first, then sets 9,000 fields.
+    // The second write reads 3,000 stored offsets first, then sets 12,000 fields.
     const second = first.map((s) => snapshot(s.aggregateId, 2, '{"n":2}', remember(s.recent, entry(2), 4)))
     await snapshots.save(stream, 0, token, write({ snapshots: second, checkpoint: { offset: 3, commandPosition: 2, schemaVersion: 1 } }))
 

@@ -1,7 +1,7 @@
 import { ConfigurationError, describeDifference, firstDifference } from '@esk/core'
 import { AggregateRuntime, messageOf, type StoredEvent, type StoredSnapshot } from '@esk/core/driver'
 import { decodeSnapshot } from '@esk/redis'
-import { PartitionKeys, StateFields } from '@esk/redis/driver'
+import { PartitionKeys, StateFields, snapshotFields } from '@esk/redis/driver'
 import type { CliContext } from '../context.js'
 
 /** What `esk inspect` found for one aggregate. */
@@ -37,8 +37,8 @@ export async function inspect(context: CliContext, aggregate: string, id: string
     for (const event of batch) if (event.aggregateId === id) events.push(event)
   }
   const key = new PartitionKeys(context.config.keyPrefix, target.stream, partition).state
-  const [text, window, ready] = await context.store.client.hmget(key, StateFields.snapshot(id), StateFields.window(id), StateFields.ready)
-  const snapshot = text == null ? undefined : decodeSnapshot(text, key, StateFields.snapshot(id), window)
+  const [text, window, tail, ready] = await context.store.client.hmget(key, ...snapshotFields(id), StateFields.ready)
+  const snapshot = text == null ? undefined : decodeSnapshot(text, key, StateFields.snapshot(id), window, tail)
   const report: InspectReport = {
     aggregate: target.name,
     id,

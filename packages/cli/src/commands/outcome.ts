@@ -1,6 +1,6 @@
 import { commandKey, type Outcome, type StoredEvent } from '@esk/core/driver'
 import { decodeOutcome, decodeSnapshot } from '@esk/redis'
-import { PartitionKeys, StateFields } from '@esk/redis/driver'
+import { PartitionKeys, StateFields, snapshotFields } from '@esk/redis/driver'
 import type { CliContext } from '../context.js'
 import { listDeadLetters } from './dlq.js'
 
@@ -36,12 +36,12 @@ export async function outcome(context: CliContext, aggregate: string, id: string
   const base = { aggregate: target.name, id, commandId, partition }
   const keys = new PartitionKeys(context.config.keyPrefix, target.stream, partition)
   const client = context.store.client
-  const [[snapshotText, windowText], unloggedText] = await Promise.all([
-    client.hmget(keys.state, StateFields.snapshot(id), StateFields.window(id)),
+  const [[snapshotText, windowText, tailText], unloggedText] = await Promise.all([
+    client.hmget(keys.state, ...snapshotFields(id)),
     client.hget(keys.unlogged, commandKey({ aggregateId: id, commandId })),
   ])
   if (snapshotText != null) {
-    const snapshot = decodeSnapshot(snapshotText, keys.state, StateFields.snapshot(id), windowText)
+    const snapshot = decodeSnapshot(snapshotText, keys.state, StateFields.snapshot(id), windowText, tailText)
     const entry = snapshot.recent.find((r) => r.commandId === commandId)
     if (entry) return { ...base, found: true, source: 'snapshot', outcome: { status: 'accepted', aggregateId: id, ...entry } }
   }
