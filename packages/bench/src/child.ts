@@ -15,9 +15,11 @@ export class Child {
   constructor(
     readonly name: string,
     args: WorkerArgs,
+    nodeFlags: readonly string[] = [],
   ) {
-    // No flags of this process (a `--cpu-prof` given to the suite, say) are passed on to workers.
-    this.proc = fork(WORKER, [JSON.stringify(args)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] })
+    // No flags of this process (a `--cpu-prof` given to the suite, say) are passed on to workers:
+    // only those the run names for all of them.
+    this.proc = fork(WORKER, [JSON.stringify(args)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...nodeFlags] })
     this.exit = new Promise((resolve) => this.proc.once('exit', (code) => ((this.exited = true), resolve(code))))
     this.proc.on('message', (raw) => {
       const message = raw as { type: string; [key: string]: unknown }

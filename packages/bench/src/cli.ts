@@ -20,6 +20,8 @@ export const USAGE = `usage: npm run bench -- [options]
   --recovery-events N      events in the recovery stage
   --esk-held N             esk's snapshotCacheSize (default: every aggregate of the workload)
   --cpu-prof               profile processors and clients during their measuring windows
+  --node-flags FLAGS       Node flags for every processor and client, of every system alike
+                           (space-separated), e.g. --node-flags=--max-semi-space-size=64
   --out DIR                where reports go (default reports)
   --docs no                leave docs/benchmarks.md alone
   --from REPORT            only regenerate docs/benchmarks.md from a report
@@ -39,6 +41,8 @@ export interface BenchOptions {
   out: string
   docs: boolean
   cpuProf: boolean
+  /** Node flags given to every worker process. */
+  nodeFlags: string[]
   /** esk's `snapshotCacheSize` when given. */
   eskHeld?: number
   help: boolean
@@ -67,6 +71,7 @@ export function parseCommandLine(argv: string[]): BenchOptions {
         docs: { type: 'string', default: 'yes' },
         from: { type: 'string' },
         'cpu-prof': { type: 'boolean', default: false },
+        'node-flags': { type: 'string', default: '' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }))
@@ -107,9 +112,18 @@ export function parseCommandLine(argv: string[]): BenchOptions {
     out: values.out!,
     docs: values.docs === 'yes',
     cpuProf: values['cpu-prof']!,
+    nodeFlags: nodeFlags(values['node-flags']!),
     ...(values['esk-held'] !== undefined && { eskHeld: count('--esk-held', values['esk-held'], 0) }),
     help: values.help!,
   }
+}
+
+/** Flags for `node` itself, each starting with `--`. */
+function nodeFlags(text: string): string[] {
+  const flags = text.split(/\s+/).filter((flag) => flag !== '')
+  const bad = flags.find((flag) => !flag.startsWith('--'))
+  if (bad !== undefined) throw new UsageError(`--node-flags takes flags of node such as --max-semi-space-size=64, got '${bad}'`)
+  return flags
 }
 
 /** A whole number of at least `min`. */

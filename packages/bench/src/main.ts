@@ -38,6 +38,8 @@ export interface BenchReport {
     cpuModel: string | undefined
     memoryGiB: number
     node: string
+    /** Flags every processor and client ran with (`--node-flags`). */
+    nodeFlags?: string[]
     kafkaVersion: string
     loadAverageStart: number[]
     loadAverageEnd: number[]
@@ -256,6 +258,7 @@ async function main(): Promise<void> {
     // Room for every aggregate of the workload, as the baselines have, unless told otherwise.
     eskHeld: options.eskHeld ?? Math.max(ESK_DEFAULTS.snapshotCacheSize, profile.aggregates),
     ...(options.cpuProf && { cpuProfileDir: resolve(options.out, `profiles-${date.replace(/[:.]/g, '-')}`) }),
+    ...(options.nodeFlags.length > 0 && { nodeFlags: options.nodeFlags }),
   }
   if (env.cpuProfileDir) mkdirSync(env.cpuProfileDir, { recursive: true })
   const started = performance.now()
@@ -268,6 +271,7 @@ async function main(): Promise<void> {
       cpuModel: cpus()[0]?.model,
       memoryGiB: Math.round(totalmem() / 2 ** 30),
       node: process.version,
+      ...(options.nodeFlags.length > 0 && { nodeFlags: options.nodeFlags }),
       kafkaVersion: kafkaVersion(env.stackDir),
       loadAverageStart: loadavg().map((l) => Math.round(l * 100) / 100),
       loadAverageEnd: [],

@@ -158,6 +158,7 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
     `**Machine:** ${m.cpus} cores (${m.cpuModel ?? 'unknown CPU'}), ${m.memoryGiB} GiB, Node ${m.node}, Kafka ${m.kafkaVersion} (single node, ` +
       `beside redis-server and every process of the suite on the same cores). Load average ${m.loadAverageStart.join(' / ')} at the start, ` +
       `${m.loadAverageEnd.join(' / ')} at the end.` +
+      (m.nodeFlags ? ` Every processor and client ran with \`${m.nodeFlags.join(' ')}\`.` : '') +
       (report.warmup ? ` Broker warmed with ${int(report.warmup.transactions)} transactions (${report.warmup.seconds} s) first.` : ''),
   )
   out.push('')

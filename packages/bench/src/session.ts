@@ -24,6 +24,8 @@ export interface BenchEnv {
    * pipelines hold every aggregate's state; by default esk is given room for all of them too.
    */
   eskHeld?: number
+  /** Node flags every processor and client runs with, whatever its system. */
+  nodeFlags?: string[]
 }
 
 /** How a window loads the system. */
@@ -100,13 +102,13 @@ export class Session {
         const name = `${system}-processor-${i + 1}`
         // A profiled processor writes `<system>-p<partitions>-x<processors>-<n>-w<window>.cpuprofile`.
         const profile = profileDir && profileBase(profileDir, system, partitions, processors, String(i + 1))
-        const child = new Child(name, { role: 'processor', config, ...(profile && { profile }) })
+        const child = new Child(name, { role: 'processor', config, ...(profile && { profile }) }, env.nodeFlags)
         started.push(child)
         live.add(child)
         await child.next('ready', 120_000)
       }
       const profile = profileDir && profileBase(profileDir, system, partitions, processors, 'client')
-      const client = new Child(`${system}-client`, { role: 'client', config, ...(profile && { profile }) })
+      const client = new Child(`${system}-client`, { role: 'client', config, ...(profile && { profile }) }, env.nodeFlags)
       started.push(client)
       live.add(client)
       await client.next('ready', 60_000)

@@ -7,7 +7,7 @@ describe('the bench command line', () => {
     const options = parseCommandLine([])
     expect(options.profile).toEqual(quick)
     expect([...options.stages]).toEqual(STAGES)
-    expect(options).toMatchObject({ out: 'reports', docs: true, cpuProf: false, help: false })
+    expect(options).toMatchObject({ out: 'reports', docs: true, cpuProf: false, nodeFlags: [], help: false })
     expect(options.eskHeld).toBeUndefined()
     expect(options.from).toBeUndefined()
   })
@@ -15,7 +15,8 @@ describe('the bench command line', () => {
   it('narrows a profile to the sweeps, systems and stages asked for', () => {
     const options = parseCommandLine(
       ['--profile', 'full', '--only', 'warmup,recovery', '--systems', 'esk,tx', '--partitions', '4', '--in-flight', '1024',
-        '--repetitions', '2', '--recovery-events', '1000000', '--aggregates', '500', '--esk-held', '0', '--docs', 'no', '--cpu-prof'],
+        '--repetitions', '2', '--recovery-events', '1000000', '--aggregates', '500', '--esk-held', '0', '--docs', 'no', '--cpu-prof',
+        '--node-flags=--max-semi-space-size=64  --trace-gc'],
     )
     expect([...options.stages]).toEqual(['warmup', 'recovery'])
     expect(options.profile).toMatchObject({
@@ -32,7 +33,7 @@ describe('the bench command line', () => {
       aggregates: 500,
     })
     expect(options.profile.workloads.every((w) => w.aggregates === 500)).toBe(true)
-    expect(options).toMatchObject({ docs: false, cpuProf: true, eskHeld: 0 })
+    expect(options).toMatchObject({ docs: false, cpuProf: true, eskHeld: 0, nodeFlags: ['--max-semi-space-size=64', '--trace-gc'] })
     // The profiles themselves are left as they are.
     expect(full.partitions).toEqual([1, 4, 8])
   })
@@ -58,6 +59,7 @@ describe('the bench command line', () => {
     expect(refused(['--repetitions', '0'])).toMatch(/at least 1, got '0'/)
     expect(refused(['--esk-held=-1'])).toMatch(/at least 0, got '-1'/)
     expect(refused(['--docs', 'maybe'])).toBe(`--docs is yes or no, got 'maybe'`)
+    expect(refused(['--node-flags', 'max-semi-space-size=64'])).toBe(`--node-flags takes flags of node such as --max-semi-space-size=64, got 'max-semi-space-size=64'`)
     expect(refused(['--measure-s', '2.5'])).toMatch(/whole number/)
   })
 
