@@ -117,7 +117,7 @@ export function decodeStoredSnapshot(
   return { snapshot, stored }
 }
 
-/** The entries of a {@link SplitWindow}; undefined for anything else; corrupt when it is not a valid one. */
+/** The entry count of a {@link SplitWindow}; undefined for anything else (which the caller refuses unless it is a list). */
 function splitLength(recent: unknown): number | undefined {
   if (typeof recent !== 'object' || recent === null || Array.isArray(recent)) return undefined
   const { split } = recent as Partial<SplitWindow>

@@ -275,13 +275,14 @@ interface WindowWrite {
  * What a save sends of a snapshot's window, built on the memo of the aggregate's stored texts when
  * there is one and it still applies: it does when its newest entry (the same object, not an equal
  * one) is still in the window, and no older one than the stored texts hold, since a window only
- * gains entries at its end and loses them at its start. Then the entries added since go on the end of the stored newest ones, and only those are
- * sent, until they number more than about the square root of twice the window: then the whole
- * window is sent, built from the stored texts less their oldest lines. A window is up to
- * `dedupWindow` entries and changes by one a command, so a save sends a few entries, not the whole
- * window (about 8 against 32 at the default, counting the whole windows sent now and then): it is
- * most of the bytes a batch writes to Redis. The texts read back always hold the window, and
- * perhaps a few older entries before it, which the snapshot's `recent` (`{split: n}`) drops.
+ * gains entries at its end and loses them at its start. Then the entries added since go on the end
+ * of the stored newest ones, and only those are sent, until they number more than about the square
+ * root of twice the window: then the whole window is sent, built from the stored texts less their
+ * oldest lines. A window is up to `dedupWindow` entries and changes by one a command, so a save
+ * sends a few entries, not the whole window (about 8 against 32 at the default, counting the whole
+ * windows sent now and then): it is most of the bytes a batch writes to Redis. The texts read back
+ * always hold the window, and perhaps a few older entries before it, which the snapshot's `recent`
+ * (`{split: n}`) drops.
  */
 function windowWrite(snapshot: StoredSnapshot, memo: unknown): WindowWrite {
   const { recent } = snapshot
@@ -297,16 +298,14 @@ function windowWrite(snapshot: StoredSnapshot, memo: unknown): WindowWrite {
   // The stored texts must hold every entry up to the known one (a window that gained older entries does not extend them).
   if (at < 0 || at + 1 > memo.baseLines + memo.tailLines) return whole(encodeWindow(recent))
   const added = recent.length - 1 - at
+  const addedText = added === 0 ? '' : encodeWindow(recent.slice(at + 1))
   const tailLines = memo.tailLines + added
   if (tailLines <= Math.max(1, Math.round(Math.sqrt(2 * recent.length)))) {
-    const addedText = added === 0 ? '' : encodeWindow(recent.slice(at + 1))
     const tail = joinLines(memo.tail, addedText)
     return { expected: memo.offset, text: tail, memo: new WindowMemo(newest, offset, memo.base, memo.baseLines, tail, tailLines) }
   }
-  const stored = joinLines(memo.base, memo.tail)
-  const kept = keptLines(stored, memo.baseLines + memo.tailLines - (at + 1))
-  if (kept === undefined) return whole(encodeWindow(recent))
-  return whole(added === 0 ? kept : `${kept}\n${encodeWindow(recent.slice(at + 1))}`)
+  const kept = keptLines(joinLines(memo.base, memo.tail), memo.baseLines + memo.tailLines - (at + 1))
+  return kept === undefined ? whole(encodeWindow(recent)) : whole(joinLines(kept, addedText))
 }
 
 /** Two texts of lines as one. */
