@@ -32,18 +32,29 @@ build() {
 typecheck_tests() { node_modules/.bin/tsc -p scripts/tsconfig.tests.json; }
 
 # One plain closing line ("N passed, N failed, N skipped") for tools that read it, summed over
-# every vitest report given.
+# every vitest report given. Above it, each failed test (or file that failed to load) with the
+# first line of its error, so that the last lines of a long log say what broke.
 summarize() {
   node -e '
     const fs = require("fs")
+    const path = require("path")
     let passed = 0, failed = 0, skipped = 0
+    const failures = []
+    const firstLine = (text) => String(text ?? "").replace(/\x1b\[[0-9;]*m/g, "").trim().split("\n")[0].slice(0, 300)
     for (const file of process.argv.slice(1)) {
       if (!fs.existsSync(file)) continue
       const r = JSON.parse(fs.readFileSync(file, "utf8"))
       passed += r.numPassedTests
       failed += r.numFailedTests
       skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0)
+      for (const suite of r.testResults ?? []) {
+        const where = path.relative(process.cwd(), suite.name)
+        const tests = (suite.assertionResults ?? []).filter((t) => t.status === "failed")
+        for (const t of tests) failures.push(`FAILED ${where} > ${t.fullName}: ${firstLine(t.failureMessages?.[0])}`)
+        if (suite.status === "failed" && tests.length === 0) failures.push(`FAILED ${where}: ${firstLine(suite.message)}`)
+      }
     }
+    for (const line of failures) console.log(line)
     console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`)
   ' "$@"
 }
