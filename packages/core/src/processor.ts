@@ -17,7 +17,7 @@ import {
 } from './errors.js'
 import type { Logger } from './logger.js'
 import type { Observers, PartitionState } from './observe.js'
-import { commandKey, type LoadedBatch, type PartitionHandle, type PartitionLease, type SnapshotStore, type OutcomeChannel, type Transport } from './ports.js'
+import { commandKey, type CommandKey, type LoadedBatch, type PartitionHandle, type PartitionLease, type SnapshotStore, type OutcomeChannel, type Transport } from './ports.js'
 import type {
   Checkpoint,
   CommandEnvelope,
@@ -32,8 +32,8 @@ import type {
 } from './records.js'
 import type { CommandBinding } from './metadata.js'
 import { messageOf, type AggregateRuntime, type EncodedEvent } from './runtime.js'
-import type { Telemetry } from './telemetry.js'
-import { sleep, unique } from './util.js'
+import type { DecodedRecord, Telemetry } from './telemetry.js'
+import { sleep } from './util.js'
 
 /** What a partition processor needs around it. */
 export interface ProcessorContext<T extends object> {
@@ -74,6 +74,12 @@ interface Working<T> {
   offset: number
   /** The aggregate's de-duplication window, as stored and then extended by this batch. */
   recent: RecentCommand[]
+  /**
+   * True once `recent` is this batch's own copy, extended in place by its next commands. The
+   * stored window is shared (with the held snapshot, and a save that may still be encoding it)
+   * and is never changed.
+   */
+  ownsRecent: boolean
   /** See {@link Held.ids}: kept with `recent`, from the same held entry or undefined. */
   ids: number[] | undefined
   changed: boolean
@@ -90,6 +96,13 @@ interface Placed {
   outcome: Outcome & { status: 'accepted' }
   /** Index in the batch's events of the command's last event. */
   last: number
+}
+
+/** A command whose handler was called: what {@link PartitionProcessor.conclude} needs of it. */
+interface Started<T> {
+  binding: CommandBinding
+  live: { state: T; encoding: string }
+  handled: object[] | Promise<object[]>
 }
 
 /** An aggregate held between batches: its snapshot as last saved (undefined: it does not exist) and its live instance. */
@@ -315,25 +328,34 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     }
     if (fresh.length === 0) return
     const started = performance.now()
-    const decoded = fresh.map((record) => ({ record, command: decodeEnvelope(record.value) }))
-    const envelopes = decoded.flatMap((d) => (isUndecodable(d.command) ? [] : [d.command]))
+    const decoded: DecodedRecord[] = []
+    const envelopes: CommandEnvelope[] = []
+    for (const record of fresh) {
+      const command = decodeEnvelope(record.value)
+      decoded.push({ record, command })
+      if (!isUndecodable(command)) envelopes.push(command)
+    }
 
     // Aggregates held from earlier batches are taken out, and put back once the batch is saved:
     // a batch that fails half way leaves nothing half-applied behind.
-    const ids = unique(envelopes.map((e) => e.aggregateId))
     const held = new Map<string, Held<T>>()
-    for (const id of ids) {
-      const entry = this.held.get(id)
+    const missing: string[] = []
+    const known = this.unlogged
+    const maybeUnlogged: CommandKey[] = []
+    let listed: Set<string> | undefined
+    for (const envelope of envelopes) {
+      const { aggregateId, commandId } = envelope
+      if (!known || known.keys.has(commandKey(envelope))) maybeUnlogged.push({ aggregateId, commandId })
+      if (held.has(aggregateId)) continue
+      const entry = this.held.get(aggregateId)
       if (entry) {
-        held.set(id, entry)
-        this.held.delete(id)
+        held.set(aggregateId, entry)
+        this.held.delete(aggregateId)
+      } else if (!listed?.has(aggregateId)) {
+        ;(listed ??= new Set()).add(aggregateId)
+        missing.push(aggregateId)
       }
     }
-    const missing = ids.filter((id) => !held.has(id))
-    const known = this.unlogged
-    const maybeUnlogged = envelopes
-      .map(({ aggregateId, commandId }) => ({ aggregateId, commandId }))
-      .filter((command) => !known || known.keys.has(commandKey(command)))
     let loaded: LoadedBatch
     if (missing.length === 0 && maybeUnlogged.length === 0) {
       // Everything the batch needs is here; the save that follows is fenced as always.
@@ -423,7 +445,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       }
       let outcome: Outcome
       try {
-        outcome = await this.execute(command, record.position, w, events, placed)
+        const executed = this.execute(command, record.position, w, events, placed)
+        outcome = executed instanceof Promise ? await executed : executed
       } catch (error) {
         // Nothing of this batch is committed yet: rebuild, then take the whole batch again.
         traced?.failed(error)
@@ -689,6 +712,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         live: entry?.live,
         offset: snapshot?.offset ?? -1,
         recent: snapshot?.recent ?? [],
+        ownsRecent: false,
         ids: entry?.ids,
         changed: false,
         from: snapshot,
@@ -716,47 +740,90 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     return { state, encoding: runtime.dehydrate(state) }
   }
 
-  /** Runs one command against the working state; returns its outcome and appends its events. */
-  private async execute(
+  /**
+   * Runs one command against the working state; returns its outcome and appends its events. A
+   * synchronous handler's outcome is returned as it is, without a promise: most handlers are
+   * synchronous, and a batch then runs its commands without a turn of the event loop between them.
+   * Throws (only) a {@link CorruptSnapshot}.
+   */
+  private execute(
     envelope: CommandEnvelope,
     position: number,
     w: Working<T>,
     events: EventToAppend[],
     placed: Placed[],
-  ): Promise<Outcome> {
+  ): Outcome | Promise<Outcome> {
+    let started: Started<T>
+    try {
+      started = this.start(envelope, w)
+    } catch (error) {
+      return this.refused(envelope, error)
+    }
+    const { handled } = started
+    if (Array.isArray(handled)) return this.conclude(envelope, position, w, events, placed, started, handled)
+    return handled.then(
+      (produced) => this.conclude(envelope, position, w, events, placed, started, produced),
+      (error: unknown) => {
+        // The instance may be half-changed: the next command starts again from the last good state.
+        w.live = undefined
+        return this.refused(envelope, error)
+      },
+    )
+  }
+
+  /** Decodes and checks a command against its aggregate, and calls its handler. */
+  private start(envelope: CommandEnvelope, w: Working<T>): Started<T> {
+    const { runtime } = this.context
+    const { aggregateId } = envelope
+    const { binding, command } = runtime.decodeCommand(envelope.type, envelope.payload)
+    if (envelope.kind === 'create') {
+      if (!binding.creates) {
+        throw new UnknownCommandError(
+          `${binding.type} does not create a ${this.name}; send it with update()`,
+          { aggregate: this.name, commandType: binding.type },
+        )
+      }
+      if (w.exists) throw new AggregateExistsError(this.name, aggregateId)
+    } else {
+      if (binding.creates) {
+        throw new UnknownCommandError(`${binding.type} creates a ${this.name}; send it with save()`, {
+          aggregate: this.name,
+          commandType: binding.type,
+        })
+      }
+      if (!w.exists) throw new AggregateNotFoundError(this.name, aggregateId)
+    }
+    if (envelope.expectedVersion !== undefined && envelope.expectedVersion !== w.version) {
+      throw new VersionConflictError(this.name, aggregateId, envelope.expectedVersion, w.version)
+    }
+    const live = w.live ?? this.instance(w)
+    let handled: object[] | Promise<object[]>
+    try {
+      handled = this.handleInTime(live.state, binding, command)
+    } catch (error) {
+      w.live = undefined
+      throw error
+    }
+    return { binding, live, handled }
+  }
+
+  /** Checks what a handler returned, applies its events and places them in the batch. */
+  private conclude(
+    envelope: CommandEnvelope,
+    position: number,
+    w: Working<T>,
+    events: EventToAppend[],
+    placed: Placed[],
+    { binding, live }: Started<T>,
+    produced: object[],
+  ): Outcome {
     const { runtime } = this.context
     const { commandId, aggregateId } = envelope
     try {
-      const { binding, command } = runtime.decodeCommand(envelope.type, envelope.payload)
-      if (envelope.kind === 'create') {
-        if (!binding.creates) {
-          throw new UnknownCommandError(
-            `${binding.type} does not create a ${this.name}; send it with update()`,
-            { aggregate: this.name, commandType: binding.type },
-          )
-        }
-        if (w.exists) throw new AggregateExistsError(this.name, aggregateId)
-      } else {
-        if (binding.creates) {
-          throw new UnknownCommandError(`${binding.type} creates a ${this.name}; send it with save()`, {
-            aggregate: this.name,
-            commandType: binding.type,
-          })
-        }
-        if (!w.exists) throw new AggregateNotFoundError(this.name, aggregateId)
-      }
-      if (envelope.expectedVersion !== undefined && envelope.expectedVersion !== w.version) {
-        throw new VersionConflictError(this.name, aggregateId, envelope.expectedVersion, w.version)
-      }
-
-      const live = w.live ?? this.instance(w)
       const { state, encoding: before } = live
-      let produced: object[]
       let encodedEvents: EncodedEvent[]
       let next: { encoded: string; state: T }
       try {
-        const handled = this.handleInTime(state, binding, command)
-        produced = Array.isArray(handled) ? handled : await handled
         if (runtime.dehydrate(state) !== before) {
           throw new HandlerFailedError(
             `handler ${this.name}.${binding.method} changed the aggregate's fields; command handlers must only ` +
@@ -804,7 +871,14 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       w.encoded = next.encoded
       // Every entry has the same fields (offset set after the commit), so reading windows stays fast.
       const entry: RecentCommand = { commandId, version: w.version, events: produced.length, offset: undefined }
-      w.recent = remember(w.recent, entry, this.context.dedupWindow)
+      if (w.ownsRecent) {
+        w.recent.push(entry)
+        // One at a time: shift() is cheap where splice() copies.
+        while (w.recent.length > this.context.dedupWindow) w.recent.shift()
+      } else {
+        w.recent = remember(w.recent, entry, this.context.dedupWindow)
+        w.ownsRecent = true
+      }
       if (w.ids) {
         // Built again from the window when next needed; never trimmed in place (see Held.ids).
         if (w.ids.length >= this.context.dedupWindow + IDS_SLACK) w.ids = undefined
@@ -815,23 +889,28 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       placed.push({ w, entry, outcome, last: events.length - 1 })
       return outcome
     } catch (error) {
-      if (error instanceof CorruptSnapshot) throw error
-      const known =
-        error instanceof EskError || hasCode(error, ErrorCode.CommandRejected)
-          ? (error as EskError)
-          : new HandlerFailedError(`processing ${envelope.type} failed: ${messageOf(error)}`, {
-              aggregate: this.name,
-            })
-      if (known.code === ErrorCode.HandlerFailed) {
-        this.context.logger.warn('command handler failed', {
-          aggregate: this.name,
-          partition: this.lease.partition,
-          commandId,
-          error: known.message,
-        })
-      }
-      return { status: 'rejected', commandId, aggregateId, error: errorToPayload(known) }
+      return this.refused(envelope, error)
     }
+  }
+
+  /** The refusal of a command whose handling threw; a {@link CorruptSnapshot} is thrown on instead. */
+  private refused(envelope: CommandEnvelope, error: unknown): Outcome {
+    if (error instanceof CorruptSnapshot) throw error
+    const known =
+      error instanceof EskError || hasCode(error, ErrorCode.CommandRejected)
+        ? (error as EskError)
+        : new HandlerFailedError(`processing ${envelope.type} failed: ${messageOf(error)}`, {
+            aggregate: this.name,
+          })
+    if (known.code === ErrorCode.HandlerFailed) {
+      this.context.logger.warn('command handler failed', {
+        aggregate: this.name,
+        partition: this.lease.partition,
+        commandId: envelope.commandId,
+        error: known.message,
+      })
+    }
+    return { status: 'rejected', commandId: envelope.commandId, aggregateId: envelope.aggregateId, error: errorToPayload(known) }
   }
 
   /**

@@ -41,6 +41,23 @@ class Sneak {}
 @Command('repo.SneakThenRefuse')
 class SneakThenRefuse {}
 
+/** Sneak, from an async handler: the field changes after an await. */
+@Command('repo.SneakLater')
+class SneakLater {}
+
+/** SneakThenRefuse, from an async handler. */
+@Command('repo.SneakThenRefuseLater')
+class SneakThenRefuseLater {}
+
+/** An async handler that returns an event. */
+@Command('repo.AddLater')
+class AddLater {
+  amount: number
+  constructor(amount = 0) {
+    this.amount = amount
+  }
+}
+
 /** Declared, but no handler in Counter. */
 @Command('repo.Elsewhere')
 class Elsewhere {}
@@ -86,6 +103,26 @@ class Counter {
   sneakThenRefuse(): never {
     this.total = -1
     throw new CommandRejected('refused after scribbling on the state', { reason: 'NOPE' })
+  }
+
+  @CommandHandler(SneakLater)
+  async sneakLater(): Promise<Added> {
+    await Promise.resolve()
+    this.total = 1_000
+    return new Added(1)
+  }
+
+  @CommandHandler(SneakThenRefuseLater)
+  async sneakThenRefuseLater(): Promise<never> {
+    await Promise.resolve()
+    this.total = -1
+    throw new CommandRejected('refused after scribbling on the state', { reason: 'NOPE' })
+  }
+
+  @CommandHandler(AddLater)
+  async addLater(c: AddLater): Promise<Added> {
+    await Promise.resolve()
+    return new Added(c.amount)
   }
 
   @EventHandler(Opened)
@@ -255,6 +292,28 @@ describe('command handler purity', () => {
       4,
     ])
     expect((await counters.get(id, { atLeastVersion: 4 })).state.total).toBe(6)
+  })
+
+  it('does the same for async handlers, mixed with synchronous ones in one batch', async () => {
+    const { counters } = await start()
+    const { id } = await counters.save(new Open('ann'))
+    const results = await Promise.allSettled([
+      counters.update(id, new AddLater(1)),
+      counters.update(id, new SneakLater()),
+      counters.update(id, new Add(2)),
+      counters.update(id, new SneakThenRefuseLater()),
+      counters.update(id, new AddLater(3)),
+      counters.update(id, new Add(4)),
+    ])
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value.version : (r.reason as { code: string }).code))).toEqual([
+      2,
+      'ESK_HANDLER_FAILED',
+      3,
+      'ESK_COMMAND_REJECTED',
+      4,
+      5,
+    ])
+    expect((await counters.get(id, { atLeastVersion: 5 })).state.total).toBe(10)
   })
 
   // The purity check must compare encodings made by this code, never the stored snapshot text.

@@ -696,6 +696,28 @@ export function describeDriverContract(
       expect(await accounts.update(id, new Deposit(1), { commandId: ids[0]! })).toMatchObject({ version: 5 })
     })
 
+    it('keeps the window to dedupWindow entries when one batch takes several commands of an aggregate', async () => {
+      const app = await start(await fixture(), { dedupWindow: 2 })
+      const accounts = app.repository(ContractAccount)
+      const { id } = await accounts.save(new Open('batch-win', 0))
+      // Sent together, so that a batch takes several of them (the log decides their order).
+      const sent = await Promise.all(
+        [1, 2, 3, 4, 5].map(async (amount) => {
+          const commandId = randomUUID()
+          const { version } = await accounts.update(id, new Deposit(amount), { commandId })
+          return { commandId, amount, version }
+        }),
+      )
+      const byVersion = sent.sort((a, b) => a.version - b.version)
+      expect(byVersion.map((c) => c.version)).toEqual([2, 3, 4, 5, 6])
+      // The last two are answered from the window, the others are decided again.
+      for (const c of byVersion.slice(3)) {
+        expect(await accounts.update(id, new Deposit(c.amount), { commandId: c.commandId })).toMatchObject({ version: c.version })
+      }
+      expect(await accounts.update(id, new Deposit(byVersion[2]!.amount), { commandId: byVersion[2]!.commandId })).toMatchObject({ version: 7 })
+      expect((await accounts.get(id, { atLeastVersion: 7 })).state).toMatchObject({ balance: 15 + byVersion[2]!.amount })
+    })
+
     it('reports every partition ready once started, and repairing while it replays', async () => {
       const f = await fixture()
       const app = await start(f)
