@@ -871,14 +871,12 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       w.encoded = next.encoded
       // Every entry has the same fields (offset set after the commit), so reading windows stays fast.
       const entry: RecentCommand = { commandId, version: w.version, events: produced.length, offset: undefined }
-      if (w.ownsRecent) {
-        w.recent.push(entry)
-        // One at a time: shift() is cheap where splice() copies.
-        while (w.recent.length > this.context.dedupWindow) w.recent.shift()
-      } else {
-        w.recent = remember(w.recent, entry, this.context.dedupWindow)
+      if (!w.ownsRecent) {
+        // The stored window is shared: the batch extends a copy, made on its first command.
+        w.recent = w.recent.slice()
         w.ownsRecent = true
       }
+      extendWindow(w.recent, entry, this.context.dedupWindow)
       if (w.ids) {
         // Built again from the window when next needed; never trimmed in place (see Held.ids).
         if (w.ids.length >= this.context.dedupWindow + IDS_SLACK) w.ids = undefined
@@ -1128,9 +1126,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
         if (last?.commandId === event.commandId) {
           r.recent[r.recent.length - 1] = { commandId: event.commandId, version: event.version, events: last.events + 1, offset: event.offset }
         } else {
-          r.recent.push({ commandId: event.commandId, version: event.version, events: 1, offset: event.offset })
-          // One entry at a time (more only if the window was made smaller): shift() is cheap where splice() copies.
-          while (r.recent.length > dedupWindow) r.recent.shift()
+          extendWindow(r.recent, { commandId: event.commandId, version: event.version, events: 1, offset: event.offset }, dedupWindow)
         }
         r.version = event.version
         r.offset = event.offset
@@ -1246,9 +1242,11 @@ function idHash(commandId: string): number {
   return hash & 0x3fffffff
 }
 
-/** Appends to a window, keeping at most `size` entries (the newest); the stored list is not changed. */
-function remember(recent: RecentCommand[], entry: RecentCommand, size: number): RecentCommand[] {
-  const next = recent.slice(Math.max(0, recent.length + 1 - size))
-  next.push(entry)
-  return next
+/**
+ * Appends to a window this code owns, in place, keeping at most `size` entries (the newest). One
+ * at a time (more only if the window was made smaller): shift() is cheap where splice() copies.
+ */
+function extendWindow(recent: RecentCommand[], entry: RecentCommand, size: number): void {
+  recent.push(entry)
+  while (recent.length > size) recent.shift()
 }
