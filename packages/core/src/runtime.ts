@@ -154,19 +154,22 @@ export class AggregateRuntime<T extends object = object> {
 
   /** Applies events (instances) to `state`; an event handler that throws becomes {@link HandlerFailedError}. */
   apply(state: T, events: readonly object[]): void {
-    for (const event of events) {
-      const binding = this.model.eventsByClass.get(event.constructor as Class)
-      if (!binding) throw new SerializationError(`no event handler for ${event.constructor.name}`)
-      try {
-        ;(state as Record<string, (e: object) => void>)[binding.method]!.call(state, event)
-      } catch (error) {
-        throw new HandlerFailedError(
-          `event handler ${this.model.name}.${binding.method} for ${binding.type} threw: ${messageOf(error)}; ` +
-            `event handlers must not fail on events their command handlers produce`,
-          { aggregate: this.model.name, eventType: binding.type },
-          error,
-        )
-      }
+    for (const event of events) this.applyOne(state, event)
+  }
+
+  /** Applies one event; a replay calls this once per event, without a list around it. */
+  applyOne(state: T, event: object): void {
+    const binding = this.model.eventsByClass.get(event.constructor as Class)
+    if (!binding) throw new SerializationError(`no event handler for ${event.constructor.name}`)
+    try {
+      ;(state as Record<string, (e: object) => void>)[binding.method]!.call(state, event)
+    } catch (error) {
+      throw new HandlerFailedError(
+        `event handler ${this.model.name}.${binding.method} for ${binding.type} threw: ${messageOf(error)}; ` +
+          `event handlers must not fail on events their command handlers produce`,
+        { aggregate: this.model.name, eventType: binding.type },
+        error,
+      )
     }
   }
 
