@@ -8,6 +8,7 @@ import { createEsk } from '@esk/core'
 import { encodeEnvelope, type EventToAppend, type StreamSpec } from '@esk/core/driver'
 import { kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { TransactionalWriter } from '@esk/kafka/driver'
+import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { redisStore } from '@esk/redis'
 import { BenchAccount, Deposit, EventSeries } from './domain.js'
 import { dropKeys } from './memory.js'
@@ -37,6 +38,16 @@ export interface RecoveryResult {
   takeoverSeconds: number
   /** The part of it until `createEsk` returned, its partition ready (absent in older reports). */
   takeoverReadySeconds?: number
+  /**
+   * The same events rebuilt on the embedded driver, where reading them costs next to nothing: what
+   * esk's replay (decoding, folding, saving) costs by itself. Medians over the repetitions (absent
+   * in older reports).
+   */
+  embedded?: {
+    rebuildEventsPerSecond: number
+    /** CPU (user + system) per event of the process during the rebuild, µs. */
+    cpuMicrosPerEvent: number
+  }
 }
 
 /**
@@ -136,11 +147,44 @@ export async function recovery(env: BenchEnv, events: number, aggregates: number
       runs: rebuilds.map((r, i) => ({ bareRead: Math.round(reads[i]!.rate), rebuild: Math.round(r.rate) })),
       takeoverSeconds: round(median(takeovers.map((t) => t.answered))),
       takeoverReadySeconds: round(median(takeovers.map((t) => t.ready))),
+      embedded: await embeddedRebuild(stream, events, aggregates, repetitions),
     }
   } finally {
     await setup.close()
     await dropKeys(env.redisUrl, prefix)
     await dropTopics(env.brokers, prefix).catch(() => undefined)
+  }
+}
+
+/**
+ * Rebuilds the same series of events on the embedded driver, `repetitions` times after one
+ * unrecorded pass. The events are put in its log directly, as the Kafka part writes them.
+ */
+async function embeddedRebuild(stream: StreamSpec, events: number, aggregates: number, repetitions: number): Promise<RecoveryResult['embedded']> {
+  const backend = new MemoryBackend()
+  const setup = memoryDriver({ backend })
+  await setup.transport.provision([stream])
+  const log = backend.log(stream.aggregate, 0)
+  const series = new EventSeries(aggregates)
+  for (let i = 0; i < events; i++) log.events.push({ ...series.event(i, 0), offset: log.events.length, timestamp: Date.now() })
+  const runs: Array<{ rate: number; cpu: number }> = []
+  for (let i = 0; i <= Math.max(1, repetitions); i++) {
+    let end: { events: number; elapsedMs: number } | undefined
+    const before = process.cpuUsage()
+    const rebuilt = await createEsk({
+      aggregates: [{ aggregate: BenchAccount, partitions: 1 }],
+      driver: memoryDriver({ backend }),
+      rebuild: true,
+      listeners: { recovery: (p) => (p.phase === 'end' ? (end = p) : undefined) },
+    })
+    const used = process.cpuUsage(before)
+    await rebuilt.close()
+    if (i === 0 || !end) continue
+    runs.push({ rate: end.events / (end.elapsedMs / 1000), cpu: (used.user + used.system) / end.events })
+  }
+  return {
+    rebuildEventsPerSecond: Math.round(spread(runs.map((r) => r.rate)).median),
+    cpuMicrosPerEvent: round(spread(runs.map((r) => r.cpu)).median),
   }
 }
 

@@ -111,6 +111,15 @@ describe('the generated figures', () => {
     expect(recoveryRow(text)).toMatch(/\| n\/a \| 0\.5 s \|$/)
   })
 
+  it("shows what esk's replay costs by itself, on the embedded driver, beside the rebuild on Kafka", () => {
+    const recoveryRow = (markdown: string): string => markdown.split('\n').find((line) => line.startsWith('| 50,000 |')) ?? ''
+    const measured = report()
+    measured.recovery = { ...measured.recovery!, embedded: { rebuildEventsPerSecond: 960_000, cpuMicrosPerEvent: 1.04 } }
+    expect(recoveryRow(figuresMarkdown(measured, 'reports/bench-x.json'))).toContain('| 0.50× (0.42–0.61) | 960,000 | 1.04 µs |')
+    // Reports written before it was measured.
+    expect(recoveryRow(text)).toContain('| 0.50× (0.42–0.61) | n/a | n/a |')
+  })
+
   it('charts what was measured', () => {
     const files = charts(report())
     expect(Object.keys(files).sort()).toEqual(['open-loop-p99.svg', 'open-loop-throughput.svg', 'recovery.svg', 'throughput.svg'])
