@@ -45,7 +45,7 @@ export interface RecoveryResult {
    */
   embedded?: {
     rebuildEventsPerSecond: number
-    /** CPU (user + system) per event of the process during the rebuild, µs. */
+    /** CPU (user + system) of the process per event, from the replay's start to its end, µs. */
     cpuMicrosPerEvent: number
   }
 }
@@ -164,23 +164,29 @@ async function embeddedRebuild(stream: StreamSpec, events: number, aggregates: n
   const backend = new MemoryBackend()
   const setup = memoryDriver({ backend })
   await setup.transport.provision([stream])
+  await setup.transport.close()
   const log = backend.log(stream.aggregate, 0)
   const series = new EventSeries(aggregates)
   for (let i = 0; i < events; i++) log.events.push({ ...series.event(i, 0), offset: log.events.length, timestamp: Date.now() })
   const runs: Array<{ rate: number; cpu: number }> = []
   for (let i = 0; i <= Math.max(1, repetitions); i++) {
-    let end: { events: number; elapsedMs: number } | undefined
-    const before = process.cpuUsage()
+    // The CPU between the replay's start and end, as its rate: not the application's own start.
+    let before: NodeJS.CpuUsage | undefined
+    let end: { events: number; elapsedMs: number; cpu: NodeJS.CpuUsage } | undefined
     const rebuilt = await createEsk({
       aggregates: [{ aggregate: BenchAccount, partitions: 1 }],
       driver: memoryDriver({ backend }),
       rebuild: true,
-      listeners: { recovery: (p) => (p.phase === 'end' ? (end = p) : undefined) },
+      listeners: {
+        recovery: (p) => {
+          if (p.phase === 'start') before = process.cpuUsage()
+          if (p.phase === 'end') end = { ...p, cpu: process.cpuUsage(before) }
+        },
+      },
     })
-    const used = process.cpuUsage(before)
     await rebuilt.close()
     if (i === 0 || !end) continue
-    runs.push({ rate: end.events / (end.elapsedMs / 1000), cpu: (used.user + used.system) / end.events })
+    runs.push({ rate: end.events / (end.elapsedMs / 1000), cpu: (end.cpu.user + end.cpu.system) / end.events })
   }
   return {
     rebuildEventsPerSecond: Math.round(spread(runs.map((r) => r.rate)).median),

@@ -407,7 +407,7 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
       `${int(rec.events)} events over ${int(rec.aggregates)} aggregates in one partition (written in ${rec.writeSeconds} s). The rebuild (\`rebuild: true\`) replays, folds and saves them all; ` +
         'the bare read is the replay consumer alone. Both run once unrecorded, then once per repetition, alternating which goes first; the figures are medians, and the ratio is the median of each repetition\'s own ratio (min–max beside it). ' +
         'The takeover is a new processor for the partition, whose snapshots are current: from `createEsk` until it returns (the partition ready), and until its first command is answered; medians over one takeover per repetition. ' +
-        '"Replay alone" is the same rebuild on the embedded driver, whose log is an array in the process: what decoding, folding and saving cost esk by itself, with the CPU the process used per event.',
+        '"Replay alone" is the same rebuild on the embedded driver, whose log is an array in the process: what decoding, folding and saving cost esk by itself, with the CPU the process used per event from the start of the replay to its end.',
     )
     out.push('')
     out.push('![recovery events/s](benchmarks/recovery.svg)')
