@@ -25,8 +25,3 @@ export function partitionFor(aggregateId: string, partitions: number): number {
   }
   return hash % partitions
 }
-
-/** The distinct values of a list, in first-seen order. */
-export function unique<T>(values: Iterable<T>): T[] {
-  return [...new Set(values)]
-}
