@@ -43,7 +43,17 @@ const recoveryRatio = (rec: RecoveryResult): string => {
   const ratios = rec.ratios ?? []
   return ratios.length > 1 ? `${dec(rec.rebuildOverRead)}× (${dec(Math.min(...ratios))}–${dec(Math.max(...ratios))})` : `${dec(rec.rebuildOverRead)}×`
 }
-const verdict = (ok: boolean | undefined): string => (ok === undefined ? 'not measured' : ok ? '**pass**' : '**miss**')
+/**
+ * A goal's verdict, on the median of the runs, then how many runs met the goal by themselves. When
+ * all n did, the chance of that with a true median just short of the goal is at most 1 in 2^n (a
+ * one-sided sign test: 97% confidence for five windows); runs on both sides leave the goal open.
+ */
+function verdict(runs: readonly number[] | undefined, median: number, meets: (value: number) => boolean, noun = 'windows'): string {
+  const measured = (runs ?? []).filter((v) => Number.isFinite(v))
+  if (measured.length === 0 || !Number.isFinite(median)) return 'not measured'
+  const word = meets(median) ? '**pass**' : '**miss**'
+  return measured.length === 1 ? word : `${word}, ${measured.filter(meets).length} of ${measured.length} ${noun}`
+}
 
 function table(header: string[], rows: string[][]): string {
   return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n')
@@ -78,6 +88,8 @@ interface OpenPoint {
   achieved: Spread
   p50: Spread
   p99: Spread
+  /** Each window's p99, in the order run. */
+  p99s: number[]
   p999: Spread
   max: Spread
   unanswered: number
@@ -109,6 +121,7 @@ function openPoints(report: BenchReport): OpenPoint[] {
       achieved: spread(rate(w)),
       p50: spread(w.map((x) => x.latency.p50Ms)),
       p99: spread(w.map((x) => x.latency.p99Ms)),
+      p99s: w.map((x) => x.latency.p99Ms),
       p999: spread(w.map((x) => x.latency.p999Ms)),
       max: spread(w.map((x) => x.latency.maxMs)),
       unanswered: w.reduce((sum, x) => sum + x.unanswered, 0),
@@ -123,8 +136,12 @@ function openPoints(report: BenchReport): OpenPoint[] {
  * ran within the same repetition): median and spread of the per-pair ratios.
  */
 export function pairedRatio(a: number[], b: number[]): Spread {
-  const pairs = Math.min(a.length, b.length)
-  return spread(Array.from({ length: pairs }, (_, i) => ratio(a[i]!, b[i]!)))
+  return spread(pairedRatios(a, b))
+}
+
+/** The per-pair ratios behind {@link pairedRatio}, repetition by repetition. */
+function pairedRatios(a: number[], b: number[]): number[] {
+  return Array.from({ length: Math.min(a.length, b.length) }, (_, i) => ratio(a[i]!, b[i]!))
 }
 
 interface ThroughputRow {
@@ -193,11 +210,12 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
   for (const partitions of p.partitions) {
     const e = eskRow(partitions)
     const t = txRow(partitions)
-    const r = e && t ? pairedRatio(rate(e.windows), rate(t.windows)) : undefined
+    const ratios = e && t ? pairedRatios(rate(e.windows), rate(t.windows)) : undefined
+    const r = ratios && spread(ratios)
     goalRows.push([
       `commands/s ≥ ${GOALS.throughputRatio}× hand-written, ${partitions} partition(s), ${p.inFlight[0]} in flight`,
       r ? `${withRange(r, (n) => dec(n))}× (${int(spread(rate(e!.windows)).median)} against ${int(spread(rate(t!.windows)).median)}/s)` : 'n/a',
-      verdict(r && r.n > 0 ? r.median >= GOALS.throughputRatio : undefined),
+      verdict(ratios, r?.median ?? NaN, (x) => x >= GOALS.throughputRatio, 'pairs of windows'),
     ])
   }
   for (const partitions of p.openLoopPartitions) {
@@ -205,23 +223,24 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
     goalRows.push([
       `p99 ≤ ${GOALS.p99AtHalfMs} ms at 50% of the maximum (the closed-loop median), open loop, ${partitions} partition(s)`,
       half ? `${withRange(half.p99, ms)} at ${int(half.offered)}/s (p99.9 ${ms(half.p999.median)})` : 'n/a',
-      verdict(half ? half.p99.median <= GOALS.p99AtHalfMs : undefined),
+      verdict(half?.p99s, half?.p99.median ?? NaN, (x) => x <= GOALS.p99AtHalfMs),
     ])
   }
   for (const partitions of p.partitions) {
     const e = eskRow(partitions)
-    const cpu = e ? spread(e.windows.map((w) => w.cpuUsPerCommand)) : undefined
+    const perCommand = e?.windows.map((w) => w.cpuUsPerCommand)
+    const cpu = perCommand && spread(perCommand)
     goalRows.push([
       `processor CPU per command ≤ ${GOALS.cpuUsPerCommand} µs, ${partitions} partition(s)`,
       cpu && cpu.n > 0 ? `${withRange(cpu)} µs` : 'n/a',
-      verdict(cpu && cpu.n > 0 ? cpu.median <= GOALS.cpuUsPerCommand : undefined),
+      verdict(perCommand, cpu?.median ?? NaN, (x) => x <= GOALS.cpuUsPerCommand),
     ])
   }
   const rec = report.recovery
   goalRows.push([
     `recovery ≥ ${GOALS.recoveryOverRead}× a bare read`,
     rec ? `${recoveryRatio(rec)} (${int(rec.rebuildEventsPerSecond)} against ${int(rec.bareReadEventsPerSecond)} events/s, ${int(rec.events)} events)` : 'n/a',
-    verdict(rec ? rec.rebuildOverRead >= GOALS.recoveryOverRead : undefined),
+    verdict(rec ? (rec.ratios ?? [rec.rebuildOverRead]) : undefined, rec?.rebuildOverRead ?? NaN, (x) => x >= GOALS.recoveryOverRead, 'repetitions'),
   ])
   goalRows.push([
     `time to take commands after a takeover (${rec ? int(rec.events) : '?'}-event partition${rec && rec.events < 1_000_000 ? '; the issue asks for 1M, see the full profile' : ''})`,
@@ -236,7 +255,12 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
   ])
   out.push(table(['goal (issue 9)', 'measured', 'verdict'], goalRows))
   out.push('')
-  out.push('CPU per command is the processor process\'s user + system CPU (every thread, GC included) over the commands it processed in the window.')
+  out.push(
+    'A verdict is that of the median; after it, how many of the runs (windows, pairs of windows, repetitions) met the goal by themselves. ' +
+      'When all of them did, the goal holds beyond this machine\'s noise: with five, a true median just short of the goal would give that at most once in 32 runs (a one-sided sign test). ' +
+      'When they fall on both sides, the run cannot tell, whatever the median says. ' +
+      'CPU per command is the processor process\'s user + system CPU (every thread, GC included) over the commands it processed in the window.',
+  )
   out.push('')
 
   if (rows.length > 0) {
