@@ -4,7 +4,8 @@
  * the same per command as a cold one, as it does in the baselines.
  */
 import { Aggregate, Command, CommandHandler, CommandRejected, Event, EventHandler } from '@esk/core'
-import { type EventToAppend } from '@esk/core/driver'
+import { type EventToAppend, type StreamSpec } from '@esk/core/driver'
+import { MemoryBackend, memoryDriver } from '@esk/memory'
 
 /** An account was opened. */
 @Event('bench.Opened')
@@ -107,4 +108,21 @@ export class EventSeries {
       payload: JSON.stringify(version === 1 ? { owner: 'bench' } : { amount: 1, note: '' }),
     }
   }
+}
+
+/**
+ * An embedded driver's backend whose stream already holds these events, partition by partition
+ * (`byPartition[p]` in log order), as if committed there: for stages that rebuild or project
+ * without paying for writes.
+ */
+export async function memoryBackendWith(stream: StreamSpec, byPartition: ReadonlyArray<Iterable<EventToAppend>>): Promise<MemoryBackend> {
+  const backend = new MemoryBackend()
+  const setup = memoryDriver({ backend })
+  await setup.transport.provision([stream])
+  await setup.transport.close()
+  byPartition.forEach((events, p) => {
+    const log = backend.log(stream.aggregate, p)
+    for (const e of events) log.events.push({ ...e, offset: log.events.length, timestamp: Date.now() })
+  })
+  return backend
 }

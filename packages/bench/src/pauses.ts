@@ -5,6 +5,7 @@
  * percentiles.
  */
 import { PerformanceObserver, constants, monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
+import { round } from './stats.js'
 
 /** A window's pauses in one process, ms. */
 export interface PauseSummary {
@@ -83,8 +84,4 @@ export class PauseWatch {
     this.delay.disable()
     this.observer.disconnect()
   }
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 100) / 100
 }

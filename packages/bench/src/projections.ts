@@ -8,9 +8,9 @@ import { createEsk, defineProjection, on, type Driver } from '@esk/core'
 import { partitionFor, type EventToAppend, type StreamSpec } from '@esk/core/driver'
 import { kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { TransactionalWriter } from '@esk/kafka/driver'
-import { MemoryBackend, memoryDriver } from '@esk/memory'
+import { memoryDriver } from '@esk/memory'
 import { redisStore } from '@esk/redis'
-import { BenchAccount, Deposited, EventSeries, Opened } from './domain.js'
+import { BenchAccount, Deposited, EventSeries, Opened, memoryBackendWith } from './domain.js'
 import { dropKeys } from './memory.js'
 import type { BenchEnv } from './session.js'
 import { dropTopics } from './systems.js'
@@ -50,13 +50,7 @@ export async function projections(env: BenchEnv, events: number, aggregates: num
   }
   const results: ProjectionResult[] = []
 
-  const backend = new MemoryBackend()
-  const memory = memoryDriver({ backend })
-  await memory.transport.provision([stream])
-  byPartition.forEach((list, p) => {
-    const log = backend.log(stream.aggregate, p)
-    for (const e of list) log.events.push({ ...e, offset: log.events.length, timestamp: Date.now() })
-  })
+  const memory = memoryDriver({ backend: await memoryBackendWith(stream, byPartition) })
   results.push(await buildAndRebuild('memory', memory, partitions, events, timeoutMs))
 
   const prefix = `bench${randomUUID().slice(0, 8)}.`

@@ -8,12 +8,12 @@ import { createEsk } from '@esk/core'
 import { encodeEnvelope, type EventToAppend, type StreamSpec } from '@esk/core/driver'
 import { kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { TransactionalWriter } from '@esk/kafka/driver'
-import { MemoryBackend, memoryDriver } from '@esk/memory'
+import { memoryDriver } from '@esk/memory'
 import { redisStore } from '@esk/redis'
-import { BenchAccount, Deposit, EventSeries } from './domain.js'
+import { BenchAccount, Deposit, EventSeries, memoryBackendWith } from './domain.js'
 import { dropKeys } from './memory.js'
 import type { BenchEnv } from './session.js'
-import { spread } from './stats.js'
+import { round, spread } from './stats.js'
 import { dropTopics } from './systems.js'
 
 /** The figures of the recovery stage: medians over its repetitions, and each repetition's ratio. */
@@ -133,7 +133,6 @@ export async function recovery(env: BenchEnv, events: number, aggregates: number
       await owner.close()
     }
 
-    const median = (values: number[]): number => spread(values).median
     return {
       events,
       aggregates: series.size,
@@ -161,13 +160,10 @@ export async function recovery(env: BenchEnv, events: number, aggregates: number
  * unrecorded pass. The events are put in its log directly, as the Kafka part writes them.
  */
 async function embeddedRebuild(stream: StreamSpec, events: number, aggregates: number, repetitions: number): Promise<RecoveryResult['embedded']> {
-  const backend = new MemoryBackend()
-  const setup = memoryDriver({ backend })
-  await setup.transport.provision([stream])
-  await setup.transport.close()
-  const log = backend.log(stream.aggregate, 0)
   const series = new EventSeries(aggregates)
-  for (let i = 0; i < events; i++) log.events.push({ ...series.event(i, 0), offset: log.events.length, timestamp: Date.now() })
+  const backend = await memoryBackendWith(stream, [(function* () {
+    for (let i = 0; i < events; i++) yield series.event(i, 0)
+  })()])
   const runs: Array<{ rate: number; cpu: number }> = []
   for (let i = 0; i <= Math.max(1, repetitions); i++) {
     // The CPU between the replay's start and end, as its rate: not the application's own start.
@@ -189,11 +185,12 @@ async function embeddedRebuild(stream: StreamSpec, events: number, aggregates: n
     runs.push({ rate: end.events / (end.elapsedMs / 1000), cpu: (end.cpu.user + end.cpu.system) / end.events })
   }
   return {
-    rebuildEventsPerSecond: Math.round(spread(runs.map((r) => r.rate)).median),
-    cpuMicrosPerEvent: round(spread(runs.map((r) => r.cpu)).median),
+    rebuildEventsPerSecond: Math.round(median(runs.map((r) => r.rate))),
+    cpuMicrosPerEvent: round(median(runs.map((r) => r.cpu))),
   }
 }
 
-function round(value: number): number {
-  return Math.round(value * 100) / 100
+function median(values: number[]): number {
+  return spread(values).median
 }
+
