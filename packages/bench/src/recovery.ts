@@ -65,14 +65,10 @@ export async function recovery(env: BenchEnv, events: number, aggregates: number
     await setup.provision([stream])
     const options = resolveKafkaOptions(quiet)
     const names = streamNames(prefix, stream.aggregate)
-    // The events are written directly, not by processing commands; they all name command offset 0,
-    // where the last event's command is put, so the command log agrees with the event log (a new
-    // owner checks that, and refuses a partition whose command topic looks recreated).
-    const last = { commandId: `c${events - 1}`, aggregateId: `a${(events - 1) % aggregates}` }
+    const command = lastCommand(events, aggregates)
     const producer = setup.client.producer()
     await producer.connect()
-    const command = encodeEnvelope({ ...last, type: 'bench.Deposit', kind: 'update', payload: { amount: 1, note: '' }, sentAt: Date.now() })
-    await producer.send({ topic: names.commands, acks: -1, messages: [{ partition: 0, key: last.aggregateId, value: command }] })
+    await producer.send({ topic: names.commands, acks: -1, messages: [{ partition: 0, key: command.aggregateId, value: command.value }] })
     await producer.disconnect()
     const writer = await TransactionalWriter.open(setup.client, options, names, 0)
     const series = new EventSeries(aggregates)
@@ -156,14 +152,30 @@ export async function recovery(env: BenchEnv, events: number, aggregates: number
 }
 
 /**
- * Rebuilds the same series of events on the embedded driver, `repetitions` times after one
- * unrecorded pass. The events are put in its log directly, as the Kafka part writes them.
+ * The command record both logs hold at position 0. The events are written directly, not by
+ * processing commands; they all name command position 0, where the last event's command is put, so
+ * the command log agrees with the event log (a new owner checks that, and refuses a partition
+ * whose command log looks recreated).
  */
-async function embeddedRebuild(stream: StreamSpec, events: number, aggregates: number, repetitions: number): Promise<RecoveryResult['embedded']> {
+function lastCommand(events: number, aggregates: number): { aggregateId: string; value: string } {
+  const last = { commandId: `c${events - 1}`, aggregateId: `a${(events - 1) % aggregates}` }
+  return {
+    aggregateId: last.aggregateId,
+    value: encodeEnvelope({ ...last, type: 'bench.Deposit', kind: 'update', payload: { amount: 1, note: '' }, sentAt: Date.now() }),
+  }
+}
+
+/**
+ * Rebuilds the same series of events on the embedded driver, `repetitions` times after one
+ * unrecorded pass. The events are put in its log directly, as the Kafka part writes them, and the
+ * command they name in its command log. Exported for its test.
+ */
+export async function embeddedRebuild(stream: StreamSpec, events: number, aggregates: number, repetitions: number): Promise<RecoveryResult['embedded']> {
   const series = new EventSeries(aggregates)
   const backend = await memoryBackendWith(stream, [(function* () {
     for (let i = 0; i < events; i++) yield series.event(i, 0)
   })()])
+  backend.log(stream.aggregate, 0).commands.push(lastCommand(events, aggregates).value)
   const runs: Array<{ rate: number; cpu: number }> = []
   for (let i = 0; i <= Math.max(1, repetitions); i++) {
     // The CPU between the replay's start and end, as its rate: not the application's own start.
