@@ -18,6 +18,7 @@ import {
 import type { Logger } from './logger.js'
 import type { Observers, PartitionState } from './observe.js'
 import { commandKey, type CommandKey, type LoadedBatch, type PartitionHandle, type PartitionLease, type SnapshotStore, type OutcomeChannel, type Transport } from './ports.js'
+import { FifoSet, LruMap } from './recent.js'
 import type {
   Checkpoint,
   CommandEnvelope,
@@ -226,12 +227,12 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
    * what the store holds, or the store lost them (a refused save then repairs the partition).
    * Emptied by every recovery.
    */
-  private readonly held = new Map<string, Held<T>>()
+  private readonly held = new LruMap<string, Held<T>>()
   /**
    * The command keys of the store's unlogged outcomes, oldest first, when the store can tell them:
    * a batch needs the store's copy only for commands among them. Undefined: load every command.
    */
-  private unlogged: { keys: Set<string>; window: number } | undefined
+  private unlogged: FifoSet<string> | undefined
   /**
    * The save of the last committed batch, while it runs: the next batch is handled meanwhile, but
    * loads from the store, commits and repairs only once it is over. Undefined when none runs.
@@ -355,12 +356,11 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     let listed: Set<string> | undefined
     for (const envelope of envelopes) {
       const { aggregateId, commandId } = envelope
-      if (!known || known.keys.has(commandKey(envelope))) maybeUnlogged.push({ aggregateId, commandId })
+      if (!known || known.has(commandKey(envelope))) maybeUnlogged.push({ aggregateId, commandId })
       if (held.has(aggregateId)) continue
-      const entry = this.held.get(aggregateId)
+      const entry = this.held.take(aggregateId)
       if (entry) {
         held.set(aggregateId, entry)
-        this.held.delete(aggregateId)
       } else if (!listed?.has(aggregateId)) {
         ;(listed ??= new Set()).add(aggregateId)
         missing.push(aggregateId)
@@ -631,12 +631,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   private noteUnlogged(outcomes: Outcome[]): void {
     const known = this.unlogged
     if (!known) return
-    for (const outcome of outcomes) {
-      const key = commandKey(outcome)
-      if (known.keys.has(key)) continue
-      known.keys.add(key)
-      if (known.keys.size > known.window) known.keys.delete(known.keys.values().next().value!)
-    }
+    for (const outcome of outcomes) known.add(commandKey(outcome))
   }
 
   /** Keeps what a replay saved for the first batches, as far as `snapshotCacheSize` allows. */
@@ -675,10 +670,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
 
   /** Drops the least recently used held aggregates beyond `snapshotCacheSize`. */
   private trimHeld(): void {
-    for (const id of this.held.keys()) {
-      if (this.held.size <= this.context.snapshotCacheSize) return
-      this.held.delete(id)
-    }
+    this.held.trim(this.context.snapshotCacheSize)
   }
 
   /** A snapshot that cannot be read is the store's fault, not the command's: rebuild the partition from the log. */
@@ -1166,7 +1158,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     await snapshots.save(stream, partition, token, { snapshots: [], checkpoint, unlogged: [], ready: true })
     if (snapshots.unloggedKeys && this.context.snapshotCacheSize > 0) {
       const { keys, window } = await snapshots.unloggedKeys(stream, partition)
-      this.unlogged = { keys: new Set(keys), window }
+      this.unlogged = new FifoSet(window, keys)
     }
     this.holdReplayed(replayed)
     this.checkpoint = checkpoint

@@ -15,6 +15,7 @@ import {
   ErrorCode,
 } from './errors.js'
 import { DelayQueue } from './delay-queue.js'
+import { RecentMap } from './recent.js'
 import { messageOf } from './runtime.js'
 import type { OutcomeChannel, OutcomeWait, SnapshotStore, StreamSpec, Transport } from './ports.js'
 import type { EventPosition } from './projection/runner.js'
@@ -52,7 +53,7 @@ export interface FindOptions {
   /**
    * Wait until the snapshot has reached this version (read your own writes). Defaults to the
    * version this repository's own last accepted command on the aggregate reached, when it
-   * remembers one (the last 10,000 aggregates it wrote); otherwise a plain read.
+   * remembers one (at least the last 10,000 aggregates it wrote); otherwise a plain read.
    */
   atLeastVersion?: number
   /** How long a find may wait for a version; defaults to the application's `readTimeoutMs`. */
@@ -87,7 +88,7 @@ export interface RepositorySettings {
 
 const MAX_ID_LENGTH = 256
 
-/** Aggregates whose version a repository remembers from its own accepted commands, at most. */
+/** Aggregates whose version a repository remembers from its own accepted commands, at least (at most twice as many). */
 const REMEMBERED_WRITES = 10_000
 
 /**
@@ -106,12 +107,12 @@ export class Repository<T extends object> {
   /** The deadlines of the calls made with the default `commandTimeoutMs`. */
   private readonly deadlines: DelayQueue<OutcomeWait>
   /**
-   * The version each aggregate reached by this repository's own accepted commands, for the last
-   * {@link REMEMBERED_WRITES} aggregates written, oldest first. An accepted command is answered
-   * once its events are committed, which can be before its snapshot is saved: a plain `find` of
-   * such an aggregate waits until the snapshot shows the write.
+   * The version each aggregate reached by this repository's own accepted commands, for at least
+   * the last {@link REMEMBERED_WRITES} aggregates written. An accepted command is answered once
+   * its events are committed, which can be before its snapshot is saved: a plain `find` of such an
+   * aggregate waits until the snapshot shows the write.
    */
-  private readonly ownWrites = new Map<string, number>()
+  private readonly ownWrites = new RecentMap<string, number>(REMEMBERED_WRITES)
 
   constructor(
     private readonly runtime: AggregateRuntime<T>,
@@ -301,13 +302,7 @@ export class Repository<T extends object> {
   /** Notes the version an accepted command of this repository reached (see `ownWrites`). */
   private remember(id: string, version: number): void {
     const known = this.ownWrites.get(id)
-    if (known !== undefined) {
-      if (known >= version) return
-      this.ownWrites.delete(id)
-    } else if (this.ownWrites.size >= REMEMBERED_WRITES) {
-      this.ownWrites.delete(this.ownWrites.keys().next().value!)
-    }
-    this.ownWrites.set(id, version)
+    if (known === undefined || known < version) this.ownWrites.set(id, version)
   }
 
   /** The error for a command the command log did not take. */

@@ -683,6 +683,35 @@ export function describeDriverContract(
       expect(await loadsOf(0)).toBe(6)
     })
 
+    it('holds the snapshotCacheSize aggregates used last, and reads the store for one used before them', async () => {
+      const f = await fixture()
+      const driver = await f.driver()
+      const { snapshots } = driver.store
+      const load = snapshots.load.bind(snapshots)
+      const loaded: string[] = []
+      snapshots.load = (...args) => {
+        loaded.push(...args[3])
+        return load(...args)
+      }
+      const app = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions }], driver, commandTimeoutMs, snapshotCacheSize: 2 })
+      cleanups.push(() => app.close())
+      const accounts = app.repository(ContractAccount)
+      // One partition: the cache is the partition's.
+      const [a, b, c] = idsInOnePartition(3) as [string, string, string]
+      await accounts.save(new Open('a', 0), { id: a })
+      await accounts.save(new Open('b', 0), { id: b })
+      // `a` used again after `b`, so `b` is the least recently used when `c` comes.
+      await accounts.update(a, new Deposit(1))
+      await accounts.save(new Open('c', 0), { id: c })
+      loaded.length = 0
+      expect(await accounts.update(a, new Deposit(1))).toMatchObject({ version: 3 })
+      expect(await accounts.update(c, new Deposit(1))).toMatchObject({ version: 2 })
+      expect(loaded).toEqual([])
+      expect(await accounts.update(b, new Deposit(1))).toMatchObject({ version: 2 })
+      expect(loaded).toEqual([b])
+      expect((await accounts.get(a, { atLeastVersion: 3 })).state.balance).toBe(2)
+    })
+
     it('remembers the last dedupWindow accepted commands of each aggregate, and no more', async () => {
       const app = await start(await fixture(), { dedupWindow: 2 })
       const accounts = app.repository(ContractAccount)
