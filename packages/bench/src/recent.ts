@@ -1,6 +1,6 @@
 /**
  * What keeping "the last n keys" costs per call, with esk's structures (`@esk/core`'s `RecentMap`,
- * `FifoSet` and `LruMap`) against the plain Map or Set they replaced, measured in the same run:
+ * `FifoMap` and `LruMap`) against the plain Map or Set they replaced, measured in the same run:
  * - moved to the end on every use (delete, then set): the client's own writes and the processor's
  *   held aggregates;
  * - oldest dropped with `keys().next()`: the client's own writes once full, and the processor's
@@ -10,7 +10,7 @@
  *   node packages/bench/dist/recent.js [--sizes 1000,10000] [--calls N]
  */
 import { parseArgs } from 'node:util'
-import { FifoSet, LruMap, RecentMap } from '@esk/core/driver'
+import { FifoMap, LruMap, RecentMap } from '@esk/core/driver'
 
 const { values } = parseArgs({ options: { sizes: { type: 'string', default: '1000,10000' }, calls: { type: 'string', default: '50000' } } })
 const sizes = values.sizes.split(',').map(Number)
@@ -105,9 +105,12 @@ for (const size of sizes) {
         set.add(key)
         if (set.size > size) set.delete(set.values().next().value!)
       })
-      const fifo = new FifoSet<string>(size, Array.from({ length: size }, (_, i) => `k-${i}`))
-      const after = timed(keys, (key) => fifo.add(key))
-      rows.push({ size, pattern, use: 'unlogged outcomes (FifoSet)', before, after })
+      const fifo = new FifoMap<string, true>()
+      for (let i = 0; i < size; i++) fifo.add(`k-${i}`, true)
+      const after = timed(keys, (key) => {
+        if (fifo.add(key, true)) fifo.trim(size)
+      })
+      rows.push({ size, pattern, use: 'unlogged outcomes (FifoMap)', before, after })
     }
   }
 }

@@ -28,7 +28,7 @@ export type { UndecodableCommand } from './codec.js'
 export { commandKey } from './ports.js'
 export { PendingOutcome } from './pending-outcome.js'
 export { DelayQueue } from './delay-queue.js'
-export { FifoSet, LruMap, RecentMap } from './recent.js'
+export { FifoMap, LruMap, RecentMap } from './recent.js'
 export type {
   CommandKey,
   CommandLogPosition,

@@ -18,7 +18,7 @@ import {
 import type { Logger } from './logger.js'
 import type { Observers, PartitionState } from './observe.js'
 import { commandKey, type CommandKey, type LoadedBatch, type PartitionHandle, type PartitionLease, type SnapshotStore, type OutcomeChannel, type Transport } from './ports.js'
-import { FifoSet, LruMap } from './recent.js'
+import { FifoMap, LruMap } from './recent.js'
 import type {
   Checkpoint,
   CommandEnvelope,
@@ -232,7 +232,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
    * The command keys of the store's unlogged outcomes, oldest first, when the store can tell them:
    * a batch needs the store's copy only for commands among them. Undefined: load every command.
    */
-  private unlogged: FifoSet<string> | undefined
+  private unlogged: { keys: FifoMap<string, true>; window: number } | undefined
   /**
    * The save of the last committed batch, while it runs: the next batch is handled meanwhile, but
    * loads from the store, commits and repairs only once it is over. Undefined when none runs.
@@ -356,7 +356,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     let listed: Set<string> | undefined
     for (const envelope of envelopes) {
       const { aggregateId, commandId } = envelope
-      if (!known || known.has(commandKey(envelope))) maybeUnlogged.push({ aggregateId, commandId })
+      if (!known || known.keys.has(commandKey(envelope))) maybeUnlogged.push({ aggregateId, commandId })
       if (held.has(aggregateId)) continue
       const entry = this.held.take(aggregateId)
       if (entry) {
@@ -631,7 +631,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
   private noteUnlogged(outcomes: Outcome[]): void {
     const known = this.unlogged
     if (!known) return
-    for (const outcome of outcomes) known.add(commandKey(outcome))
+    for (const outcome of outcomes) known.keys.add(commandKey(outcome), true)
+    known.keys.trim(known.window)
   }
 
   /** Keeps what a replay saved for the first batches, as far as `snapshotCacheSize` allows. */
@@ -1158,7 +1159,8 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     await snapshots.save(stream, partition, token, { snapshots: [], checkpoint, unlogged: [], ready: true })
     if (snapshots.unloggedKeys && this.context.snapshotCacheSize > 0) {
       const { keys, window } = await snapshots.unloggedKeys(stream, partition)
-      this.unlogged = new FifoSet(window, keys)
+      this.unlogged = { keys: new FifoMap(), window }
+      for (const key of keys) this.unlogged.keys.add(key, true)
     }
     this.holdReplayed(replayed)
     this.checkpoint = checkpoint

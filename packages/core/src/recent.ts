@@ -46,45 +46,56 @@ export class RecentMap<K, V> {
 }
 
 /**
- * A set of at most `capacity` keys that drops its oldest key (by first addition) when a new one
- * would pass that bound. Adding a key it holds changes nothing, as in a Redis list of keys trimmed
- * from its start. The order is kept in an array beside the set, so dropping the oldest key is
- * one lookup, whatever was dropped before.
+ * A map kept in order of first addition, trimmed from its oldest end, as a Redis hash of values
+ * beside a list of their keys is: adding a key it holds changes nothing (the first value wins).
+ * The order is kept in an array beside the map, so dropping the oldest key is one lookup,
+ * whatever was dropped before.
  */
-export class FifoSet<K> {
-  private readonly keys = new Set<K>()
+export class FifoMap<K, V> {
+  private readonly entries = new Map<K, V>()
   private order: K[] = []
   /** Index in `order` of the oldest key held. */
   private head = 0
 
-  constructor(
-    readonly capacity: number,
-    oldestFirst: Iterable<K> = [],
-  ) {
-    if (!(Number.isInteger(capacity) && capacity >= 0)) throw new RangeError(`capacity must be a non-negative integer, got ${capacity}`)
-    for (const key of oldestFirst) this.add(key)
+  has(key: K): boolean {
+    return this.entries.has(key)
   }
 
-  has(key: K): boolean {
-    return this.keys.has(key)
+  get(key: K): V | undefined {
+    return this.entries.get(key)
   }
 
   /** Adds `key` as the newest unless held; returns false when it was held. */
-  add(key: K): boolean {
-    if (this.keys.has(key)) return false
-    this.keys.add(key)
+  add(key: K, value: V): boolean {
+    if (this.entries.has(key)) return false
+    this.entries.set(key, value)
     this.order.push(key)
-    while (this.keys.size > this.capacity) this.keys.delete(this.order[this.head++]!)
+    return true
+  }
+
+  /** Drops the oldest keys beyond `capacity`. */
+  trim(capacity: number): void {
+    while (this.entries.size > capacity) this.entries.delete(this.order[this.head++]!)
     // The dropped front of the array goes once it is as long as what is held.
     if (this.head > 1024 && this.head >= this.order.length - this.head) {
       this.order = this.order.slice(this.head)
       this.head = 0
     }
-    return true
+  }
+
+  /** Keys, oldest first. */
+  keys(): K[] {
+    return this.order.slice(this.head)
+  }
+
+  clear(): void {
+    this.entries.clear()
+    this.order = []
+    this.head = 0
   }
 
   get size(): number {
-    return this.keys.size
+    return this.entries.size
   }
 }
 

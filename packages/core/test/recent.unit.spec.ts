@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { FifoSet, LruMap, RecentMap } from '../src/recent.js'
+import { FifoMap, LruMap, RecentMap } from '../src/recent.js'
 
 /** A seeded generator, so a failing sequence can be run again. */
 function random(seed: number): () => number {
@@ -39,32 +39,40 @@ describe('RecentMap', () => {
   })
 })
 
-describe('FifoSet', () => {
-  it('holds what a list trimmed from its start holds: first addition wins, oldest dropped first', () => {
+describe('FifoMap', () => {
+  it('holds what a Redis hash beside a list of its keys holds: first value wins, oldest dropped first', () => {
     const next = random(7)
-    const set = new FifoSet<number>(50, [1, 2, 3])
-    // The reference: keys in order of first addition, trimmed to the capacity.
-    let model = [1, 2, 3]
+    const map = new FifoMap<number, number>()
+    // The reference: [key, value] pairs in order of first addition, trimmed to the capacity.
+    let model: Array<[number, number]> = []
     for (let step = 0; step < 20_000; step++) {
       const key = Math.floor(next() * 200)
-      const added = set.add(key)
-      expect(added).toBe(!model.includes(key))
-      if (added) model.push(key)
-      model = model.slice(Math.max(0, model.length - 50))
+      const added = map.add(key, step)
+      expect(added).toBe(!model.some(([k]) => k === key))
+      if (added) model.push([key, step])
+      if (step % 7 === 0) {
+        map.trim(50)
+        model = model.slice(Math.max(0, model.length - 50))
+      }
       if (step % 97 === 0) {
-        for (let k = 0; k < 200; k++) expect(set.has(k)).toBe(model.includes(k))
-        expect(set.size).toBe(model.length)
+        for (let k = 0; k < 200; k++) expect(map.get(k)).toBe(model.find(([mk]) => mk === k)?.[1])
+        expect(map.keys()).toEqual(model.map(([k]) => k))
+        expect(map.size).toBe(model.length)
       }
     }
   })
 
-  it('keeps the newest of the keys it starts with, and nothing with a capacity of 0', () => {
-    const set = new FifoSet(2, ['a', 'b', 'c'])
-    expect([set.has('a'), set.has('b'), set.has('c')]).toEqual([false, true, true])
-    const none = new FifoSet(0)
-    expect(none.add('a')).toBe(true)
-    expect(none.has('a')).toBe(false)
-    expect(() => new FifoSet(-1)).toThrow(RangeError)
+  it('holds nothing once trimmed to 0 or cleared', () => {
+    const map = new FifoMap<string, number>()
+    map.add('a', 1)
+    map.add('b', 2)
+    map.trim(0)
+    expect([map.has('a'), map.size, map.keys()]).toEqual([false, 0, []])
+    map.add('c', 3)
+    map.clear()
+    expect(map.keys()).toEqual([])
+    map.add('c', 4)
+    expect(map.get('c')).toBe(4)
   })
 })
 

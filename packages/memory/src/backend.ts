@@ -1,5 +1,6 @@
 import type { MemoryFeedGroup } from './feed.js'
 import {
+  FifoMap,
   InMemoryProjectionStore,
   type Checkpoint,
   type DeadLetter,
@@ -37,8 +38,8 @@ export interface MemoryPartitionState {
   owner: string | undefined
   /** True once a recovery finished; false after a reset. */
   ready: boolean
-  /** Outcomes that left nothing in the log, by command key, oldest first (a Map keeps insertion order). */
-  unlogged: Map<string, Outcome>
+  /** Outcomes that left nothing in the log, by command key, oldest first. */
+  unlogged: FifoMap<string, Outcome>
 }
 
 /**
@@ -70,7 +71,7 @@ export class MemoryBackend {
     const key = `${stream}/${partition}`
     let state = this.state.get(key)
     if (!state) {
-      state = { snapshots: new Map(), checkpoint: undefined, owner: undefined, ready: false, unlogged: new Map() }
+      state = { snapshots: new Map(), checkpoint: undefined, owner: undefined, ready: false, unlogged: new FifoMap() }
       this.state.set(key, state)
     }
     return state

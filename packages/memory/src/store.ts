@@ -109,15 +109,14 @@ export class MemorySnapshotStore implements SnapshotStore {
     for (const outcome of write.unlogged) {
       const key = commandKey(outcome)
       // First outcome wins; the oldest go first once the window is full.
-      if (state.unlogged.has(key)) continue
-      state.unlogged.set(key, outcome)
-      if (state.unlogged.size > this.unloggedWindow) state.unlogged.delete(state.unlogged.keys().next().value!)
+      state.unlogged.add(key, outcome)
     }
+    state.unlogged.trim(this.unloggedWindow)
     if (write.ready) state.ready = true
   }
 
   async unloggedKeys(stream: StreamSpec, partition: number): Promise<UnloggedKeys> {
-    return { keys: [...this.backend.partitionState(stream.aggregate, partition).unlogged.keys()], window: this.unloggedWindow }
+    return { keys: this.backend.partitionState(stream.aggregate, partition).unlogged.keys(), window: this.unloggedWindow }
   }
 
   async reset(stream: StreamSpec, partition: number, token: string): Promise<void> {
