@@ -11,6 +11,7 @@
  */
 import { parseArgs } from 'node:util'
 import { FifoMap, LruMap, RecentMap } from '@esk/core/driver'
+import { seededRandom } from './zipf.js'
 
 const { values } = parseArgs({ options: { sizes: { type: 'string', default: '1000,10000' }, calls: { type: 'string', default: '50000' } } })
 const sizes = values.sizes.split(',').map(Number)
@@ -24,8 +25,7 @@ const PATTERNS: Pattern[] = ['one hot key', '8 hot keys', 'uniform', 'new keys']
 
 /** The keys of `calls` uses in a pattern, over `size` keys held. */
 function keysOf(pattern: Pattern, size: number): string[] {
-  let seed = 12345
-  const next = (): number => (seed = (Math.imul(seed, 1_664_525) + 1_013_904_223) >>> 0) / 2 ** 32
+  const next = seededRandom(12345)
   return Array.from({ length: calls }, (_, i) => {
     switch (pattern) {
       case 'one hot key':
