@@ -10,6 +10,7 @@ import { cpus, loadavg, totalmem } from 'node:os'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { ESK_DEFAULTS } from '@esk/core'
 import { kafkaTransport, logLevel, resolveKafkaOptions, streamNames } from '@esk/kafka'
 import { TransactionalWriter } from '@esk/kafka/driver'
@@ -106,7 +107,18 @@ async function warmup(env: BenchEnv, transactions: number): Promise<{ transactio
       [0, 1, 2, 3].map(async (p) => {
         const writer = await TransactionalWriter.open(transport.client, options, streamNames(prefix, 'warmup'), p)
         for (let i = 0; i < transactions / 4 && Date.now() < deadline; i++, done++) {
-          await writer.commit([{ aggregateId: `w${i}`, type: 'warmup', version: 1, commandId: `c${i}`, commandPosition: i, payload: '{}' }], i)
+          const events = [{ aggregateId: `w${i}`, type: 'warmup', version: 1, commandId: `c${i}`, commandPosition: i, payload: '{}' }]
+          // On a broker just started, the group coordinator is not available until the offsets
+          // topic is loaded: the first transactions fail with a retriable error. Try again.
+          for (;;) {
+            try {
+              await writer.commit(events, i)
+              break
+            } catch (error) {
+              if ((error as { retriable?: boolean }).retriable !== true || Date.now() >= deadline) throw error
+              await sleep(500)
+            }
+          }
         }
         await writer.close()
       }),
