@@ -106,11 +106,9 @@ export class MemorySnapshotStore implements SnapshotStore {
       commandPosition: Math.max(current?.commandPosition ?? -1, write.checkpoint.commandPosition),
       schemaVersion: write.checkpoint.schemaVersion,
     }
-    for (const outcome of write.unlogged) {
-      const key = commandKey(outcome)
-      // First outcome wins; the oldest go first once the window is full.
-      state.unlogged.add(key, outcome)
-    }
+    // First outcome wins; beyond the window the oldest go, once the write's are added (as the
+    // Redis save script trims).
+    for (const outcome of write.unlogged) state.unlogged.add(commandKey(outcome), outcome)
     state.unlogged.trim(this.unloggedWindow)
     if (write.ready) state.ready = true
   }
