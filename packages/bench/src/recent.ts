@@ -11,7 +11,7 @@
  */
 import { parseArgs } from 'node:util'
 import { FifoMap, LruMap, RecentMap } from '@esk/core/driver'
-import { seededRandom } from './zipf.js'
+import { seededRandom } from '@esk/testing'
 
 const { values } = parseArgs({ options: { sizes: { type: 'string', default: '1000,10000' }, calls: { type: 'string', default: '50000' } } })
 const sizes = values.sizes.split(',').map(Number)

@@ -1,5 +1,6 @@
 /** The workloads of the suite: which aggregate each command goes to, and what it carries. */
-import { Zipf, seededRandom } from './zipf.js'
+import { seededRandom } from '@esk/testing'
+import { Zipf } from './zipf.js'
 
 /** A workload as the client process runs it. */
 export interface Workload {

@@ -1,16 +1,4 @@
-/** Key choosers for the workloads: a seeded random source, uniform and Zipf-skewed picks. */
-
-/** A deterministic random source in [0, 1) (mulberry32): runs of the same seed pick the same keys. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** Zipf-skewed key picks for the workloads. */
 
 /**
  * Picks ranks 0..n-1 with probability proportional to 1 / (rank + 1)^exponent: rank 0 is the

@@ -1,14 +1,6 @@
 import { describe, expect, it } from 'vitest'
+import { seededRandom } from '@esk/testing'
 import { FifoMap, LruMap, RecentMap } from '../src/recent.js'
-
-/** A seeded generator, so a failing sequence can be run again. */
-function random(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (Math.imul(state, 1_664_525) + 1_013_904_223) >>> 0
-    return state / 2 ** 32
-  }
-}
 
 describe('RecentMap', () => {
   it('remembers at least the last capacity keys set, a key set on every call included, and at most twice as many', () => {
@@ -41,7 +33,7 @@ describe('RecentMap', () => {
 
 describe('FifoMap', () => {
   it('holds what a Redis hash beside a list of its keys holds: first value wins, oldest dropped first', () => {
-    const next = random(7)
+    const next = seededRandom(7)
     const map = new FifoMap<number, number>()
     // The reference: [key, value] pairs in order of first addition, trimmed to the capacity.
     let model: Array<[number, number]> = []
@@ -78,7 +70,7 @@ describe('FifoMap', () => {
 
 describe('LruMap', () => {
   it('keeps the most recently set keys when trimmed, in the order a Map moved on every use keeps them', () => {
-    const next = random(11)
+    const next = seededRandom(11)
     const lru = new LruMap<number, number>()
     // The reference: a Map in which a use deletes the key and sets it again at the end.
     const model = new Map<number, number | undefined>()

@@ -8,7 +8,8 @@ import { existsSync } from 'node:fs'
 import { createEsk } from '@esk/core'
 import { kafkaTransport } from '@esk/kafka'
 import { redisStore } from '@esk/redis'
-import { between, rng, type RunConfig } from './config.js'
+import { seededRandom } from '@esk/testing'
+import { between, type RunConfig } from './config.js'
 import { Account, commandClasses } from './domain.js'
 import { classify, HistoryWriter, type Attempt, type AttemptResult } from './history.js'
 import { CommandType } from './model.js'
@@ -58,7 +59,7 @@ interface Intent {
 
 /** Sends the plan's load, records it, prints one JSON summary line on stdout, then exits the process. */
 export async function runClient(config: RunConfig, plan: ClientPlan): Promise<void> {
-  const random = rng(plan.seed)
+  const random = seededRandom(plan.seed)
   const history = new HistoryWriter(plan.historyPath)
   // Started while the stack restarts, the first attempts find no broker: try again, as an
   // application's supervisor would, for a bounded time.

@@ -62,18 +62,6 @@ export function controlFile(dir: string, pid: number): string {
   return `${dir}/control/${pid}.json`
 }
 
-/** A small seeded generator (mulberry32), so a run is repeatable from its seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 /** A whole number in [min, max]. */
 export function between(random: () => number, min: number, max: number): number {
   return min + Math.floor(random() * (max - min + 1))

@@ -3,11 +3,12 @@ import { fileURLToPath } from 'node:url'
 import { consoleLogger, createEsk, type Esk } from '@esk/core'
 import { kafkaTransport, streamNames } from '@esk/kafka'
 import { redisStore } from '@esk/redis'
+import { seededRandom } from '@esk/testing'
 import { Redis } from 'ioredis'
 import { Kafka, logLevel } from 'kafkajs'
 import { check, CHECKS, type CheckName, type CheckReport, type Violation } from './checker.js'
 import type { ClientLiveness, ClientPlan } from './client.js'
-import { AGGREGATE, between, controlFile, rng, topics, type ArmedFault, type RunConfig, type StackMode, type Variant } from './config.js'
+import { AGGREGATE, between, controlFile, topics, type ArmedFault, type RunConfig, type StackMode, type Variant } from './config.js'
 import { Account } from './domain.js'
 import { HistoryWriter, readHistory } from './history.js'
 import { readLog } from './log.js'
@@ -219,7 +220,7 @@ export class Run {
     this.cluster = new StackCluster(REPO_ROOT, env.stackDir)
     this.stack = env.stack ?? 'single'
     this.loadMs = SCENARIOS[scenario]?.loadMs?.(profile) ?? profile.loadMs
-    this.random = rng(seed)
+    this.random = seededRandom(seed)
     this.config = {
       brokers: env.brokers,
       redisPath: this.redis.socket,

@@ -1,7 +1,8 @@
 import { createEsk } from '@esk/core'
 import { describe, expect, it } from 'vitest'
 import { classify } from '../src/history.js'
-import { between, rng } from '../src/config.js'
+import { seededRandom } from '@esk/testing'
+import { between } from '../src/config.js'
 import { Account, commandClasses } from '../src/domain.js'
 import { apply, CommandType, decide, type AccountState, type ModelCommand } from '../src/model.js'
 
@@ -12,7 +13,7 @@ describe('the esk domain and the checker model', () => {
   it('decide every command alike and end in the same states', async () => {
     const app = await createEsk({ aggregates: [Account], partitions: 2 })
     const accounts = app.repository(Account)
-    const random = rng(42)
+    const random = seededRandom(42)
     const model = new Map<string, { state: AccountState; version: number }>()
     const ids = ['a', 'b', 'c', 'd']
     try {
