@@ -1,7 +1,7 @@
 import { createEsk } from '@esk/core'
+import { seededRandom } from '@esk/testing'
 import { describe, expect, it } from 'vitest'
 import { classify } from '../src/history.js'
-import { seededRandom } from '@esk/testing'
 import { between } from '../src/config.js'
 import { Account, commandClasses } from '../src/domain.js'
 import { apply, CommandType, decide, type AccountState, type ModelCommand } from '../src/model.js'
