@@ -10,7 +10,7 @@ import type { PauseSummary } from './pauses.js'
 import type { WindowResult } from './session.js'
 import type { RecoveryResult } from './recovery.js'
 import { knee } from './schedule.js'
-import { ratio, spread, type Spread } from './stats.js'
+import { ratio, signTestTail, spread, type Spread } from './stats.js'
 import { barChart, lineChart, type Series } from './svg.js'
 import type { SystemName } from './systems.js'
 
@@ -44,15 +44,25 @@ const recoveryRatio = (rec: RecoveryResult): string => {
   return ratios.length > 1 ? `${dec(rec.rebuildOverRead)}× (${dec(Math.min(...ratios))}–${dec(Math.max(...ratios))})` : `${dec(rec.rebuildOverRead)}×`
 }
 /**
- * A goal's verdict, on the median of the runs, then how many runs met the goal by themselves. When
- * all n did, the chance of that with a true median just short of the goal is at most 1 in 2^n (a
- * one-sided sign test: 97% confidence for five windows); runs on both sides leave the goal open.
+ * The sign test's level for a decided verdict: a count of runs on the median's side that a true
+ * median exactly at the goal would give less than once in 20 (five runs of five; 12 of 15).
+ */
+const DECIDED_LEVEL = 0.05
+
+/**
+ * A goal's verdict, on the median of the runs; then how many runs met the goal by themselves, and
+ * whether that count decides it (a one-sided sign test at {@link DECIDED_LEVEL}). An undecided
+ * verdict is the machine's noise as much as esk's figure.
  */
 function verdict(runs: readonly number[] | undefined, median: number, meets: (value: number) => boolean, noun = 'windows'): string {
   const measured = (runs ?? []).filter((v) => Number.isFinite(v))
   if (measured.length === 0 || !Number.isFinite(median)) return 'not measured'
-  const word = meets(median) ? '**pass**' : '**miss**'
-  return measured.length === 1 ? word : `${word}, ${measured.filter(meets).length} of ${measured.length} ${noun}`
+  const met = meets(median)
+  const word = met ? '**pass**' : '**miss**'
+  if (measured.length === 1) return word
+  const passing = measured.filter(meets).length
+  const decided = signTestTail(measured.length, met ? passing : measured.length - passing) <= DECIDED_LEVEL
+  return `${word}, ${passing} of ${measured.length} ${noun}, ${decided ? 'decided' : 'undecided'}`
 }
 
 function table(header: string[], rows: string[][]): string {
@@ -256,9 +266,9 @@ export function figuresMarkdown(report: BenchReport, reportFile: string): string
   out.push(table(['goal (issue 9)', 'measured', 'verdict'], goalRows))
   out.push('')
   out.push(
-    'A verdict is that of the median; after it, how many of the runs (windows, pairs of windows, repetitions) met the goal by themselves. ' +
-      'When all of them did, the goal holds beyond this machine\'s noise: with five, a true median just short of the goal would give that at most once in 32 runs (a one-sided sign test). ' +
-      'When they fall on both sides, the run cannot tell, whatever the median says. ' +
+    'A verdict is that of the median; after it, how many of the runs (windows, pairs of windows, repetitions) met the goal by themselves, and whether that count decides it. ' +
+      'It is decided when a true median exactly at the goal would put that many runs on the median\'s side less than once in 20 (a one-sided sign test): all five of five, or 12 of 15. ' +
+      'Otherwise the run cannot tell, whatever the median says: repeat it with more repetitions. ' +
       'CPU per command is the processor process\'s user + system CPU (every thread, GC included) over the commands it processed in the window.',
   )
   out.push('')

@@ -51,3 +51,19 @@ export function round(value: number, digits = 2): number {
   const scale = 10 ** digits
   return Math.round(value * scale) / scale
 }
+
+/**
+ * The chance that at least `k` of `n` runs fall on one side of the true median, each run as likely
+ * on either side: the tail of a binomial of `n` trials of ½, which a one-sided sign test compares
+ * with its level. 1 for `k` ≤ 0.
+ */
+export function signTestTail(n: number, k: number): number {
+  let tail = 0
+  // C(n, i), built up term by term: exact in a double for any n a benchmark repeats.
+  let choose = 1
+  for (let i = 0; i <= n; i++) {
+    if (i >= k) tail += choose
+    choose = (choose * (n - i)) / (i + 1)
+  }
+  return tail / 2 ** n
+}

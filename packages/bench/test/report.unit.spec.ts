@@ -76,15 +76,35 @@ describe('the generated figures', () => {
   const goal = (start: string): string => text.split('\n').find((line) => line.startsWith(`| ${start}`)) ?? ''
 
   it('marks each goal pass or miss from the paired ratios and thresholds, and counts the runs that met it', () => {
-    expect(goal('commands/s ≥ 0.9× hand-written, 1 partition')).toMatch(/0\.95.*\| \*\*pass\*\*, 3 of 3 pairs of windows \|$/)
-    expect(goal('commands/s ≥ 0.9× hand-written, 4 partition')).toMatch(/0\.50.*\| \*\*miss\*\*, 0 of 3 pairs of windows \|$/)
+    // Three runs all on one side would happen by chance once in 8: too often to decide anything.
+    expect(goal('commands/s ≥ 0.9× hand-written, 1 partition')).toMatch(/0\.95.*\| \*\*pass\*\*, 3 of 3 pairs of windows, undecided \|$/)
+    expect(goal('commands/s ≥ 0.9× hand-written, 4 partition')).toMatch(/0\.50.*\| \*\*miss\*\*, 0 of 3 pairs of windows, undecided \|$/)
     // The point at 50% of the sweep (500/s, the middle rate once sorted): median p99 of 45 and 55 ms.
     // The median passes, but one window of two missed: the run cannot tell, and the count says so.
-    expect(goal('p99 ≤ 50 ms at 50%')).toMatch(/50 ms \(45 ms–55 ms\) at 500\/s.*\| \*\*pass\*\*, 1 of 2 windows \|$/)
-    expect(goal('processor CPU per command ≤ 100 µs, 1')).toMatch(/120 \(120–120\) µs \| \*\*miss\*\*, 0 of 3 windows \|$/)
+    expect(goal('p99 ≤ 50 ms at 50%')).toMatch(/50 ms \(45 ms–55 ms\) at 500\/s.*\| \*\*pass\*\*, 1 of 2 windows, undecided \|$/)
+    expect(goal('processor CPU per command ≤ 100 µs, 1')).toMatch(/120 \(120–120\) µs \| \*\*miss\*\*, 0 of 3 windows, undecided \|$/)
     // The median of the repetitions' ratios, with their range.
-    expect(goal('recovery ≥ 0.8×')).toMatch(/0\.50× \(0\.42–0\.61\).*\| \*\*miss\*\*, 0 of 3 repetitions \|$/)
+    expect(goal('recovery ≥ 0.8×')).toMatch(/0\.50× \(0\.42–0\.61\).*\| \*\*miss\*\*, 0 of 3 repetitions, undecided \|$/)
     expect(goal('time to take commands')).toMatch(/0\.50 s \| reported/)
+  })
+
+  it('calls a verdict decided only when the count of runs on its side beats chance (a one-sided sign test at 5%)', () => {
+    const rows = (ratios: number[], cpus: number[]): { throughput: string; cpu: string } => {
+      const r = report()
+      r.throughput = ratios.flatMap((x, i) => [window('esk', 1, 1000 * x, { cpuUsPerCommand: cpus[i] }), window('tx', 1, 1000)])
+      const markdown = figuresMarkdown(r, 'reports/bench-x.json').split('\n')
+      const find = (start: string): string => markdown.find((line) => line.startsWith(`| ${start}`)) ?? ''
+      return { throughput: find('commands/s ≥ 0.9× hand-written, 1 partition'), cpu: find('processor CPU per command ≤ 100 µs, 1') }
+    }
+    // Five of five: once in 32 by chance. Four of five: 6 in 32.
+    expect(rows([0.95, 0.92, 0.97, 0.91, 0.99], [90, 80, 99, 101, 70]).throughput).toMatch(/\*\*pass\*\*, 5 of 5 pairs of windows, decided \|$/)
+    expect(rows([0.95, 0.92, 0.97, 0.91, 0.99], [90, 80, 99, 101, 70]).cpu).toMatch(/\*\*pass\*\*, 4 of 5 windows, undecided \|$/)
+    // A miss is decided the same way, from the runs that missed: 13 of 15 (2 met the goal).
+    const fifteen = [0.8, 0.85, 0.81, 0.95, 0.79, 0.83, 0.88, 0.7, 0.91, 0.86, 0.84, 0.82, 0.8, 0.87, 0.78]
+    expect(rows(fifteen, fifteen.map(() => 50)).throughput).toMatch(/\*\*miss\*\*, 2 of 15 pairs of windows, decided \|$/)
+    // 11 of 15 meeting it would come up about 6 times in 100 by chance: not decided.
+    const eleven = fifteen.map((x, i) => (i < 11 ? 0.95 : x))
+    expect(rows(eleven, fifteen.map(() => 50)).throughput).toMatch(/\*\*pass\*\*, 11 of 15 pairs of windows, undecided \|$/)
   })
 
   it('gives a verdict without a count when there was one run', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { quantile, ratio, round, spread } from '../src/stats.js'
+import { quantile, ratio, round, signTestTail, spread } from '../src/stats.js'
 import { pairedRatio } from '../src/report.js'
 
 describe('stats', () => {
@@ -25,6 +25,16 @@ describe('stats', () => {
     expect(ratio(NaN, 2)).toBeNaN()
     expect(round(1.23456)).toBe(1.23)
     expect(round(1.23456, 3)).toBe(1.235)
+  })
+
+  it('gives the chance of at least k of n runs on one side of a true median, as a sign test needs', () => {
+    // All of five: 1 in 32. Four or more of five: 6 in 32. At least 12 of 15: 576 in 32,768.
+    expect(signTestTail(5, 5)).toBeCloseTo(1 / 32, 12)
+    expect(signTestTail(5, 4)).toBeCloseTo(6 / 32, 12)
+    expect(signTestTail(15, 12)).toBeCloseTo(576 / 32_768, 12)
+    expect(signTestTail(15, 11)).toBeCloseTo(1941 / 32_768, 12)
+    expect(signTestTail(9, 0)).toBe(1)
+    expect(signTestTail(9, 10)).toBe(0)
   })
 
   it('pairs windows that ran next to each other before taking ratios', () => {
