@@ -14,6 +14,7 @@
  */
 import { Kafka, Partitioners, logLevel, type Consumer, type Producer } from 'kafkajs'
 import { Redis } from 'ioredis'
+import { KAFKA_DEFAULTS } from '@esk/kafka'
 import { baselineNames, type BaselineCommand, type BaselineReply, type BaselineState } from './protocol.js'
 
 /** How a baseline processor runs. */
@@ -55,8 +56,8 @@ export class BaselineProcessor {
     this.names = baselineNames(options.prefix)
     // kafkajs logs every retried CONCURRENT_TRANSACTIONS at ERROR; a real failure crashes the consumer (below).
     this.kafka = new Kafka({ brokers: options.brokers, logLevel: logLevel.NOTHING, clientId: 'baseline' })
-    // The same fetch wait as esk's processors (maxWaitTimeMs 500).
-    this.consumer = this.kafka.consumer({ groupId: this.names.group, maxWaitTimeInMs: 500, readUncommitted: false })
+    // The same fetch wait as esk's processors: an idle consumer's empty fetches cost CPU the other system's window shares.
+    this.consumer = this.kafka.consumer({ groupId: this.names.group, maxWaitTimeInMs: KAFKA_DEFAULTS.maxWaitTimeMs, readUncommitted: false })
     this.redis = new Redis(options.redisUrl)
     // After any rebalance another member may have written: forget the cached state.
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => this.states.clear())
