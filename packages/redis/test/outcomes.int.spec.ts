@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import { sleep, type CommandKey, type Outcome, type StreamSpec } from '@esk/core/driver'
-import { RedisStore, type RedisStoreOptions } from '@esk/redis'
+import { redisStore, RedisStore, type RedisStoreOptions } from '@esk/redis'
 import { replyChannel } from '@esk/redis/driver'
 import { eventually } from '@esk/testing/stack'
-import type { Redis } from 'ioredis'
+import { Redis } from 'ioredis'
 import { describe, expect, it, vi } from 'vitest'
 import { REDIS_URL, isolatedStores } from './support.js'
 
@@ -292,6 +292,25 @@ describe('RedisOutcomeChannel', () => {
     const again = client.outcomes.wait(stream, 0, command(next)).outcome
     await processor.outcomes.publish(stream, 0, [{ replyTo: client.outcomes.address, outcome: accepted(next) }])
     expect(await again).toEqual(accepted(next))
+  })
+
+  it('rejects a publish the server refuses, whether its replies go to one client or to several', async () => {
+    // A connection whose user may do anything but PUBLISH: a real refusal from redis-server.
+    const user = `esk-test-nopub-${randomUUID()}`
+    await admin().acl('SETUSER', user, 'on', '>secret', '~*', '&*', '+@all', '-publish')
+    const refused = new Redis(REDIS_URL, { username: user, password: 'secret', maxRetriesPerRequest: 1 })
+    const processor = redisStore({ client: refused, keyPrefix: prefix() })
+    try {
+      // Clients that read outcomes by line get one message per batch: one PUBLISH here, two below.
+      const one = [{ replyTo: 'client-a.lines', outcome: accepted('c-1') }, { replyTo: 'client-a.lines', outcome: accepted('c-2', 'a-2') }]
+      await expect(processor.outcomes.publish(stream, 1, one)).rejects.toThrow(/publishing 2 replies of Account\/1 failed: NOPERM/)
+      const two = [{ replyTo: 'client-a.lines', outcome: accepted('c-1') }, { replyTo: 'client-b.lines', outcome: accepted('c-3') }]
+      await expect(processor.outcomes.publish(stream, 1, two)).rejects.toThrow(/publishing 2 replies of Account\/1 failed: NOPERM/)
+    } finally {
+      await processor.close()
+      refused.disconnect()
+      await admin().acl('DELUSER', user)
+    }
   })
 
   it('publishes nothing for an empty list and rejects pending waits on close', async () => {
