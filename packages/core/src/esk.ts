@@ -72,8 +72,9 @@ export interface EskOptions {
   snapshotCacheSize?: number
   /**
    * Aggregates a replay (a partition's recovery, a rebuild) holds in memory while it reads the log:
-   * it saves each aggregate once per 50,000 events (or when half of them changed) rather than once
-   * per batch read, and reads the store only for aggregates it has not met. A partition with more
+   * it saves each changed aggregate once per 50,000 events folded, 100 per changed aggregate and 5
+   * seconds (whichever is most) rather than once per batch read, and reads the store only for
+   * aggregates it has not met. A partition with more
    * aggregates than this replays more slowly. Memory is about the snapshot's size each, for the
    * replay's duration. Default 16384.
    */

@@ -152,6 +152,13 @@ const REPLAY_SAVE_EVENTS = 50_000
  */
 const REPLAY_EVENTS_PER_SAVED = 100
 /**
+ * And it waits this long since its start or its last save, ms. A save during a replay only spares
+ * a replay that is stopped before its end from folding the same events again, and it rewrites every
+ * aggregate changed since the last one: a replay that ends sooner than this writes each aggregate
+ * once, at its end.
+ */
+const REPLAY_SAVE_INTERVAL_MS = 5_000
+/**
  * Snapshots written by one store call during a replay, at most. A Redis script runs alone: this
  * bounds how long a replay keeps every other partition on the same Redis waiting (9 ms on the
  * benchmark machine).
@@ -1008,11 +1015,13 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
     const replayed = new Map<string, Replayed<T>>()
     const bound = this.context.replayCacheSize
     // Aggregates changed since the last save, and events folded since then. A save waits for
-    // REPLAY_SAVE_EVENTS events, and for REPLAY_EVENTS_PER_SAVED events per aggregate it writes,
-    // so an aggregate with many events is encoded and written once per save, not once per batch.
+    // REPLAY_SAVE_EVENTS events, for REPLAY_EVENTS_PER_SAVED events per aggregate it writes (so an
+    // aggregate with many events is encoded and written once per save, not once per batch), and for
+    // REPLAY_SAVE_INTERVAL_MS.
     // A flag on each aggregate and a list, not a set of ids: a replay marks an aggregate per event.
     const dirty: Replayed<T>[] = []
     let unsaved = 0
+    let savedAt = Date.now()
     // On a rebuild the store was emptied: an aggregate not met yet has no snapshot to read, until
     // one met is forgotten (its saved snapshot must then be read back).
     let forgotten = false
@@ -1053,6 +1062,7 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       }
       dirty.length = 0
       unsaved = 0
+      savedAt = Date.now()
       await settle()
       saving = write(written, at)
       // Awaited by the next settle; a failure meanwhile must not surface as an unhandled rejection.
@@ -1152,7 +1162,12 @@ export class PartitionProcessor<T extends object> implements PartitionHandle {
       unsaved += batch.length
       count += batch.length
       progress('batch')
-      if (unsaved >= Math.max(REPLAY_SAVE_EVENTS, dirty.length * REPLAY_EVENTS_PER_SAVED)) await save(checkpoint)
+      if (
+        unsaved >= Math.max(REPLAY_SAVE_EVENTS, dirty.length * REPLAY_EVENTS_PER_SAVED) &&
+        Date.now() - savedAt >= REPLAY_SAVE_INTERVAL_MS
+      ) {
+        await save(checkpoint)
+      }
     }
     if (unsaved > 0) await save(checkpoint)
     await settle()

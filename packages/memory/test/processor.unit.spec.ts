@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import { consoleLogger, createEsk, type PartitionState } from '@esk/core'
-import { partitionFor, type SnapshotStore, type Store } from '@esk/core/driver'
+import { encodeEnvelope, partitionFor, type SnapshotStore, type Store } from '@esk/core/driver'
 import { MemoryBackend, memoryDriver } from '@esk/memory'
 import { contractModel } from '@esk/testing/contract'
 import { eventually } from '@esk/testing/stack'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 
 const { ContractAccount, ContractAccountV2, Open, Deposit, Withdraw } = contractModel
 
@@ -67,6 +67,94 @@ describe('partition processor on the embedded driver', () => {
     expect(await Promise.all(ids.map((id) => again.get(id)))).toEqual(before)
     // One write per 100 events folded at most, besides the last save of each aggregate.
     expect(written).toBeLessThanOrEqual(events / 100 + ids.length)
+    await rebuilt.close()
+  })
+
+  /**
+   * A partition whose log holds `rounds` events for each of `aggregates` accounts (an opening, then
+   * deposits of 1), written straight into the embedded log as a processor would have committed them.
+   */
+  async function loggedPartition(aggregates: number, rounds: number): Promise<MemoryBackend> {
+    const backend = new MemoryBackend()
+    const setup = memoryDriver({ backend })
+    await setup.transport.provision([{ aggregate: 'contract-account', partitions: 1 }])
+    await setup.transport.close()
+    const log = backend.log('contract-account', 0)
+    for (let round = 0; round < rounds; round++) {
+      for (let a = 0; a < aggregates; a++) {
+        const opening = round === 0
+        const commandId = `c${log.events.length}`
+        log.events.push({
+          aggregateId: `p${a}`,
+          type: opening ? 'contract.Opened' : 'contract.Deposited',
+          version: round + 1,
+          commandId,
+          commandPosition: log.commands.length,
+          payload: JSON.stringify(opening ? { owner: `p${a}`, initial: 0 } : { amount: 1 }),
+          offset: log.events.length,
+          timestamp: Date.now(),
+        })
+        log.commands.push(
+          encodeEnvelope({
+            commandId,
+            aggregateId: `p${a}`,
+            type: opening ? 'contract.Open' : 'contract.Deposit',
+            kind: opening ? 'create' : 'update',
+            payload: opening ? { owner: `p${a}`, initial: 0 } : { amount: 1 },
+            sentAt: Date.now(),
+          }),
+        )
+      }
+    }
+    return backend
+  }
+
+  /** A driver on `backend` that records the snapshots of each store write and the checkpoint it carries. */
+  function recordingDriver(backend: MemoryBackend): { driver: ReturnType<typeof memoryDriver>; writes: Array<{ snapshots: number; offset: number }> } {
+    const driver = memoryDriver({ backend })
+    const writes: Array<{ snapshots: number; offset: number }> = []
+    const save = driver.store.snapshots.save.bind(driver.store.snapshots)
+    driver.store.snapshots.save = (stream, partition, token, write) => {
+      writes.push({ snapshots: write.snapshots.length, offset: write.checkpoint.offset })
+      return save(stream, partition, token, write)
+    }
+    return { driver, writes }
+  }
+
+  // Fails before: a replay saved every 50,000 events however soon it would end, and rewrote every
+  // aggregate it had changed each time (a rebuild of 500,000 events over 1,000 aggregates wrote
+  // 5,000 snapshots where 1,000 hold its result).
+  it('writes each aggregate once when a replay ends within its save interval', async () => {
+    const backend = await loggedPartition(100, 600)
+    const { driver, writes } = recordingDriver(backend)
+    const rebuilt = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver, rebuild: true })
+    expect(writes.reduce((sum, w) => sum + w.snapshots, 0)).toBe(100)
+    const account = await rebuilt.repository(ContractAccount).get('p7')
+    expect(account.version).toBe(600)
+    expect(account.state.balance).toBe(599)
+    await rebuilt.close()
+  })
+
+  it('saves its progress during a replay that lasts longer than its save interval', async () => {
+    const backend = await loggedPartition(100, 600)
+    const { driver, writes } = recordingDriver(backend)
+    // Every reading of the clock is 2 s after the last: the replay's save interval passes after a
+    // few batches, as it would in a replay of millions of events.
+    const start = Date.now()
+    let readings = 0
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => start + 2_000 * readings++)
+    let rebuilt: Awaited<ReturnType<typeof createEsk>>
+    try {
+      rebuilt = await createEsk({ aggregates: [{ aggregate: ContractAccount, partitions: 1 }], driver, rebuild: true })
+    } finally {
+      clock.mockRestore()
+    }
+    // A save at 50,000 events (the least a save waits for), checkpoint included, then the last.
+    const during = writes.filter((w) => w.snapshots > 0 && w.offset < 60_000)
+    expect(during.length).toBeGreaterThan(0)
+    expect(during[0]!.offset).toBeGreaterThanOrEqual(50_000)
+    expect(writes.at(-1)!.offset).toBe(60_000)
+    expect((await rebuilt.repository(ContractAccount).get('p7')).version).toBe(600)
     await rebuilt.close()
   })
 
